@@ -39,7 +39,7 @@ Environment (defaults in brackets)
                                        others: found on PATH]
   BENCH_TOOLS        comma-separated subset of shoal,foreman,honcho [all]
   BENCH_ROUNDS       rounds [5]
-  BENCH_LINES        lines per chatty instance, N [30000]
+  BENCH_LINES        lines per chatty instance, N [25000]
   BENCH_IDLE_SECONDS idle CPU sampling window [5]
   BENCH_DEADLINE     seconds before a wait counts as failed [60]
   BENCH_PORT         base port passed with -p [17000]
@@ -117,9 +117,9 @@ class Tool:
         args = {"foreman": ["version"], "honcho": ["--version"]}.get(self.name, ["--version"])
         try:
             out = subprocess.run([self.binary, *args], capture_output=True,
-                                 text=True, timeout=20, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"unknown ({exc})"
+                                 text=True, timeout=10, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
         text = (out.stdout or out.stderr).strip().splitlines()
         return text[0] if text else "unknown"
 
@@ -130,7 +130,7 @@ def shoal_usable(binary: str) -> str | None:
         return f"{binary} not found or not executable"
     try:
         out = subprocess.run([binary, "start", "--help"], capture_output=True,
-                             text=True, timeout=20, stdin=subprocess.DEVNULL)
+                             text=True, timeout=10, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`shoal start --help` failed: {exc}"
     if out.returncode != 0 or "--no-restart" not in out.stdout + out.stderr:
@@ -210,7 +210,7 @@ class Run:
         self.output = output
         self.markers: set[str] = set()
         self.marker_times: list[float] = []
-        self.tail: collections.deque[str] = collections.deque(maxlen=15)
+        self.tail: collections.deque[str] = collections.deque(maxlen=8)
         self.eof = False
         self.cond = threading.Condition()
         env = {k: v for k, v in os.environ.items() if k != "PORT"}
@@ -250,13 +250,13 @@ class Run:
             try:
                 with open(self.output, "rb") as f:
                     f.seek(max(0, os.path.getsize(self.output) - 2000))
-                    lines = f.read().decode(errors="replace").splitlines()[-15:]
+                    lines = f.read().decode(errors="replace").splitlines()[-8:]
             except OSError:
                 lines = []
         else:
             with self.cond:
                 lines = list(self.tail)
-        return "\n".join("      " + ANSI.sub("", l) for l in lines)
+        return "\n".join("      " + ANSI.sub("", l) for l in lines) or "      (none)"
 
     def fail(self, what: str) -> BenchFailure:
         rc = self.proc.poll()
@@ -291,6 +291,14 @@ class Run:
             raise self.fail(f"did not exit within {self.deadline:.0f}s of SIGTERM") from None
         return time.perf_counter() - t0
 
+    def shut_down(self) -> None:
+        """End a run whose measurement is already taken: SIGTERM, and if the
+        supervisor ignores it, only warn (close() kills it anyway)."""
+        try:
+            self.terminate()
+        except BenchFailure as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+
     def close(self) -> int:
         """Make sure nothing from this run survives. Returns how many processes
         were still alive 2 s after the supervisor had exited by itself."""
@@ -309,21 +317,11 @@ class Run:
             leaked = len(live_descendants(me))
         # Anything left (instances in their own sessions, helpers) was
         # reparented to us (subreaper) or is still below the supervisor.
-        for _ in range(50):
-            alive = live_descendants(me)
-            if not alive:
-                break
-            for st in alive:
-                try:
-                    os.kill(st.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
+        kill_strays(exclude=self.proc.pid)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        reap_orphans(me, exclude=self.proc.pid)
         if self.reader is not None:
             self.reader.join(timeout=5)
             self.proc.stdout.close()
@@ -334,7 +332,20 @@ def live_descendants(root: int) -> list[ProcStat]:
     return [st for st in descendants(root) if st.state not in ("Z", "X")]
 
 
-def reap_orphans(me: int, exclude: int) -> None:
+def kill_strays(exclude: int | None = None) -> None:
+    """SIGKILL every process below the harness, then reap the ones that were
+    reparented to it. `exclude` is a child that subprocess will reap itself."""
+    me = os.getpid()
+    for _ in range(50):
+        alive = live_descendants(me)
+        if not alive:
+            break
+        for st in alive:
+            try:
+                os.kill(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
     for st in descendants(me):
         if st.ppid == me and st.pid != exclude and st.state == "Z":
             try:
@@ -382,7 +393,7 @@ def measure_start(cfg: Config, tool: Tool) -> float:
 
     def body(run: Run) -> float:
         elapsed = run.wait_markers(START_INSTANCES)
-        run.terminate()
+        run.shut_down()
         return elapsed
 
     return with_run(cfg, tool, procfile, {"web": START_INSTANCES}, body)
@@ -417,7 +428,7 @@ def measure_throughput(cfg: Config, tool: Tool) -> float:
                 if time.monotonic() > limit:
                     raise run.fail(f"{seen}/{total} lines after {cfg.deadline:.0f}s")
                 time.sleep(0.02)
-        run.terminate()
+        run.shut_down()
         return total / elapsed
 
     try:
@@ -457,7 +468,7 @@ def measure_idle_cpu(cfg: Config, tool: Tool) -> float:
         after = supervisor_ticks(run)
         if run.proc.poll() is not None:
             raise run.fail("supervisor exited while idle")
-        run.terminate()
+        run.shut_down()
         ticks = sum(after[pid] - before[pid] for pid in after if pid in before)
         return ticks / CLK_TCK
 
@@ -580,7 +591,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--only", default=env("BENCH_ONLY") or ",".join(m.key for m in MEASUREMENTS),
                    help="comma-separated subset of " + ",".join(m.key for m in MEASUREMENTS))
     p.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS") or 5))
-    p.add_argument("--lines", type=int, default=int(env("BENCH_LINES") or 30000))
+    p.add_argument("--lines", type=int, default=int(env("BENCH_LINES") or 25000))
     p.add_argument("--idle-seconds", type=float, default=float(env("BENCH_IDLE_SECONDS") or 5))
     p.add_argument("--deadline", type=float, default=float(env("BENCH_DEADLINE") or 60))
     p.add_argument("--port", type=int, default=int(env("BENCH_PORT") or 17000))
@@ -610,11 +621,12 @@ def select_tools(args: argparse.Namespace) -> list[Tool]:
 
 def main() -> int:
     args = parse_args()
+    become_subreaper()
     tools = select_tools(args)
     wanted = {k.strip() for k in args.only.split(",")}
     measurements = [m for m in MEASUREMENTS if m.key in wanted]
     versions = {t.name: t.version() for t in tools}
-    become_subreaper()
+    kill_strays()
     workdir = tempfile.mkdtemp(prefix="shoal-bench-")
     cfg = Config(rounds=args.rounds, lines=args.lines, idle_seconds=args.idle_seconds,
                  deadline=args.deadline, port=args.port, workdir=workdir)

@@ -188,62 +188,10 @@ impl Plan {
     pub fn load(options: &PlanOptions) -> Result<Self, PlanError> {
         let procfile_path = absolute(&options.procfile);
         let procfile = Procfile::read(&procfile_path)?;
-        let app_dir = match &options.app_dir {
-            Some(dir) => {
-                let dir = absolute(dir);
-                match std::fs::metadata(&dir) {
-                    Ok(meta) if meta.is_dir() => dir,
-                    Ok(_) => {
-                        return Err(PlanError::AppDir {
-                            path: dir,
-                            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
-                        });
-                    }
-                    Err(source) => return Err(PlanError::AppDir { path: dir, source }),
-                }
-            }
-            None => procfile_path
-                .parent()
-                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
-        };
-
-        let env_files: Vec<PathBuf> = if options.env_files.is_empty() {
-            let default = app_dir.join(".env");
-            if default.is_file() {
-                vec![default]
-            } else {
-                vec![]
-            }
-        } else {
-            options.env_files.iter().map(|p| absolute(p)).collect()
-        };
-        let mut env: Vec<EnvVar> = Vec::new();
-        for file in &env_files {
-            for var in dotenv::read(file)? {
-                let var = EnvVar {
-                    key: var.key,
-                    value: var.value,
-                    file: file.clone(),
-                    line: var.line,
-                };
-                match env.iter_mut().find(|v| v.key == var.key) {
-                    Some(earlier) => *earlier = var,
-                    None => env.push(var),
-                }
-            }
-        }
-
-        let port = match (options.port, env.iter().find(|v| v.key == "PORT")) {
-            (Some(port), _) => port,
-            (None, Some(var)) => {
-                parse_port(&var.value, format!("`{}`:{}", var.file.display(), var.line))?
-            }
-            (None, None) => match &options.inherited_port {
-                Some(value) => parse_port(value, "the environment".to_owned())?,
-                None => DEFAULT_PORT,
-            },
-        };
-
+        let default_dir = procfile_path
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let (app_dir, env_files, env, port) = Self::environment(options, default_dir)?;
         let spec = options.formation.as_deref().map(Spec::parse).transpose()?;
         let names: Vec<&str> = procfile
             .entries
@@ -312,6 +260,85 @@ impl Plan {
             types,
             warnings: procfile.warnings,
         })
+    }
+
+    /// A plan with no process types, for running one command with the environment a
+    /// formation instance would get (`shoal run` outside a Procfile's folder). The app
+    /// directory defaults to the current directory.
+    pub fn without_procfile(options: &PlanOptions) -> Result<Self, PlanError> {
+        let cwd = absolute(Path::new("."));
+        let (app_dir, env_files, env, port) = Self::environment(options, cwd)?;
+        Ok(Plan {
+            procfile: absolute(&options.procfile),
+            app_dir,
+            env_files,
+            env,
+            port,
+            release: None,
+            types: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The app directory, the `.env` files and their variables, and the port.
+    fn environment(
+        options: &PlanOptions,
+        default_dir: PathBuf,
+    ) -> Result<(PathBuf, Vec<PathBuf>, Vec<EnvVar>, u16), PlanError> {
+        let app_dir = match &options.app_dir {
+            Some(dir) => {
+                let dir = absolute(dir);
+                match std::fs::metadata(&dir) {
+                    Ok(meta) if meta.is_dir() => dir,
+                    Ok(_) => {
+                        return Err(PlanError::AppDir {
+                            path: dir,
+                            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+                        });
+                    }
+                    Err(source) => return Err(PlanError::AppDir { path: dir, source }),
+                }
+            }
+            None => default_dir,
+        };
+
+        let env_files: Vec<PathBuf> = if options.env_files.is_empty() {
+            let default = app_dir.join(".env");
+            if default.is_file() {
+                vec![default]
+            } else {
+                vec![]
+            }
+        } else {
+            options.env_files.iter().map(|p| absolute(p)).collect()
+        };
+        let mut env: Vec<EnvVar> = Vec::new();
+        for file in &env_files {
+            for var in dotenv::read(file)? {
+                let var = EnvVar {
+                    key: var.key,
+                    value: var.value,
+                    file: file.clone(),
+                    line: var.line,
+                };
+                match env.iter_mut().find(|v| v.key == var.key) {
+                    Some(earlier) => *earlier = var,
+                    None => env.push(var),
+                }
+            }
+        }
+
+        let port = match (options.port, env.iter().find(|v| v.key == "PORT")) {
+            (Some(port), _) => port,
+            (None, Some(var)) => {
+                parse_port(&var.value, format!("`{}`:{}", var.file.display(), var.line))?
+            }
+            (None, None) => match &options.inherited_port {
+                Some(value) => parse_port(value, "the environment".to_owned())?,
+                None => DEFAULT_PORT,
+            },
+        };
+        Ok((app_dir, env_files, env, port))
     }
 
     /// Every instance of the formation, type by type.

@@ -1,1 +1,32 @@
-//! placeholder
+//! Runs a [`Plan`](shoal_procfile::Plan): starts every instance in its own process group, gives
+//! it its environment and scratch directory, multiplexes its output line by line, restarts it
+//! with backoff when it exits, and stops the whole formation with a grace period and no orphans.
+//!
+//! One controller task ([`supervisor`]) owns the instance table; each instance has a task
+//! ([`instance`]) that only reports what happens to its process. Others observe the formation
+//! through [`Handle::watch`] (the router asks it which `web` instances are ready) and steer it
+//! through [`Handle`]; the supervisor never reaches into them.
+//!
+//! # Layout
+//! - [`supervisor`]: the controller, its commands and the snapshot it publishes.
+//! - [`instance`]: the life of one process, from spawn to an empty process group.
+//! - [`process`]: spawning (`sh -c`, process groups, parent-death signal) and group signals.
+//! - [`output`]: the `HH:MM:SS web.1 | line` log multiplexer.
+//! - [`scratch`]: the formation's runtime directory and each instance's scratch directory.
+//! - [`backoff`]: restart delays.
+//! - [`exit`]: how a process ended, and the matching shell exit code.
+
+pub mod backoff;
+pub mod exit;
+mod instance;
+pub mod output;
+pub mod process;
+mod reader;
+pub mod scratch;
+pub mod supervisor;
+
+pub use backoff::Backoff;
+pub use exit::Exit;
+pub use output::{Log, LogWriter, Style};
+pub use scratch::RuntimeDir;
+pub use supervisor::{Handle, InstanceInfo, Options, Outcome, Snapshot, State, Supervisor};

@@ -1,0 +1,204 @@
+//! The life of one instance: a fresh scratch directory, the spawn, its output, the readiness
+//! probe, the exit, and an empty process group afterwards. The task reports to the controller
+//! and decides nothing about restarts or stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use shoal_procfile::{InstanceName, Plan};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::exit::Exit;
+use crate::output::Log;
+use crate::process::{self, Launch};
+use crate::reader;
+use crate::scratch::RuntimeDir;
+
+/// What the controller tells running instance tasks about the formation as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopState {
+    /// Running normally: when a main process exits, whatever it left behind is killed at once.
+    Running,
+    /// Stopping with a grace period: after the main process exits, wait for the rest of its
+    /// process group to finish.
+    Stopping,
+    /// The grace period is over: kill whatever is left.
+    Killing,
+}
+
+/// What an instance task reports.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Started {
+        slot: usize,
+        generation: u64,
+        pid: u32,
+    },
+    Ready {
+        slot: usize,
+        generation: u64,
+    },
+    Exited {
+        slot: usize,
+        generation: u64,
+        exit: Exit,
+        ran: Duration,
+    },
+    RestartDue {
+        slot: usize,
+        generation: u64,
+    },
+}
+
+/// What instance tasks share.
+pub(crate) struct Context {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) runtime: RuntimeDir,
+    pub(crate) log: Log,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) stop: watch::Receiver<StopState>,
+}
+
+/// One start of one instance.
+#[derive(Debug, Clone)]
+pub(crate) struct Start {
+    pub(crate) slot: usize,
+    pub(crate) generation: u64,
+    pub(crate) name: InstanceName,
+    pub(crate) command: String,
+    pub(crate) port: u16,
+    /// Position of the process type, for the log colour.
+    pub(crate) kind_index: usize,
+    /// Whether to report readiness once the port accepts connections.
+    pub(crate) probe: bool,
+}
+
+/// Longest wait for the output of an exited instance: a process that escaped the group may
+/// hold its pipes open for ever.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the instance once and reports `Started`, `Ready` and finally `Exited`.
+pub(crate) async fn run(context: Arc<Context>, start: Start) {
+    let began = Instant::now();
+    let exit = run_once(&context, &start).await;
+    let _ = context.runtime.remove_scratch(&start.name);
+    let _ = context.events.send(Event::Exited {
+        slot: start.slot,
+        generation: start.generation,
+        exit,
+        ran: began.elapsed(),
+    });
+}
+
+async fn run_once(context: &Context, start: &Start) -> Exit {
+    let scratch = match context.runtime.fresh_scratch(&start.name) {
+        Ok(path) => path,
+        Err(err) => return Exit::SpawnFailed(error_chain(&err)),
+    };
+    let env = context.plan.instance_env(&start.name, start.port, &scratch);
+    let launch = Launch {
+        command: &start.command,
+        dir: &context.plan.app_dir,
+        env: &env,
+        foreground: false,
+    };
+    let mut child = match process::spawn(&launch).await {
+        Ok(child) => child,
+        Err(err) => return Exit::SpawnFailed(error_chain(&err)),
+    };
+    let Some(pid) = child.id() else {
+        return Exit::SpawnFailed("the process exited before it could be watched".into());
+    };
+    let _ = context.events.send(Event::Started {
+        slot: start.slot,
+        generation: start.generation,
+        pid,
+    });
+
+    let source = context.log.source(start.name.to_string(), start.kind_index);
+    let mut readers = JoinSet::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.spawn(reader::pump(stdout, source.clone(), context.log.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.spawn(reader::pump(stderr, source, context.log.clone()));
+    }
+
+    let wait = child.wait();
+    tokio::pin!(wait);
+    let early = if start.probe {
+        tokio::select! {
+            status = &mut wait => Some(status),
+            () = wait_until_listening(start.port) => {
+                let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let status = match early {
+        Some(status) => status,
+        None => wait.await,
+    };
+    let exit = status.map_or_else(|err| Exit::SpawnFailed(error_chain(&err)), Exit::from);
+
+    clear_group(pid, context.stop.clone()).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        readers.abort_all();
+    }
+    exit
+}
+
+/// After the main process `pgid` exited: kill what it left in its group at once, or, while
+/// the formation stops, give it the rest of the grace period.
+async fn clear_group(pgid: u32, mut stop: watch::Receiver<StopState>) {
+    loop {
+        let state = *stop.borrow_and_update();
+        if state != StopState::Stopping {
+            let _ = process::signal_group(pgid, Signal::SIGKILL);
+            return;
+        }
+        if !process::group_is_alive(pgid) {
+            return;
+        }
+        // Polled only while a stop is in progress, never while the formation runs.
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Resolves once something accepts TCP connections on `port` on the loopback interface.
+async fn wait_until_listening(port: u16) {
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            || TcpStream::connect(("::1", port)).await.is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// An error and its causes, joined with `: `.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

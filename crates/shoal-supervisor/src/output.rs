@@ -1,0 +1,297 @@
+//! The log multiplexer: every instance's output and shoal's own events, one line at a time, as
+//! `HH:MM:SS web.1  | line`.
+//!
+//! Readers send whole lines (several at a time when a child writes fast) over a bounded channel
+//! to one writer thread, which prefixes them and writes them out in large batches. When the
+//! writer falls behind, the channel fills and the readers stop reading: the children then block
+//! on their pipes instead of shoal buffering without bound.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+/// Colours given to process types in Procfile order (ANSI SGR codes).
+const PALETTE: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
+/// The colour of shoal's own lines.
+const SYSTEM_COLOR: &str = "1";
+
+/// How lines are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Whether to colour the prefix (on a terminal, unless `NO_COLOR` or `--no-color`).
+    pub color: bool,
+}
+
+/// Who a line comes from.
+#[derive(Debug)]
+pub struct Source {
+    label: String,
+    color: &'static str,
+}
+
+impl Source {
+    /// The label shown before the `|`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+struct Record {
+    source: Arc<Source>,
+    /// One or more complete lines, each ending in `\n`.
+    lines: Vec<u8>,
+}
+
+/// A cheap, cloneable handle that sends lines to the writer.
+#[derive(Clone)]
+pub struct Log {
+    tx: mpsc::Sender<Record>,
+    width: Arc<AtomicUsize>,
+    system: Arc<Source>,
+}
+
+/// The thread that writes the log; join it after the last [`Log`] is dropped to be sure every
+/// line was written.
+pub struct LogWriter {
+    thread: JoinHandle<()>,
+}
+
+impl LogWriter {
+    /// Waits until every line sent before the last [`Log`] was dropped has been written.
+    pub fn finish(self) {
+        let _ = self.thread.join();
+    }
+
+    /// Like [`finish`](Self::finish), but gives up after `limit`: shoal must exit even if a
+    /// stray task still holds a [`Log`].
+    pub fn finish_within(self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        }
+    }
+}
+
+impl Log {
+    /// Starts the writer thread on `out`. `width` is the initial label width; longer labels
+    /// widen it.
+    pub fn start(out: Box<dyn Write + Send>, style: Style, width: usize) -> (Log, LogWriter) {
+        let (tx, rx) = mpsc::channel::<Record>(1024);
+        let width = Arc::new(AtomicUsize::new(width.max("system".len())));
+        let thread = {
+            let width = width.clone();
+            std::thread::Builder::new()
+                .name("shoal-log".into())
+                .spawn(move || write_loop(rx, out, style, &width))
+                .expect("the log thread starts")
+        };
+        let system = Arc::new(Source {
+            label: "system".into(),
+            color: SYSTEM_COLOR,
+        });
+        (Log { tx, width, system }, LogWriter { thread })
+    }
+
+    /// A source for lines of `label`; `kind` (the process type's position) picks its colour.
+    pub fn source(&self, label: String, kind: usize) -> Arc<Source> {
+        self.width.fetch_max(label.len(), Ordering::Relaxed);
+        Arc::new(Source {
+            label,
+            color: PALETTE[kind % PALETTE.len()],
+        })
+    }
+
+    /// A source for shoal's own lines under another label (`router`, `chaos`…).
+    pub fn named(&self, label: &str) -> Arc<Source> {
+        self.width.fetch_max(label.len(), Ordering::Relaxed);
+        Arc::new(Source {
+            label: label.to_owned(),
+            color: SYSTEM_COLOR,
+        })
+    }
+
+    /// Sends complete lines (each ending in `\n`) from `source`; waits while the writer is
+    /// behind.
+    pub async fn lines(&self, source: &Arc<Source>, lines: Vec<u8>) {
+        debug_assert!(lines.ends_with(b"\n"));
+        let _ = self
+            .tx
+            .send(Record {
+                source: source.clone(),
+                lines,
+            })
+            .await;
+    }
+
+    /// Writes one of shoal's own `system` lines.
+    pub async fn system(&self, message: impl Into<String>) {
+        let system = self.system.clone();
+        self.line(&system, message).await;
+    }
+
+    /// Writes one line from `source`.
+    pub async fn line(&self, source: &Arc<Source>, message: impl Into<String>) {
+        let mut line = message.into().into_bytes();
+        line.push(b'\n');
+        self.lines(source, line).await;
+    }
+}
+
+fn write_loop(
+    mut rx: mpsc::Receiver<Record>,
+    mut out: Box<dyn Write + Send>,
+    style: Style,
+    width: &AtomicUsize,
+) {
+    const BATCH: usize = 64 * 1024;
+    let mut buffer = Vec::with_capacity(BATCH * 2);
+    let mut clock = Clock::default();
+    let mut broken = false;
+    while let Some(record) = rx.blocking_recv() {
+        let time = clock.now();
+        format_record(
+            &mut buffer,
+            &record,
+            style,
+            width.load(Ordering::Relaxed),
+            time,
+        );
+        // Take whatever else is already waiting, so a busy log is written in large batches
+        // while a quiet one is written line by line without delay.
+        while buffer.len() < BATCH {
+            match rx.try_recv() {
+                Ok(record) => format_record(
+                    &mut buffer,
+                    &record,
+                    style,
+                    width.load(Ordering::Relaxed),
+                    time,
+                ),
+                Err(_) => break,
+            }
+        }
+        if !broken {
+            // A closed stdout (`shoal start | head`) must not stop the formation: keep
+            // supervising and drop the log.
+            broken = out.write_all(&buffer).and_then(|()| out.flush()).is_err();
+        }
+        buffer.clear();
+    }
+    let _ = out.flush();
+}
+
+fn format_record(buffer: &mut Vec<u8>, record: &Record, style: Style, width: usize, time: &str) {
+    let source = &record.source;
+    for line in record.lines.split_inclusive(|&b| b == b'\n') {
+        let text: Cow<'_, str> = String::from_utf8_lossy(line);
+        if style.color {
+            let _ = write!(
+                buffer,
+                "\x1b[{}m{time} {:<width$} |\x1b[0m ",
+                source.color, source.label
+            );
+        } else {
+            let _ = write!(buffer, "{time} {:<width$} | ", source.label);
+        }
+        buffer.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// Local wall-clock time as `HH:MM:SS`, formatted once per second.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    text: String,
+}
+
+impl Clock {
+    fn now(&mut self) -> &str {
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = local_hms(second);
+        }
+        &self.text
+    }
+}
+
+fn local_hms(epoch_seconds: u64) -> String {
+    let time = epoch_seconds as libc::time_t;
+    // SAFETY: localtime_r only writes into the `tm` we pass; a zeroed `tm` is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    if ok {
+        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+    } else {
+        let s = epoch_seconds % 86_400;
+        format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    }
+}
+
+/// A writer that appends to a shared buffer, for tests of anything that logs.
+#[derive(Clone, Default)]
+pub struct MemoryOut(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for MemoryOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip_time(text: &str) -> String {
+        text.lines()
+            .map(|l| l.get(9..).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn prefixes_and_aligns_lines() {
+        let out = MemoryOut::default();
+        let (log, writer) = Log::start(Box::new(out.clone()), Style { color: false }, 5);
+        let web = log.source("web.1".into(), 0);
+        let worker = log.source("worker.1".into(), 1);
+        log.lines(&web, b"one\ntwo\n".to_vec()).await;
+        log.lines(&worker, b"bad \xff utf8\n".to_vec()).await;
+        log.system("web.1 started").await;
+        drop((log, web, worker));
+        writer.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            strip_time(&text),
+            "web.1    | one\nweb.1    | two\nworker.1 | bad \u{fffd} utf8\nsystem   | web.1 started"
+        );
+        assert!(text.as_bytes()[2] == b':' && text.as_bytes()[5] == b':');
+    }
+
+    #[tokio::test]
+    async fn colours_only_when_asked() {
+        let out = MemoryOut::default();
+        let (log, writer) = Log::start(Box::new(out.clone()), Style { color: true }, 5);
+        let web = log.source("web.1".into(), 0);
+        log.line(&web, "hi").await;
+        drop((log, web));
+        writer.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.starts_with("\x1b[36m"), "{text:?}");
+        assert!(text.ends_with("|\x1b[0m hi\n"), "{text:?}");
+    }
+}

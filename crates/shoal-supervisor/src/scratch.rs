@@ -1,0 +1,226 @@
+//! The formation's runtime directory and the scratch directory of each instance.
+//!
+//! A formation keeps its runtime files under `${TMPDIR:-/tmp}/shoal-UID/NAME-HASH/`, where
+//! `NAME` is the app directory's name and `HASH` is derived from the Procfile's absolute path:
+//! the same Procfile always gets the same directory, and two Procfiles never share one. The
+//! per-user directory must be owned by the user with mode 0700, so another user cannot plant
+//! files or links in it.
+//!
+//! Each instance gets `scratch/TYPE.N` inside it, as `SHOAL_SCRATCH` and `TMPDIR`. It is made
+//! empty before every start of the instance and emptied again when the instance exits, so
+//! nothing on local disk survives a restart — as on a platform.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use shoal_procfile::InstanceName;
+
+/// Why a runtime directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeDirError {
+    #[error("cannot create `{}`", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refusing to use `{}`: {reason}; remove it or set `TMPDIR` to another directory", path.display())]
+    Unsafe { path: PathBuf, reason: String },
+}
+
+/// Where one formation keeps its runtime files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeDir {
+    root: PathBuf,
+}
+
+impl RuntimeDir {
+    /// The runtime directory of the formation of `procfile` (an absolute path), under the
+    /// system's temporary directory. Nothing is created yet.
+    pub fn for_procfile(procfile: &Path) -> Self {
+        Self::under(&std::env::temp_dir(), procfile)
+    }
+
+    /// The runtime directory of `procfile` under `base`.
+    pub fn under(base: &Path, procfile: &Path) -> Self {
+        let uid = nix::unistd::getuid();
+        let name: String = procfile
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "app".into())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(24)
+            .collect();
+        let hash = fnv1a(procfile.as_os_str().as_encoded_bytes());
+        RuntimeDir {
+            root: base
+                .join(format!("shoal-{uid}"))
+                .join(format!("{name}-{:08x}", hash as u32)),
+        }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory (and the private per-user directory above it).
+    pub fn create(&self) -> Result<(), RuntimeDirError> {
+        let user_dir = self
+            .root
+            .parent()
+            .expect("the runtime directory has a parent");
+        create_private(user_dir)?;
+        check_private(user_dir)?;
+        create_private(&self.root)?;
+        create_private(&self.root.join("scratch"))
+    }
+
+    /// Where instance `name` keeps its scratch files.
+    pub fn scratch(&self, name: &InstanceName) -> PathBuf {
+        self.root.join("scratch").join(name.to_string())
+    }
+
+    /// Makes a fresh, empty scratch directory for `name`, removing anything an earlier run
+    /// left there.
+    pub fn fresh_scratch(&self, name: &InstanceName) -> Result<PathBuf, RuntimeDirError> {
+        let path = self.scratch(name);
+        remove_all(&path).map_err(|source| RuntimeDirError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        create_private(&path)?;
+        Ok(path)
+    }
+
+    /// Removes `name`'s scratch directory and everything in it.
+    pub fn remove_scratch(&self, name: &InstanceName) -> io::Result<()> {
+        remove_all(&self.scratch(name))
+    }
+
+    /// Removes the whole runtime directory.
+    pub fn remove(&self) -> io::Result<()> {
+        remove_all(&self.root)
+    }
+}
+
+fn create_private(path: &Path) -> Result<(), RuntimeDirError> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(RuntimeDirError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn check_private(path: &Path) -> Result<(), RuntimeDirError> {
+    let unsafe_dir = |reason: &str| RuntimeDirError::Unsafe {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|source| RuntimeDirError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.file_type().is_dir() {
+        return Err(unsafe_dir("it is not a directory"));
+    }
+    if meta.uid() != nix::unistd::getuid().as_raw() {
+        return Err(unsafe_dir("it belongs to another user"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(unsafe_dir("other users can access it (expected mode 0700)"));
+    }
+    Ok(())
+}
+
+/// Removes `path` and everything below it, also where an app took away its own write
+/// permission; a path that does not exist is not an error.
+pub fn remove_all(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+            make_writable(path);
+            match std::fs::remove_dir_all(path) {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn make_writable(path: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.file_type().is_dir() {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                make_writable(&entry.path());
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: stable across Rust versions, unlike `DefaultHasher`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_scratch_is_empty_and_private() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = RuntimeDir::under(base.path(), Path::new("/srv/my app/Procfile"));
+        assert!(dir.path().ends_with(format!(
+            "shoal-{}/my_app-{:08x}",
+            nix::unistd::getuid(),
+            fnv1a(b"/srv/my app/Procfile") as u32
+        )));
+        dir.create().unwrap();
+        let name = InstanceName::new("web", 1);
+        let scratch = dir.fresh_scratch(&name).unwrap();
+        std::fs::create_dir(scratch.join("locked")).unwrap();
+        std::fs::write(scratch.join("locked/file"), "x").unwrap();
+        std::fs::set_permissions(
+            scratch.join("locked"),
+            std::fs::Permissions::from_mode(0o500),
+        )
+        .unwrap();
+        let again = dir.fresh_scratch(&name).unwrap();
+        assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0);
+        assert_eq!(std::fs::metadata(&again).unwrap().mode() & 0o777, 0o700);
+        dir.remove().unwrap();
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn refuses_a_shared_user_directory() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = RuntimeDir::under(base.path(), Path::new("/srv/app/Procfile"));
+        let user_dir = dir.path().parent().unwrap();
+        std::fs::create_dir(user_dir).unwrap();
+        std::fs::set_permissions(user_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = dir.create().unwrap_err().to_string();
+        assert!(err.contains("other users can access it"), "{err}");
+    }
+}

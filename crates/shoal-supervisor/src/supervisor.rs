@@ -1,0 +1,556 @@
+//! The controller: the one task that owns the instance table. It starts instances, restarts
+//! them with backoff, runs `release` first, stops the formation with a grace period, and
+//! publishes a [`Snapshot`] after every change for whoever watches (the router, `shoal ps`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use shoal_procfile::{InstanceName, Plan};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+use crate::exit::Exit;
+use crate::instance::{self, Context, Event, Start, StopState};
+use crate::output::Log;
+use crate::process;
+use crate::scratch::RuntimeDir;
+
+/// How the formation is run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long instances get between SIGTERM and SIGKILL (`--timeout`).
+    pub grace: Duration,
+    /// Restart instances that exit (`false` is `--no-restart`: the first exit stops everything).
+    pub restart: bool,
+    /// Delays between restarts.
+    pub backoff: Backoff,
+    /// The process type whose instances are probed for readiness (their port accepts
+    /// connections); others are `running` as soon as they started.
+    pub probe_type: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            grace: Duration::from_secs(10),
+            restart: true,
+            backoff: Backoff::default(),
+            probe_type: Some("web".into()),
+        }
+    }
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Spawned, not yet accepting connections (probed types only).
+    Starting,
+    /// Running (types that are not probed).
+    Running,
+    /// Accepting connections on its port.
+    Ready,
+    /// Sent SIGTERM, not yet exited.
+    Stopping,
+    /// Exited unexpectedly; waiting for its restart.
+    Crashed,
+    /// Not running and not coming back.
+    Stopped,
+}
+
+impl State {
+    /// The lowercase name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Ready => "ready",
+            State::Stopping => "stopping",
+            State::Crashed => "crashed",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// One instance as last seen by the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceInfo {
+    pub name: InstanceName,
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub state: State,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// When the current run started.
+    pub started_at: Option<Instant>,
+    /// How the previous run ended.
+    pub last_exit: Option<Exit>,
+}
+
+/// The formation as last seen by the controller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub instances: Vec<InstanceInfo>,
+}
+
+impl Snapshot {
+    /// Instances of `kind` that accept connections, with their ports.
+    pub fn ready(&self, kind: &str) -> impl Iterator<Item = &InstanceInfo> {
+        self.instances
+            .iter()
+            .filter(move |i| i.name.kind == kind && i.state == State::Ready)
+    }
+}
+
+/// Why the formation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A stop was requested (a signal, or a control command).
+    Stopped,
+    /// With restarts off, this instance exited and the formation was stopped.
+    InstanceExited { name: InstanceName, exit: Exit },
+    /// `release` failed, so the formation never started.
+    ReleaseFailed { exit: Exit },
+}
+
+enum Command {
+    Stop,
+    Kill,
+}
+
+/// Steers and observes a running formation.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::UnboundedSender<Command>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Handle {
+    /// Stops every instance: SIGTERM, then SIGKILL after the grace period.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+
+    /// Sends SIGKILL to every instance now (a second Ctrl-C).
+    pub fn kill(&self) {
+        let _ = self.commands.send(Command::Kill);
+    }
+
+    /// The formation as it is now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
+    }
+}
+
+/// Starts formations.
+pub struct Supervisor;
+
+impl Supervisor {
+    /// Starts `plan`'s formation (after its `release`, if any). The returned task ends, with
+    /// the reason, once every instance has exited.
+    pub fn start(
+        plan: Arc<Plan>,
+        runtime: RuntimeDir,
+        log: Log,
+        options: Options,
+    ) -> (Handle, JoinHandle<Outcome>) {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(StopState::Running);
+        let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+        let context = Arc::new(Context {
+            plan: plan.clone(),
+            runtime,
+            log,
+            events: events_tx,
+            stop: stop_rx,
+        });
+        let controller = Controller {
+            slots: Vec::new(),
+            release: None,
+            context,
+            options,
+            events,
+            commands,
+            stop: stop_tx,
+            snapshot: snapshot_tx,
+            phase: Phase::Release,
+            outcome: None,
+            kill_at: None,
+        };
+        let task = tokio::spawn(controller.run());
+        (
+            Handle {
+                commands: commands_tx,
+                snapshot: snapshot_rx,
+            },
+            task,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Release,
+    Running,
+    Stopping,
+}
+
+struct Slot {
+    name: InstanceName,
+    command: String,
+    port: u16,
+    kind_index: usize,
+    probe: bool,
+    state: State,
+    pid: Option<u32>,
+    /// Counts starts, so that events from an earlier run are recognised and ignored.
+    generation: u64,
+    /// Whether an instance task is running for this slot.
+    active: bool,
+    restarts: u32,
+    crashes_in_a_row: u32,
+    started_at: Option<Instant>,
+    last_exit: Option<Exit>,
+}
+
+struct Controller {
+    slots: Vec<Slot>,
+    /// Index of the `release` slot, while it matters.
+    release: Option<usize>,
+    context: Arc<Context>,
+    options: Options,
+    events: mpsc::UnboundedReceiver<Event>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    stop: watch::Sender<StopState>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    phase: Phase,
+    outcome: Option<Outcome>,
+    kill_at: Option<tokio::time::Instant>,
+}
+
+impl Controller {
+    async fn run(mut self) -> Outcome {
+        let plan = self.context.plan.clone();
+        match &plan.release {
+            Some(release) => {
+                let index = self.add_slot(
+                    InstanceName::new(shoal_procfile::plan::RELEASE, 1),
+                    release.command.clone(),
+                    plan.port,
+                    plan.types.len(),
+                    false,
+                );
+                self.release = Some(index);
+                self.log(format!("running release: {}", release.command))
+                    .await;
+                self.start_slot(index);
+            }
+            None => self.start_formation().await,
+        }
+        self.publish();
+
+        let mut commands_open = true;
+        while !(self.phase == Phase::Stopping && self.slots.iter().all(|s| !s.active)) {
+            let kill_at = self.kill_at;
+            let grace_over = async move {
+                match kill_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(event) = self.events.recv() => self.on_event(event).await,
+                command = self.commands.recv(), if commands_open => match command {
+                    Some(Command::Stop) => self.begin_stop(Outcome::Stopped).await,
+                    Some(Command::Kill) => self.kill_all("").await,
+                    None => commands_open = false,
+                },
+                () = grace_over => {
+                    let reason = format!(" (still running after {})", describe(self.options.grace));
+                    self.kill_all(&reason).await;
+                }
+            }
+            self.publish();
+        }
+        self.outcome.take().unwrap_or(Outcome::Stopped)
+    }
+
+    fn add_slot(
+        &mut self,
+        name: InstanceName,
+        command: String,
+        port: u16,
+        kind_index: usize,
+        probe: bool,
+    ) -> usize {
+        self.slots.push(Slot {
+            name,
+            command,
+            port,
+            kind_index,
+            probe,
+            state: State::Stopped,
+            pid: None,
+            generation: 0,
+            active: false,
+            restarts: 0,
+            crashes_in_a_row: 0,
+            started_at: None,
+            last_exit: None,
+        });
+        self.slots.len() - 1
+    }
+
+    async fn start_formation(&mut self) {
+        self.phase = Phase::Running;
+        let plan = self.context.plan.clone();
+        let instances = plan.instances();
+        if instances.is_empty() {
+            self.log("no instances to run: every process type is scaled to 0")
+                .await;
+        }
+        for instance in instances {
+            let kind_index = plan
+                .types
+                .iter()
+                .position(|t| t.name == instance.name.kind)
+                .unwrap_or(0);
+            let probe = self.options.probe_type.as_deref() == Some(instance.name.kind.as_str());
+            let index = self.add_slot(
+                instance.name,
+                instance.command,
+                instance.port,
+                kind_index,
+                probe,
+            );
+            self.start_slot(index);
+        }
+    }
+
+    fn start_slot(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.generation += 1;
+        slot.active = true;
+        slot.state = State::Starting;
+        slot.pid = None;
+        slot.started_at = Some(Instant::now());
+        let start = Start {
+            slot: index,
+            generation: slot.generation,
+            name: slot.name.clone(),
+            command: slot.command.clone(),
+            port: slot.port,
+            kind_index: slot.kind_index,
+            probe: slot.probe,
+        };
+        tokio::spawn(instance::run(self.context.clone(), start));
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                slot,
+                generation,
+                pid,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                let s = &mut self.slots[slot];
+                s.pid = Some(pid);
+                s.state = if s.probe {
+                    State::Starting
+                } else {
+                    State::Running
+                };
+                let message = format!("{} started (pid {pid}, port {})", s.name, s.port);
+                self.log(message).await;
+                // The stop began while this instance was being spawned.
+                match *self.stop.borrow() {
+                    StopState::Running => {}
+                    StopState::Stopping => {
+                        self.slots[slot].state = State::Stopping;
+                        let _ = process::signal_group(pid, Signal::SIGTERM);
+                    }
+                    StopState::Killing => {
+                        let _ = process::signal_group(pid, Signal::SIGKILL);
+                    }
+                }
+            }
+            Event::Ready { slot, generation } => {
+                let s = &mut self.slots[slot];
+                if s.generation != generation || s.state != State::Starting {
+                    return;
+                }
+                s.state = State::Ready;
+                let message = format!("{} is ready on port {}", s.name, s.port);
+                self.log(message).await;
+            }
+            Event::Exited {
+                slot,
+                generation,
+                exit,
+                ran,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                self.on_exit(slot, exit, ran).await;
+            }
+            Event::RestartDue { slot, generation } => {
+                let s = &self.slots[slot];
+                if self.phase == Phase::Running && s.generation == generation && !s.active {
+                    self.slots[slot].restarts += 1;
+                    self.start_slot(slot);
+                }
+            }
+        }
+    }
+
+    async fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration) {
+        let slot = &mut self.slots[index];
+        slot.active = false;
+        slot.pid = None;
+        slot.started_at = None;
+        slot.last_exit = Some(exit.clone());
+        slot.state = State::Stopped;
+        let name = slot.name.clone();
+        self.log(format!("{name} {exit}")).await;
+
+        if self.release == Some(index) {
+            self.release = None;
+            if self.phase == Phase::Release {
+                if exit.success() {
+                    self.log("release finished; starting the formation").await;
+                    self.start_formation().await;
+                } else {
+                    self.log("release failed; not starting the formation").await;
+                    self.outcome = Some(Outcome::ReleaseFailed { exit });
+                    self.phase = Phase::Stopping;
+                }
+            }
+            return;
+        }
+        if self.phase != Phase::Running {
+            return;
+        }
+        if !self.options.restart {
+            self.log(format!(
+                "{name} exited and restarts are off; stopping the formation"
+            ))
+            .await;
+            self.begin_stop(Outcome::InstanceExited { name, exit })
+                .await;
+            return;
+        }
+
+        let slot = &mut self.slots[index];
+        if ran >= self.options.backoff.stable_after {
+            slot.crashes_in_a_row = 0;
+        }
+        let delay = self.options.backoff.delay(slot.crashes_in_a_row);
+        slot.crashes_in_a_row = slot.crashes_in_a_row.saturating_add(1);
+        slot.state = State::Crashed;
+        let generation = slot.generation;
+        self.log(format!("restarting {name} in {}", describe(delay)))
+            .await;
+        let events = self.context.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::RestartDue {
+                slot: index,
+                generation,
+            });
+        });
+    }
+
+    async fn begin_stop(&mut self, outcome: Outcome) {
+        if self.phase == Phase::Stopping {
+            return;
+        }
+        self.phase = Phase::Stopping;
+        self.outcome.get_or_insert(outcome);
+        let _ = self.stop.send(StopState::Stopping);
+        self.kill_at = Some(tokio::time::Instant::now() + self.options.grace);
+        let mut signalled = 0;
+        for slot in &mut self.slots {
+            if !slot.active {
+                slot.state = State::Stopped;
+                continue;
+            }
+            slot.state = State::Stopping;
+            if let Some(pid) = slot.pid {
+                let _ = process::signal_group(pid, Signal::SIGTERM);
+                signalled += 1;
+            }
+        }
+        if signalled > 0 {
+            let message = format!(
+                "sending SIGTERM to {signalled} instance{}; SIGKILL after {}",
+                if signalled == 1 { "" } else { "s" },
+                describe(self.options.grace)
+            );
+            self.log(message).await;
+        }
+    }
+
+    async fn kill_all(&mut self, reason: &str) {
+        if self.phase != Phase::Stopping {
+            self.begin_stop(Outcome::Stopped).await;
+        }
+        self.kill_at = None;
+        let _ = self.stop.send(StopState::Killing);
+        let mut killed = Vec::new();
+        for slot in &self.slots {
+            if let (true, Some(pid)) = (slot.active, slot.pid) {
+                let _ = process::signal_group(pid, Signal::SIGKILL);
+                killed.push(slot.name.to_string());
+            }
+        }
+        if !killed.is_empty() {
+            self.log(format!("sending SIGKILL to {}{reason}", killed.join(", ")))
+                .await;
+        }
+    }
+
+    fn publish(&self) {
+        let instances = self
+            .slots
+            .iter()
+            .filter(|s| s.name.kind != shoal_procfile::plan::RELEASE)
+            .map(|s| InstanceInfo {
+                name: s.name.clone(),
+                port: s.port,
+                pid: s.pid,
+                state: s.state,
+                restarts: s.restarts,
+                started_at: s.started_at,
+                last_exit: s.last_exit.clone(),
+            })
+            .collect();
+        self.snapshot.send_replace(Arc::new(Snapshot { instances }));
+    }
+
+    async fn log(&self, message: impl Into<String>) {
+        self.context.log.system(message).await;
+    }
+}
+
+/// `250 ms`, `10 s`, `1.5 s`.
+fn describe(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}

@@ -1,0 +1,53 @@
+//! The subcommands, and what they share: turning the app flags into a plan.
+
+mod check;
+mod run;
+mod start;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use shoal_procfile::{Plan, PlanOptions};
+
+use crate::cli::{AppArgs, Cli, Command};
+use crate::report::UsageError;
+
+/// Runs the subcommand and returns shoal's exit code.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Start(args) => start::start(args),
+        Command::Check(args) => check::check(args),
+        Command::Run(args) => run::run(args),
+    }
+}
+
+/// The plan options for the app flags and a formation spec.
+fn plan_options(app: &AppArgs, formation: Option<String>) -> PlanOptions {
+    let procfile = match (&app.procfile, &app.dir) {
+        (Some(file), _) => file.clone(),
+        (None, Some(dir)) => dir.join("Procfile"),
+        (None, None) => PathBuf::from("Procfile"),
+    };
+    PlanOptions {
+        procfile,
+        app_dir: app.dir.clone(),
+        env_files: app.env_files.clone(),
+        formation,
+        port: app.port,
+        inherited_port: std::env::var("PORT").ok(),
+    }
+}
+
+/// Loads the plan; what is wrong with the input is a usage error.
+fn load_plan(options: &PlanOptions) -> anyhow::Result<Plan> {
+    Plan::load(options).map_err(|err| UsageError(err.into()).into())
+}
+
+/// A multi-threaded runtime for the commands that supervise.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("shoal")
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,112 @@
+//! `shoal run`: one command with the environment a formation instance gets, in the foreground,
+//! passing its exit code through (foreman's `run`).
+//!
+//! The command stays in shoal's process group so it can use the terminal: the terminal's
+//! Ctrl-C reaches it directly, so shoal does not send it again; SIGTERM and SIGHUP sent to
+//! shoal are passed on.
+
+use anyhow::Context as _;
+use shoal_procfile::{InstanceName, Plan};
+use shoal_supervisor::process::{self, Launch};
+use shoal_supervisor::{Exit, RuntimeDir};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{plan_options, runtime};
+use crate::cli::RunArgs;
+use crate::report::UsageError;
+
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let options = plan_options(&args.app, None);
+    // A Procfile is optional here: without one, only the .env files and the port apply. One
+    // that exists must be valid.
+    let plan = if args.app.procfile.is_none() && !options.procfile.exists() {
+        Plan::without_procfile(&options)
+    } else {
+        Plan::load(&options)
+    }
+    .map_err(|err| UsageError(err.into()))?;
+
+    let command = command_line(&plan, &args.command);
+    let name = InstanceName::new("run", std::process::id());
+    let runtime_dir = RuntimeDir::for_procfile(&plan.procfile);
+    runtime_dir
+        .create()
+        .context("cannot prepare the runtime directory")?;
+    let scratch = runtime_dir
+        .fresh_scratch(&name)
+        .context("cannot prepare the scratch directory")?;
+    let env = plan.instance_env(&name, plan.port, &scratch);
+
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        // Listening for SIGINT keeps shoal alive while the command handles the Ctrl-C.
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let launch = Launch {
+            command: &command,
+            dir: &plan.app_dir,
+            env: &env,
+            foreground: true,
+        };
+        let mut child = process::spawn(&launch)
+            .await
+            .with_context(|| format!("cannot start `{command}`"))?;
+        let pid = child.id();
+        loop {
+            let forward = tokio::select! {
+                status = child.wait() => return anyhow::Ok(Exit::from(status.context("cannot wait for the command")?)),
+                _ = terminate.recv() => Some(libc::SIGTERM),
+                _ = hangup.recv() => Some(libc::SIGHUP),
+                _ = interrupt.recv() => None,
+            };
+            if let (Some(signal), Some(pid)) = (forward, pid) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid as i32, signal) };
+            }
+        }
+    });
+    let _ = runtime_dir.remove_scratch(&name);
+    Ok(result?.shell_code())
+}
+
+/// The shell command line for `shoal run ARGS`: a Procfile type's command, a single argument
+/// as a shell command line (so `shoal run 'echo $PORT'` works), or several arguments quoted
+/// as one program and its arguments.
+fn command_line(plan: &Plan, args: &[String]) -> String {
+    match args {
+        [single] => plan
+            .process_type(single)
+            .map_or_else(|| single.clone(), |t| t.command.clone()),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|a| shell_quote(a)).collect();
+            format!("exec {}", quoted.join(" "))
+        }
+    }
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_what_needs_it() {
+        assert_eq!(shell_quote("rake"), "rake");
+        assert_eq!(shell_quote("db:migrate"), "db:migrate");
+        assert_eq!(shell_quote("it's here"), "'it'\\''s here'");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,90 @@
+//! `shoal start`: runs the formation in the foreground until interrupted.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{load_plan, plan_options, runtime};
+use crate::cli::StartArgs;
+use crate::{exit, report};
+
+pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
+    let plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
+    for warning in &plan.warnings {
+        report::warning(warning);
+    }
+    let runtime_dir = RuntimeDir::for_procfile(&plan.procfile);
+    runtime_dir
+        .create()
+        .context("cannot prepare the formation's runtime directory")?;
+
+    let color = !args.no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal();
+    let width = plan
+        .instances()
+        .iter()
+        .map(|i| i.name.to_string().len())
+        .chain(plan.release.as_ref().map(|_| "release.1".len()))
+        .max()
+        .unwrap_or(0);
+    let (log, writer) = Log::start(Box::new(std::io::stdout()), Style { color }, width);
+    let options = Options {
+        grace: Duration::from_secs_f64(args.timeout),
+        restart: !args.no_restart,
+        ..Options::default()
+    };
+
+    let rt = runtime()?;
+    let code = rt.block_on(supervise(plan, runtime_dir.clone(), log, options));
+    // Tasks still parked (none should be) must not hold the log open.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    writer.finish_within(Duration::from_secs(5));
+    let _ = runtime_dir.remove();
+    code
+}
+
+async fn supervise(
+    plan: shoal_procfile::Plan,
+    runtime_dir: RuntimeDir,
+    log: Log,
+    options: Options,
+) -> anyhow::Result<i32> {
+    // Listen before anything starts, so that an early Ctrl-C stops the formation in order.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+
+    let (handle, task) = Supervisor::start(Arc::new(plan), runtime_dir, log.clone(), options);
+    tokio::pin!(task);
+    let mut stopped_by: Option<i32> = None;
+    let outcome = loop {
+        let signal = tokio::select! {
+            outcome = &mut task => break outcome.context("the supervisor failed")?,
+            _ = interrupt.recv() => libc::SIGINT,
+            _ = terminate.recv() => libc::SIGTERM,
+            _ = hangup.recv() => libc::SIGHUP,
+        };
+        let name = shoal_supervisor::exit::signal_name(signal);
+        if stopped_by.is_none() {
+            stopped_by = Some(signal);
+            log.system(format!(
+                "received {name}; stopping the formation (send it again to kill at once)"
+            ))
+            .await;
+            handle.stop();
+        } else {
+            log.system(format!("received {name} again; killing the formation now"))
+                .await;
+            handle.kill();
+        }
+    };
+    Ok(match outcome {
+        Outcome::Stopped => stopped_by.map_or(exit::OK, exit::for_signal),
+        Outcome::InstanceExited { exit, .. } | Outcome::ReleaseFailed { exit } => exit.shell_code(),
+    })
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `shoal` binary against controllable fake children
+//! (`shoal-fake`), each test in a temporary app directory.
+
+mod check;
+mod run;
+mod start;
+mod stop;
+mod support;
