@@ -7,14 +7,15 @@ in an order rotated from round to round. The median per tool and measurement
 is reported, together with the ratio of shoal against the faster peer.
 
 Measurements
-  start       Launch a 30-instance formation (``web: echo "up $PORT"; exec
+  start       Launch a 30-instance formation (``worker: echo "up $PORT"; exec
               sleep 1000``). Time from just before spawning the supervisor
               until the 30th distinct ``up PORT`` line has been read from its
               stdout pipe. Ratio = best peer time / shoal time.
   throughput  4 instances each print N lines (``seq | sed``) as fast as they
               can, then sleep. The supervisor's stdout goes to a file, which
               is polled every 20 ms; time from spawn until the file holds all
-              4*N instance lines. Lines/s = 4*N / time.
+              4*N instance lines (taken from the file's mtime once the poll
+              has seen them all). Lines/s = 4*N / time.
               Ratio = shoal lines/s / best peer lines/s.
   stop        10 sleepers; once all have printed their marker, SIGTERM the
               supervisor process (only it, not its group) and time until it
@@ -22,10 +23,16 @@ Measurements
   idle CPU    10 sleepers; once running (plus 1 s to settle), the CPU time
               (utime+stime from /proc/PID/stat) used over BENCH_IDLE_SECONDS by
               the supervisor and its helper processes (every descendant except
-              the instances themselves). Reported only, no target.
+              the instances themselves; honcho runs one helper per instance).
+              Resolution is one clock tick (10 ms). Reported only, no target.
 
 Each wait has a deadline (BENCH_DEADLINE, default 60 s); a run that misses it
-counts as failed for that tool, never as a hang. Every supervisor starts in a
+counts as failed for that tool, never as a hang, and a throughput run whose
+output stops growing for BENCH_STALL seconds fails early. (foreman 0.87 can
+deadlock there: it writes "started with pid" into the instance's own pipe
+before its reader thread runs, so an instance that fills the 64 KiB pipe first
+blocks foreman forever. Such runs show up as e.g. "(4/5)" next to the median,
+which is then taken over the successful runs only.) Every supervisor starts in a
 new session, and the harness makes itself a child subreaper, so that after
 each run every process the supervisor left behind (including instances that
 called setsid) can be found and killed.
@@ -42,6 +49,8 @@ Environment (defaults in brackets)
   BENCH_LINES        lines per chatty instance, N [25000]
   BENCH_IDLE_SECONDS idle CPU sampling window [5]
   BENCH_DEADLINE     seconds before a wait counts as failed [60]
+  BENCH_STALL        throughput: seconds without new output before a run
+                     counts as failed (stalled) [10]
   BENCH_PORT         base port passed with -p [17000]
 
 Standard library only (Python 3.11).
@@ -75,7 +84,9 @@ CHATTY_INSTANCES = 4
 STOP_INSTANCES = 10
 IDLE_INSTANCES = 10
 
-SLEEPER_PROCFILE = 'web: echo "up $PORT"; exec sleep 1000\n'
+# Sleepers are `worker`s, not `web`: shoal probes `web` instances for readiness until their
+# port accepts connections, and a sleeper never listens.
+SLEEPER_PROCFILE = 'worker: echo "up $PORT"; exec sleep 1000\n'
 # The Procfile text itself contains "up $PORT" / "log line number " but never
 # followed by digits at the end of a line, so a supervisor that echoes the
 # command in its own log lines cannot satisfy these patterns.
@@ -114,9 +125,9 @@ class Tool:
                 "-p", str(port), "--no-restart", "--timeout", "10"]
 
     def version(self) -> str:
-        args = {"foreman": ["version"], "honcho": ["--version"]}.get(self.name, ["--version"])
+        flag = "version" if self.name == "foreman" else "--version"
         try:
-            out = subprocess.run([self.binary, *args], capture_output=True,
+            out = subprocess.run([self.binary, flag], capture_output=True,
                                  text=True, timeout=10, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return "unknown"
@@ -217,6 +228,7 @@ class Run:
         argv = tool.argv(procfile, formation, port)
         out = open(output, "wb") if output else subprocess.PIPE
         try:
+            self.t0_wall = time.time()
             self.t0 = time.perf_counter()
             self.proc = subprocess.Popen(
                 argv, cwd=os.path.dirname(procfile), env=env,
@@ -364,6 +376,7 @@ class Config:
     lines: int
     idle_seconds: float
     deadline: float
+    stall: float
     port: int
     workdir: str
     leaks: dict[str, int] = field(default_factory=lambda: collections.defaultdict(int))
@@ -396,7 +409,7 @@ def measure_start(cfg: Config, tool: Tool) -> float:
         run.shut_down()
         return elapsed
 
-    return with_run(cfg, tool, procfile, {"web": START_INSTANCES}, body)
+    return with_run(cfg, tool, procfile, {"worker": START_INSTANCES}, body)
 
 
 def measure_throughput(cfg: Config, tool: Tool) -> float:
@@ -411,20 +424,29 @@ def measure_throughput(cfg: Config, tool: Tool) -> float:
     def body(run: Run) -> float:
         seen, partial = 0, b""
         limit = time.monotonic() + cfg.deadline
+        progress = time.monotonic()
         with open(output, "rb") as f:
             while True:
                 chunk = f.read()
                 now = time.perf_counter()
                 if chunk:
+                    progress = time.monotonic()
                     data = partial + chunk
                     cut = data.rfind(b"\n") + 1
                     seen += len(LOG_MARKER.findall(data, 0, cut))
                     partial = data[cut:]
                 if seen >= total:
+                    # The file's mtime is when the last line landed, which is
+                    # sharper than the 20 ms poll (to a kernel clock tick).
+                    written = os.fstat(f.fileno()).st_mtime_ns / 1e9 - run.t0_wall
                     elapsed = now - run.t0
+                    if 0 < written < elapsed:
+                        elapsed = written
                     break
                 if run.proc.poll() is not None and not chunk:
                     raise run.fail(f"exited after {seen}/{total} lines")
+                if time.monotonic() - progress > cfg.stall:
+                    raise run.fail(f"stalled: {seen}/{total} lines and no output for {cfg.stall:.0f}s")
                 if time.monotonic() > limit:
                     raise run.fail(f"{seen}/{total} lines after {cfg.deadline:.0f}s")
                 time.sleep(0.02)
@@ -448,7 +470,7 @@ def measure_stop(cfg: Config, tool: Tool) -> float:
         run.wait_markers(STOP_INSTANCES)
         return run.terminate()
 
-    return with_run(cfg, tool, procfile, {"web": STOP_INSTANCES}, body)
+    return with_run(cfg, tool, procfile, {"worker": STOP_INSTANCES}, body)
 
 
 def measure_idle_cpu(cfg: Config, tool: Tool) -> float:
@@ -472,7 +494,7 @@ def measure_idle_cpu(cfg: Config, tool: Tool) -> float:
         ticks = sum(after[pid] - before[pid] for pid in after if pid in before)
         return ticks / CLK_TCK
 
-    return with_run(cfg, tool, procfile, {"web": IDLE_INSTANCES}, body)
+    return with_run(cfg, tool, procfile, {"worker": IDLE_INSTANCES}, body)
 
 
 @dataclass
@@ -594,6 +616,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lines", type=int, default=int(env("BENCH_LINES") or 25000))
     p.add_argument("--idle-seconds", type=float, default=float(env("BENCH_IDLE_SECONDS") or 5))
     p.add_argument("--deadline", type=float, default=float(env("BENCH_DEADLINE") or 60))
+    p.add_argument("--stall", type=float, default=float(env("BENCH_STALL") or 10),
+                   help="throughput: fail a run after this many seconds without new output")
     p.add_argument("--port", type=int, default=int(env("BENCH_PORT") or 17000))
     return p.parse_args()
 
@@ -629,7 +653,7 @@ def main() -> int:
     kill_strays()
     workdir = tempfile.mkdtemp(prefix="shoal-bench-")
     cfg = Config(rounds=args.rounds, lines=args.lines, idle_seconds=args.idle_seconds,
-                 deadline=args.deadline, port=args.port, workdir=workdir)
+                 deadline=args.deadline, stall=args.stall, port=args.port, workdir=workdir)
     results = {m.key: {t.name: [] for t in tools} for m in measurements}
     try:
         for rnd in range(cfg.rounds):

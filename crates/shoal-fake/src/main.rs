@@ -3,14 +3,14 @@
 //!
 //! ```text
 //! shoal-fake sleep [TOKEN]         print `up`, then sleep; SIGTERM kills it
-//! shoal-fake graceful [MS]         print `up`; on SIGTERM print `got SIGTERM`, wait MS, exit 0
+//! shoal-fake graceful [MS] [FILE]  print `up` (and create FILE); on SIGTERM print
+//!                                  `got SIGTERM`, wait MS, exit 0
 //! shoal-fake ignore-term [TOKEN]   ignore SIGTERM, print `ignoring SIGTERM`, sleep
 //! shoal-fake exit CODE             print `exiting with CODE`, exit CODE
 //! shoal-fake env KEY...            print `KEY=VALUE` (or `KEY is unset`) for each, then sleep
 //! shoal-fake ids                   print `pid=… pgid=… ppid=…`, then sleep
 //! shoal-fake flood N [TAG]         print N numbered lines as fast as possible, then sleep
 //! shoal-fake partial               print `no newline at the end` without a newline, exit 3
-//! shoal-fake bytes                 print a line with invalid UTF-8, then sleep
 //! shoal-fake serve                 answer HTTP on 127.0.0.1:$PORT with `$SHOAL_INSTANCE`
 //! shoal-fake scratch [EXIT]        list $SHOAL_SCRATCH, write a file there, exit EXIT or sleep
 //! shoal-fake spawn TOKEN           start `sleep TOKEN` and `ignore-term TOKEN` children, wait
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             say("up");
             sleep_forever()
         }
-        Some("graceful") => graceful(arg(1).and_then(|ms| ms.parse().ok()).unwrap_or(0)),
+        Some("graceful") => graceful(arg(1).and_then(|ms| ms.parse().ok()).unwrap_or(0), arg(2)),
         Some("ignore-term") => {
             // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
@@ -76,11 +76,6 @@ fn main() -> ExitCode {
             print!("no newline at the end");
             let _ = std::io::stdout().flush();
             ExitCode::from(3)
-        }
-        Some("bytes") => {
-            let _ = std::io::stdout().write_all(b"bad \xff\xfe bytes\n");
-            let _ = std::io::stdout().flush();
-            sleep_forever()
         }
         Some("serve") => serve(),
         Some("scratch") => scratch(arg(1).and_then(|c| c.parse().ok())),
@@ -128,7 +123,7 @@ fn sleep_forever() -> ! {
     }
 }
 
-fn graceful(delay_ms: u64) -> ExitCode {
+fn graceful(delay_ms: u64, up_file: Option<&str>) -> ExitCode {
     // SAFETY: plain signal-mask calls on a zero-initialised set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -136,6 +131,9 @@ fn graceful(delay_ms: u64) -> ExitCode {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         say("up");
+        if let Some(file) = up_file {
+            let _ = std::fs::write(file, "up");
+        }
         let mut signal = 0;
         libc::sigwait(&set, &mut signal);
     }

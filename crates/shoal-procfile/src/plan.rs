@@ -354,15 +354,6 @@ impl Plan {
         self.types.iter().find(|t| t.name == name)
     }
 
-    /// Instance `index` of type `kind`, whether or not the formation runs it; `None` for an
-    /// unknown type or an index beyond the type's port block.
-    pub fn instance(&self, name: &InstanceName) -> Option<Instance> {
-        let kind = self.process_type(&name.kind)?;
-        (name.index >= 1 && name.index <= formation::MAX_PER_TYPE)
-            .then(|| self.instance_of(kind, name.index))
-            .filter(|i| u32::from(i.port) == u32::from(kind.first_port) + name.index - 1)
-    }
-
     fn instance_of(&self, kind: &ProcessType, index: u32) -> Instance {
         Instance {
             name: InstanceName::new(kind.name.clone(), index),

@@ -178,7 +178,11 @@ async fn clear_group(pgid: u32, mut stop: watch::Receiver<StopState>) {
 }
 
 /// Resolves once something accepts TCP connections on `port` on the loopback interface.
+/// Probes often while an app usually boots, then rarely, so an instance that never listens
+/// costs next to nothing.
 async fn wait_until_listening(port: u16) {
+    const BOOT: Duration = Duration::from_secs(60);
+    let began = Instant::now();
     let mut delay = Duration::from_millis(10);
     loop {
         if TcpStream::connect(("127.0.0.1", port)).await.is_ok()
@@ -187,7 +191,8 @@ async fn wait_until_listening(port: u16) {
             return;
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(250));
+        let cap = if began.elapsed() < BOOT { 250 } else { 2000 };
+        delay = (delay * 2).min(Duration::from_millis(cap));
     }
 }
 

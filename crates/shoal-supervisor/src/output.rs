@@ -7,7 +7,7 @@
 //! on their pipes instead of shoal buffering without bound.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -239,15 +239,17 @@ fn local_hms(epoch_seconds: u64) -> String {
 }
 
 /// A writer that appends to a shared buffer, for tests of anything that logs.
+#[cfg(test)]
 #[derive(Clone, Default)]
-pub struct MemoryOut(pub Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct MemoryOut(pub Arc<std::sync::Mutex<Vec<u8>>>);
 
+#[cfg(test)]
 impl Write for MemoryOut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -111,6 +111,17 @@ impl RuntimeDir {
     pub fn remove(&self) -> io::Result<()> {
         remove_all(&self.root)
     }
+
+    /// Removes the runtime directory if nothing else uses it any more: the scratch directories
+    /// of `names`, then the directory itself only when it is empty (a `shoal run` of the same
+    /// app may still be using its own scratch directory there).
+    pub fn remove_unused<'a>(&self, names: impl IntoIterator<Item = &'a InstanceName>) {
+        for name in names {
+            let _ = self.remove_scratch(name);
+        }
+        let _ = std::fs::remove_dir(self.root.join("scratch"));
+        let _ = std::fs::remove_dir(&self.root);
+    }
 }
 
 fn create_private(path: &Path) -> Result<(), RuntimeDirError> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shoal_procfile::InstanceName;
 use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -39,12 +40,15 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         ..Options::default()
     };
 
+    let mut names: Vec<InstanceName> = plan.instances().into_iter().map(|i| i.name).collect();
+    names.push(InstanceName::new(shoal_procfile::plan::RELEASE, 1));
+
     let rt = runtime()?;
     let code = rt.block_on(supervise(plan, runtime_dir.clone(), log, options));
     // Tasks still parked (none should be) must not hold the log open.
     rt.shutdown_timeout(Duration::from_secs(1));
     writer.finish_within(Duration::from_secs(5));
-    let _ = runtime_dir.remove();
+    runtime_dir.remove_unused(&names);
     code
 }
 

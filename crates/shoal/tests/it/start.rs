@@ -114,7 +114,10 @@ fn dotenv_overrides_the_shell_and_shoal_overrides_dotenv() {
 
 #[test]
 fn output_is_prefixed_aligned_and_flushed() {
-    let app = App::new("web: FAKE partial\nlongername: FAKE bytes\n");
+    // web ends the formation, so it waits until longername has printed its line.
+    let app = App::new(
+        "web: until [ -e printed ]; do sleep 0.01; done; FAKE partial\nlongername: printf 'bad \\377\\376 bytes\\n'; touch printed; exec FAKE sleep\n",
+    );
     let shoal = app.spawn(&["start", "--no-restart", "-p", &free_port().to_string()]);
     let out = shoal.finish();
     assert_eq!(out.code(), Some(3), "{}", out.stdout);
@@ -224,7 +227,10 @@ fn scratch_is_private_and_emptied_between_runs() {
 
 #[test]
 fn no_restart_stops_everything_with_the_exit_code() {
-    let app = App::new("web: FAKE graceful\nworker: FAKE exit 7\n");
+    // The worker exits once web is up and handles SIGTERM, so that web's graceful stop shows.
+    let app = App::new(
+        "web: FAKE graceful 0 web-is-up\nworker: until [ -e web-is-up ]; do sleep 0.01; done; FAKE exit 7\n",
+    );
     let shoal = app.spawn(&["start", "--no-restart", "-p", &free_port().to_string()]);
     let out = shoal.finish();
     assert_eq!(out.code(), Some(7), "{}", out.stdout);
@@ -286,4 +292,45 @@ fn web_instances_become_ready_when_their_port_accepts_connections() {
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
     assert!(answer.ends_with("web.1\n"), "{answer}");
+}
+
+/// Runs `shoal start --no-restart ARGS` on a pseudo-terminal (through util-linux `script`) and
+/// returns what it printed.
+fn start_on_a_terminal(app: &App, extra: &[&str], no_color_env: bool) -> String {
+    let shoal = crate::support::shoal_bin();
+    let mut line = format!("{} start --no-restart -p {}", shoal.display(), free_port());
+    for arg in extra {
+        line.push(' ');
+        line.push_str(arg);
+    }
+    let mut command = std::process::Command::new("script");
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(app.path())
+        .env_remove("NO_COLOR");
+    if no_color_env {
+        command.env("NO_COLOR", "1");
+    }
+    let output = command.output().expect("util-linux `script` runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colour_on_a_terminal_unless_turned_off() {
+    let app = App::new(
+        "web: until [ -e printed ]; do sleep 0.01; done; FAKE exit 0\nworker: echo hi; touch printed; exec FAKE sleep\n",
+    );
+    let coloured = start_on_a_terminal(&app, &[], false);
+    assert!(
+        coloured.contains("\x1b[36m"),
+        "web gets the first colour:\n{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\x1b[33m"),
+        "worker gets the second colour:\n{coloured:?}"
+    );
+    let flag = start_on_a_terminal(&app, &["--no-color"], false);
+    assert!(flag.contains("web.1") && !flag.contains('\x1b'), "{flag:?}");
+    let env = start_on_a_terminal(&app, &[], true);
+    assert!(env.contains("web.1") && !env.contains('\x1b'), "{env:?}");
 }

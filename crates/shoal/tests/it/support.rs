@@ -151,21 +151,26 @@ impl Running {
     ) -> Vec<String> {
         let (lock, changed) = &*self.lines;
         let deadline = Instant::now() + DEADLINE;
+        let mut found = Vec::new();
+        // Lines already looked at: each line is checked once, however often we wake up.
+        let mut checked = 0;
         let mut lines = lock.lock().unwrap();
         loop {
-            let found: Vec<String> = lines
-                .stdout
-                .iter()
-                .filter(|l| matches(l))
-                .cloned()
-                .collect();
+            found.extend(
+                lines.stdout[checked..]
+                    .iter()
+                    .filter(|l| matches(l))
+                    .cloned(),
+            );
+            checked = lines.stdout.len();
             if found.len() >= count {
                 return found;
             }
             let now = Instant::now();
             if now >= deadline {
                 panic!(
-                    "waited {DEADLINE:?} for {count} line(s) {what}; output so far:\n{}\nstderr:\n{}",
+                    "waited {DEADLINE:?} for {count} line(s) {what}, saw {}; output so far:\n{}\nstderr:\n{}",
+                    found.len(),
                     lines.stdout.join("\n"),
                     lines.stderr.join("\n")
                 );
@@ -247,7 +252,9 @@ fn collect(
                         .trim_end_matches('\n')
                         .to_owned();
                     let (lock, changed) = &*lines;
-                    pick(&mut lock.lock().unwrap()).push(line);
+                    let mut guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    pick(&mut guard).push(line);
+                    drop(guard);
                     changed.notify_all();
                 }
             }
