@@ -81,6 +81,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Var>, DotenvError> {
                 ),
             ));
         }
+        let raw = rest;
         let rest = rest.trim_start();
         let value = match rest.chars().next() {
             Some(quote @ ('"' | '\'')) => {
@@ -104,7 +105,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Var>, DotenvError> {
                 }
                 value
             }
-            _ => unquoted(rest),
+            _ => unquoted(raw),
         };
         let var = Var {
             key: key.to_owned(),
@@ -127,13 +128,14 @@ fn is_valid_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// An unquoted value: up to an inline ` #` comment, trimmed.
-fn unquoted(rest: &str) -> String {
-    let end = rest
+/// An unquoted value (everything after `=`): up to an inline comment — a `#` after a space —
+/// and trimmed. `A= # note` is empty; `A=#1` is `#1`.
+fn unquoted(raw: &str) -> String {
+    let end = raw
         .char_indices()
-        .find(|&(i, c)| c == '#' && rest[..i].ends_with([' ', '\t']))
-        .map_or(rest.len(), |(i, _)| i);
-    rest[..end].trim().to_owned()
+        .find(|&(i, c)| c == '#' && raw[..i].ends_with([' ', '\t']))
+        .map_or(raw.len(), |(i, _)| i);
+    raw[..end].trim().to_owned()
 }
 
 /// Reads a quoted value starting just after the opening quote, pulling further lines while the
@@ -208,7 +210,7 @@ mod tests {
     #[test]
     fn plain_values_comments_and_export() {
         let got = vars(
-            "# a comment\n\nA=1\nexport B = two words  # inline\nC=x#not-a-comment\nD=\nexported=3\n",
+            "# a comment\n\nA=1\nexport B = two words  # inline\nC=x#not-a-comment\nD=\nexported=3\nE= # only a comment\nF=#1\n",
         );
         assert_eq!(
             got,
@@ -217,7 +219,9 @@ mod tests {
                 ("B", "two words"),
                 ("C", "x#not-a-comment"),
                 ("D", ""),
-                ("exported", "3")
+                ("exported", "3"),
+                ("E", ""),
+                ("F", "#1"),
             ])
         );
     }

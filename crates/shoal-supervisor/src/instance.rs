@@ -60,6 +60,7 @@ pub(crate) struct Context {
     pub(crate) log: Log,
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) stop: watch::Receiver<StopState>,
+    pub(crate) watchdog: Option<Arc<crate::Watchdog>>,
 }
 
 /// One start of one instance.
@@ -107,11 +108,20 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
     };
     let mut child = match process::spawn(&launch).await {
         Ok(child) => child,
-        Err(err) => return Exit::SpawnFailed(error_chain(&err)),
+        Err(err) => {
+            return Exit::SpawnFailed(format!(
+                "cannot run `/bin/sh` in `{}`: {}",
+                launch.dir.display(),
+                error_chain(&err)
+            ));
+        }
     };
     let Some(pid) = child.id() else {
         return Exit::SpawnFailed("the process exited before it could be watched".into());
     };
+    if let Some(watchdog) = &context.watchdog {
+        watchdog.watch(pid);
+    }
     let _ = context.events.send(Event::Started {
         slot: start.slot,
         generation: start.generation,
@@ -132,7 +142,7 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
     let early = if start.probe {
         tokio::select! {
             status = &mut wait => Some(status),
-            () = wait_until_listening(start.port) => {
+            () = wait_until_listening(start.port, pid, context, &start.name) => {
                 let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
                 None
             }
@@ -147,6 +157,9 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
     let exit = status.map_or_else(|err| Exit::SpawnFailed(error_chain(&err)), Exit::from);
 
     clear_group(pid, context.stop.clone()).await;
+    if let Some(watchdog) = &context.watchdog {
+        watchdog.forget(pid);
+    }
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while readers.join_next().await.is_some() {}
     })
@@ -177,18 +190,27 @@ async fn clear_group(pgid: u32, mut stop: watch::Receiver<StopState>) {
     }
 }
 
-/// Resolves once something accepts TCP connections on `port` on the loopback interface.
-/// Probes often while an app usually boots, then rarely, so an instance that never listens
-/// costs next to nothing.
-async fn wait_until_listening(port: u16) {
+/// Resolves once the instance (a process of group `pgid`) accepts TCP connections on `port`
+/// on the loopback interface. Probes often while an app usually boots, then rarely, so an
+/// instance that never listens costs next to nothing.
+async fn wait_until_listening(port: u16, pgid: u32, context: &Context, name: &InstanceName) {
     const BOOT: Duration = Duration::from_secs(60);
     let began = Instant::now();
     let mut delay = Duration::from_millis(10);
+    let mut warned = false;
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-            || TcpStream::connect(("::1", port)).await.is_ok()
-        {
-            return;
+        let accepts = TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            || TcpStream::connect(("::1", port)).await.is_ok();
+        if accepts {
+            if process::listener_belongs_to_group(port, pgid) {
+                return;
+            }
+            if !warned {
+                warned = true;
+                context.log.system(format!(
+                    "port {port} accepts connections, but not from {name}'s processes: another program uses it; {name} is not ready until it listens there itself"
+                ));
+            }
         }
         tokio::time::sleep(delay).await;
         let cap = if began.elapsed() < BOOT { 250 } else { 2000 };

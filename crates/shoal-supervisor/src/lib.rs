@@ -15,6 +15,7 @@
 //! - [`scratch`]: the formation's runtime directory and each instance's scratch directory.
 //! - [`backoff`]: restart delays.
 //! - [`exit`]: how a process ended, and the matching shell exit code.
+//! - [`watchdog`]: the guard that kills the formation if shoal itself is killed.
 
 pub mod backoff;
 pub mod exit;
@@ -24,9 +25,11 @@ pub mod process;
 mod reader;
 pub mod scratch;
 pub mod supervisor;
+pub mod watchdog;
 
 pub use backoff::Backoff;
 pub use exit::Exit;
 pub use output::{Log, LogWriter, Style};
 pub use scratch::RuntimeDir;
 pub use supervisor::{Handle, InstanceInfo, Options, Outcome, Snapshot, State, Supervisor};
+pub use watchdog::Watchdog;

@@ -84,7 +84,8 @@ impl Log {
     /// Starts the writer thread on `out`. `width` is the initial label width; longer labels
     /// widen it.
     pub fn start(out: Box<dyn Write + Send>, style: Style, width: usize) -> (Log, LogWriter) {
-        let (tx, rx) = mpsc::channel::<Record>(1024);
+        // Records hold at most one read of a pipe (16 KiB), so the queue holds at most ~4 MiB.
+        let (tx, rx) = mpsc::channel::<Record>(256);
         let width = Arc::new(AtomicUsize::new(width.max("system".len())));
         let thread = {
             let width = width.clone();
@@ -131,10 +132,27 @@ impl Log {
             .await;
     }
 
-    /// Writes one of shoal's own `system` lines.
-    pub async fn system(&self, message: impl Into<String>) {
-        let system = self.system.clone();
-        self.line(&system, message).await;
+    /// Writes one line from `source` without waiting: for callers that cannot wait (a body
+    /// being dropped). When the writer is behind, a task sends it later; nothing is lost.
+    pub fn line_now(&self, source: &Arc<Source>, message: String) {
+        let mut lines = message.into_bytes();
+        lines.push(b'\n');
+        let record = Record {
+            source: source.clone(),
+            lines,
+        };
+        if let Err(mpsc::error::TrySendError::Full(record)) = self.tx.try_send(record) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(record).await;
+            });
+        }
+    }
+
+    /// Writes one of shoal's own `system` lines, without waiting for the writer: shoal's own
+    /// work (stopping the formation, above all) never waits for a slow or stalled stdout.
+    pub fn system(&self, message: impl Into<String>) {
+        self.line_now(&self.system, message.into());
     }
 
     /// Writes one line from `source`.
@@ -273,7 +291,7 @@ mod tests {
         let worker = log.source("worker.1".into(), 1);
         log.lines(&web, b"one\ntwo\n".to_vec()).await;
         log.lines(&worker, b"bad \xff utf8\n".to_vec()).await;
-        log.system("web.1 started").await;
+        log.system("web.1 started");
         drop((log, web, worker));
         writer.finish();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();

@@ -11,6 +11,7 @@
 //! spawned the child exits, not the process, so all spawning happens on one dedicated thread
 //! that lives as long as shoal.
 
+use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 use std::process::Stdio;
@@ -39,13 +40,25 @@ pub struct Launch<'a> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The `PATH` an instance sees: its own variables first, else shoal's.
+fn instance_path(env: &[(String, String)]) -> Option<std::ffi::OsString> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.into())
+        .or_else(|| std::env::var_os("PATH"))
+}
+
 /// Starts `sh -c COMMAND` with a parent-death signal, in its own process group unless it runs
 /// in the foreground.
 pub async fn spawn(launch: &Launch<'_>) -> io::Result<Child> {
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
-        .arg(shell_command(launch.command))
+        .arg(shell_command(
+            launch.command,
+            instance_path(launch.env).as_deref(),
+        ))
         .current_dir(launch.dir)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(false);
@@ -111,33 +124,35 @@ async fn on_spawner_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + '
         .expect("the spawner thread answers every job")
 }
 
-/// `exec COMMAND` for a simple command, the command unchanged otherwise.
-pub fn shell_command(command: &str) -> String {
+/// `exec COMMAND` for a simple command that names a program, the command unchanged otherwise
+/// (compound commands, assignments, and shell builtins such as `exit` or `eval`, which `exec`
+/// cannot run). `path` is the `PATH` the instance sees.
+pub fn shell_command(command: &str, path: Option<&OsStr>) -> String {
     let first_word = command.split_whitespace().next().unwrap_or("");
-    let compound = command.contains([';', '&', '|', '(', ')', '`', '\n', '{', '}'])
-        || first_word.contains('=')
-        || matches!(
-            first_word,
-            "exec"
-                | "if"
-                | "for"
-                | "while"
-                | "until"
-                | "case"
-                | "!"
-                | "function"
-                | "set"
-                | "cd"
-                | "export"
-                | "ulimit"
-                | "umask"
-                | "trap"
-        );
-    if compound {
+    let compound = command.contains([';', '&', '|', '(', ')', '`', '\n', '{', '}', '<', '>'])
+        || first_word.contains(['=', '$', '"', '\'', '\\', '*', '?', '['])
+        || first_word == "exec";
+    if compound || !names_a_program(first_word, path) {
         command.to_owned()
     } else {
         format!("exec {command}")
     }
+}
+
+/// Whether `word` is a path or a program found on `path` (rather than a builtin or keyword).
+fn names_a_program(word: &str, path: Option<&OsStr>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    if word.is_empty() {
+        return false;
+    }
+    if word.contains('/') {
+        return true;
+    }
+    let Some(path) = path else { return false };
+    std::env::split_paths(path).any(|dir| {
+        std::fs::metadata(dir.join(word))
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// Sends `signal` to process group `pgid`; a group that no longer exists is not an error.
@@ -158,31 +173,87 @@ pub fn group_is_alive(pgid: u32) -> bool {
     }
 }
 
-/// Scans `/proc` for a member of group `pgid` that is not a zombie.
-fn live_members_in_proc(pgid: u32) -> Option<bool> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+/// Whether a socket listening on TCP `port` belongs to a process of group `pgid` — so that a
+/// port answered by some other program does not make an instance look ready. `true` when
+/// `/proc` cannot tell.
+pub fn listener_belongs_to_group(port: u16, pgid: u32) -> bool {
+    let mut inodes = Vec::new();
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
-        // The command name is in parentheses and may contain anything, so parse after it:
-        // `) STATE PPID PGRP ...`.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = after.split_whitespace();
-        let state = fields.next();
-        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
-        if group == Some(pgid) && state != Some("Z") && state != Some("X") {
-            return Some(true);
+        readable = true;
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let same_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening && same_port {
+                inodes.push(format!("socket:[{inode}]"));
+            }
         }
     }
-    Some(false)
+    if !readable {
+        return true;
+    }
+    group_members(pgid).iter().any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            })
+        })
+    })
+}
+
+/// The live processes of group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return members;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((state, group)) = stat_state_and_group(pid) {
+            if group == pgid && state != "Z" && state != "X" {
+                members.push(pid);
+            }
+        }
+    }
+    members
+}
+
+/// The state and process group of `pid`, from `/proc/PID/stat`.
+fn stat_state_and_group(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything, so parse after it:
+    // `) STATE PPID PGRP ...`.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.to_owned();
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
+}
+
+/// Scans `/proc` for a member of group `pgid` that is not a zombie.
+fn live_members_in_proc(pgid: u32) -> Option<bool> {
+    std::fs::metadata("/proc/self/stat").ok()?;
+    Some(!group_members(pgid).is_empty())
 }
 
 #[cfg(test)]
@@ -190,13 +261,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn simple_commands_are_execed_compound_ones_are_not() {
+    fn programs_are_execed_builtins_and_compound_commands_are_not() {
+        let path = std::env::var_os("PATH");
+        let path = path.as_deref();
+        assert_eq!(shell_command("sleep 10", path), "exec sleep 10");
         assert_eq!(
-            shell_command("bundle exec puma -p $PORT"),
-            "exec bundle exec puma -p $PORT"
+            shell_command("./server -p $PORT", path),
+            "exec ./server -p $PORT"
         );
-        assert_eq!(shell_command("./server > log 2>&1"), "./server > log 2>&1");
-        for compound in [
+        for unchanged in [
             "a && b",
             "a; b",
             "a | b",
@@ -205,8 +278,17 @@ mod tests {
             "(a)",
             "if true; then a; fi",
             "a\nb",
+            "./server > log",
+            "exit 3",
+            "eval echo hi",
+            ". ./env.sh",
+            ": nothing",
+            "wait",
+            "$CMD --flag",
+            "no-such-program-here --x",
         ] {
-            assert_eq!(shell_command(compound), compound);
+            assert_eq!(shell_command(unchanged, path), unchanged);
         }
+        assert_eq!(shell_command("sleep 1", None), "sleep 1");
     }
 }

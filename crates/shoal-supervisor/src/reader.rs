@@ -14,7 +14,7 @@ const MAX_LINE: usize = 64 * 1024;
 /// (all complete lines of one read together), and the unterminated last line at the end.
 pub(crate) async fn pump(mut pipe: impl AsyncRead + Unpin, source: Arc<Source>, log: Log) {
     let mut pending: Vec<u8> = Vec::with_capacity(8 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
         let read = match pipe.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -23,9 +23,14 @@ pub(crate) async fn pump(mut pipe: impl AsyncRead + Unpin, source: Arc<Source>, 
         pending.extend_from_slice(&chunk[..read]);
         let complete = match pending.iter().rposition(|&b| b == b'\n') {
             Some(last_newline) => last_newline + 1,
-            None if pending.len() >= MAX_LINE => {
-                pending.push(b'\n');
-                pending.len()
+            None if pending.len() > MAX_LINE => {
+                // A line too long to keep: pass on its beginning, cut between characters.
+                let cut = char_boundary(&pending, MAX_LINE);
+                let rest = pending.split_off(cut);
+                let mut piece = std::mem::replace(&mut pending, rest);
+                piece.push(b'\n');
+                log.lines(&source, piece).await;
+                continue;
             }
             None => continue,
         };
@@ -46,13 +51,28 @@ fn split_long_lines(lines: Vec<u8>) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(lines.len() + lines.len() / MAX_LINE + 1);
     for line in lines.split_inclusive(|&b| b == b'\n') {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        for piece in body.chunks(MAX_LINE) {
-            out.extend_from_slice(piece);
+        let mut body = line.strip_suffix(b"\n").unwrap_or(line);
+        while !body.is_empty() {
+            let cut = char_boundary(body, MAX_LINE);
+            out.extend_from_slice(&body[..cut]);
             out.push(b'\n');
+            body = &body[cut..];
         }
     }
     out
+}
+
+/// The largest cut of at most `max` bytes that does not split a UTF-8 character (any cut, when
+/// the bytes are not UTF-8 there).
+fn char_boundary(bytes: &[u8], max: usize) -> usize {
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    let is_continuation = |b: u8| b & 0b1100_0000 == 0b1000_0000;
+    (max.saturating_sub(3)..=max)
+        .rev()
+        .find(|&cut| cut > 0 && !is_continuation(bytes[cut]))
+        .unwrap_or(max)
 }
 
 #[cfg(test)]
@@ -76,6 +96,15 @@ mod tests {
             run(b"a\nb\nlast").await,
             ["x      | a", "x      | b", "x      | last"]
         );
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_cut_between_characters() {
+        let mut long = vec![b'x'; MAX_LINE - 1];
+        long.extend_from_slice("é and more".as_bytes());
+        let lines = run(&long).await;
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1], "x      | é and more");
     }
 
     #[tokio::test]

@@ -14,6 +14,12 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::fs::File;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use shoal_procfile::InstanceName;
 
 /// Why a runtime directory cannot be used.
@@ -27,7 +33,32 @@ pub enum RuntimeDirError {
     },
     #[error("refusing to use `{}`: {reason}; remove it or set `TMPDIR` to another directory", path.display())]
     Unsafe { path: PathBuf, reason: String },
+    #[error("another shoal{} is already running this formation; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Busy { pid: Option<u32> },
+    #[error("cannot lock `{}`", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
+
+/// Held while a formation runs: no second `shoal start` of the same Procfile can start, and no
+/// other shoal removes the runtime directory.
+#[derive(Debug)]
+pub struct FormationLock {
+    _lock: Flock<File>,
+}
+
+/// Held while `shoal run` uses a scratch directory in the runtime directory.
+#[derive(Debug)]
+pub struct RunLock {
+    _lock: Flock<File>,
+}
+
+/// Runtime directories younger than this are never swept: one may be in the middle of being
+/// set up by a shoal that has not taken its lock yet.
+const SWEEP_AFTER: Duration = Duration::from_secs(60);
 
 /// Where one formation keeps its runtime files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +116,82 @@ impl RuntimeDir {
         create_private(&self.root.join("scratch"))
     }
 
+    /// Takes the formation lock, or says which shoal holds it.
+    pub fn lock_formation(&self) -> Result<FormationLock, RuntimeDirError> {
+        let path = self.root.join("formation.lock");
+        let mut file = open_lock_file(&path)?;
+        match Flock::lock(
+            file.try_clone()
+                .map_err(|source| lock_error(&path, source))?,
+            FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(lock) => {
+                let _ = file.set_len(0);
+                let _ = write!(file, "{}", std::process::id());
+                Ok(FormationLock { _lock: lock })
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Err(RuntimeDirError::Busy {
+                    pid: text.trim().parse().ok(),
+                })
+            }
+            Err((_, errno)) => Err(lock_error(&path, errno.into())),
+        }
+    }
+
+    /// Takes a shared lock for `shoal run` (several may run at once, also beside a formation).
+    pub fn lock_run(&self) -> Result<RunLock, RuntimeDirError> {
+        let path = self.root.join("run.lock");
+        let file = open_lock_file(&path)?;
+        Flock::lock(file, FlockArg::LockShared)
+            .map(|lock| RunLock { _lock: lock })
+            .map_err(|(_, errno)| lock_error(&path, errno.into()))
+    }
+
+    /// Removes the runtime directories of other formations that nobody uses any more (left by
+    /// a shoal that was killed): those whose locks are free and that are over a minute old.
+    pub fn sweep_stale(&self) {
+        let Some(user_dir) = self.root.parent() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(user_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if dir == self.root {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > SWEEP_AFTER);
+            if !old {
+                continue;
+            }
+            // Both locks free means no formation and no `shoal run` uses it; hold them while
+            // removing so that neither can start using it meanwhile.
+            let held: Option<Vec<Flock<File>>> = ["formation.lock", "run.lock"]
+                .iter()
+                .filter_map(|name| {
+                    File::options()
+                        .read(true)
+                        .write(true)
+                        .open(dir.join(name))
+                        .ok()
+                })
+                .map(|file| Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
+                .collect();
+            if held.is_some() {
+                let _ = remove_all(&dir);
+            }
+        }
+    }
+
     /// Where instance `name` keeps its scratch files.
     pub fn scratch(&self, name: &InstanceName) -> PathBuf {
         self.root.join("scratch").join(name.to_string())
@@ -121,6 +228,25 @@ impl RuntimeDir {
         }
         let _ = std::fs::remove_dir(self.root.join("scratch"));
         let _ = std::fs::remove_dir(&self.root);
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, RuntimeDirError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| lock_error(path, source))
+}
+
+fn lock_error(path: &Path, source: io::Error) -> RuntimeDirError {
+    RuntimeDirError::Lock {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
@@ -222,6 +348,40 @@ mod tests {
         assert_eq!(std::fs::metadata(&again).unwrap().mode() & 0o777, 0o700);
         dir.remove().unwrap();
         assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn one_formation_at_a_time_and_stale_directories_are_swept() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = RuntimeDir::under(base.path(), Path::new("/srv/app/Procfile"));
+        dir.create().unwrap();
+        let lock = dir.lock_formation().unwrap();
+        let err = dir.lock_formation().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "another shoal (pid {}) is already running this formation; stop it first",
+                std::process::id()
+            )
+        );
+        let _run = dir.lock_run().unwrap();
+        drop(lock);
+        let again = dir.lock_formation();
+        assert!(again.is_ok());
+        drop(again);
+
+        let other = RuntimeDir::under(base.path(), Path::new("/srv/other/Procfile"));
+        other.create().unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let age = |d: &RuntimeDir| File::open(d.path()).unwrap().set_modified(old).unwrap();
+        age(&other);
+        age(&dir);
+        // `dir` is in use by a `shoal run`: kept. `other` is stale: swept.
+        let third = RuntimeDir::under(base.path(), Path::new("/srv/third/Procfile"));
+        third.create().unwrap();
+        third.sweep_stale();
+        assert!(!other.path().exists());
+        assert!(dir.path().exists());
     }
 
     #[test]

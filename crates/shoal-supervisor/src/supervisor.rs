@@ -29,6 +29,8 @@ pub struct Options {
     /// The process type whose instances are probed for readiness (their port accepts
     /// connections); others are `running` as soon as they started.
     pub probe_type: Option<String>,
+    /// The guard that kills the instances' process groups if shoal is killed.
+    pub watchdog: Option<Arc<crate::Watchdog>>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             restart: true,
             backoff: Backoff::default(),
             probe_type: Some("web".into()),
+            watchdog: None,
         }
     }
 }
@@ -170,6 +173,7 @@ impl Supervisor {
             log,
             events: events_tx,
             stop: stop_rx,
+            watchdog: options.watchdog.clone(),
         });
         let controller = Controller {
             slots: Vec::new(),
@@ -248,11 +252,10 @@ impl Controller {
                     false,
                 );
                 self.release = Some(index);
-                self.log(format!("running release: {}", release.command))
-                    .await;
+                self.log(format!("running release: {}", release.command));
                 self.start_slot(index);
             }
-            None => self.start_formation().await,
+            None => self.start_formation(),
         }
         self.publish();
 
@@ -266,15 +269,15 @@ impl Controller {
                 }
             };
             tokio::select! {
-                Some(event) = self.events.recv() => self.on_event(event).await,
+                Some(event) = self.events.recv() => self.on_event(event),
                 command = self.commands.recv(), if commands_open => match command {
-                    Some(Command::Stop) => self.begin_stop(Outcome::Stopped).await,
-                    Some(Command::Kill) => self.kill_all("").await,
+                    Some(Command::Stop) => self.begin_stop(Outcome::Stopped),
+                    Some(Command::Kill) => self.kill_all(""),
                     None => commands_open = false,
                 },
                 () = grace_over => {
                     let reason = format!(" (still running after {})", describe(self.options.grace));
-                    self.kill_all(&reason).await;
+                    self.kill_all(&reason);
                 }
             }
             self.publish();
@@ -308,13 +311,12 @@ impl Controller {
         self.slots.len() - 1
     }
 
-    async fn start_formation(&mut self) {
+    fn start_formation(&mut self) {
         self.phase = Phase::Running;
         let plan = self.context.plan.clone();
         let instances = plan.instances();
         if instances.is_empty() {
-            self.log("no instances to run: every process type is scaled to 0")
-                .await;
+            self.log("no instances to run: every process type is scaled to 0");
         }
         for instance in instances {
             let kind_index = plan
@@ -353,7 +355,7 @@ impl Controller {
         tokio::spawn(instance::run(self.context.clone(), start));
     }
 
-    async fn on_event(&mut self, event: Event) {
+    fn on_event(&mut self, event: Event) {
         match event {
             Event::Started {
                 slot,
@@ -371,7 +373,7 @@ impl Controller {
                     State::Running
                 };
                 let message = format!("{} started (pid {pid}, port {})", s.name, s.port);
-                self.log(message).await;
+                self.log(message);
                 // The stop began while this instance was being spawned.
                 match *self.stop.borrow() {
                     StopState::Running => {}
@@ -391,7 +393,7 @@ impl Controller {
                 }
                 s.state = State::Ready;
                 let message = format!("{} is ready on port {}", s.name, s.port);
-                self.log(message).await;
+                self.log(message);
             }
             Event::Exited {
                 slot,
@@ -402,7 +404,7 @@ impl Controller {
                 if self.slots[slot].generation != generation {
                     return;
                 }
-                self.on_exit(slot, exit, ran).await;
+                self.on_exit(slot, exit, ran);
             }
             Event::RestartDue { slot, generation } => {
                 let s = &self.slots[slot];
@@ -414,7 +416,7 @@ impl Controller {
         }
     }
 
-    async fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration) {
+    fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration) {
         let slot = &mut self.slots[index];
         slot.active = false;
         slot.pid = None;
@@ -422,16 +424,16 @@ impl Controller {
         slot.last_exit = Some(exit.clone());
         slot.state = State::Stopped;
         let name = slot.name.clone();
-        self.log(format!("{name} {exit}")).await;
+        self.log(format!("{name} {exit}"));
 
         if self.release == Some(index) {
             self.release = None;
             if self.phase == Phase::Release {
                 if exit.success() {
-                    self.log("release finished; starting the formation").await;
-                    self.start_formation().await;
+                    self.log("release finished; starting the formation");
+                    self.start_formation();
                 } else {
-                    self.log("release failed; not starting the formation").await;
+                    self.log("release failed; not starting the formation");
                     self.outcome = Some(Outcome::ReleaseFailed { exit });
                     self.phase = Phase::Stopping;
                 }
@@ -444,10 +446,8 @@ impl Controller {
         if !self.options.restart {
             self.log(format!(
                 "{name} exited and restarts are off; stopping the formation"
-            ))
-            .await;
-            self.begin_stop(Outcome::InstanceExited { name, exit })
-                .await;
+            ));
+            self.begin_stop(Outcome::InstanceExited { name, exit });
             return;
         }
 
@@ -459,8 +459,7 @@ impl Controller {
         slot.crashes_in_a_row = slot.crashes_in_a_row.saturating_add(1);
         slot.state = State::Crashed;
         let generation = slot.generation;
-        self.log(format!("restarting {name} in {}", describe(delay)))
-            .await;
+        self.log(format!("restarting {name} in {}", describe(delay)));
         let events = self.context.events.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -471,7 +470,7 @@ impl Controller {
         });
     }
 
-    async fn begin_stop(&mut self, outcome: Outcome) {
+    fn begin_stop(&mut self, outcome: Outcome) {
         if self.phase == Phase::Stopping {
             return;
         }
@@ -497,13 +496,13 @@ impl Controller {
                 if signalled == 1 { "" } else { "s" },
                 describe(self.options.grace)
             );
-            self.log(message).await;
+            self.log(message);
         }
     }
 
-    async fn kill_all(&mut self, reason: &str) {
+    fn kill_all(&mut self, reason: &str) {
         if self.phase != Phase::Stopping {
-            self.begin_stop(Outcome::Stopped).await;
+            self.begin_stop(Outcome::Stopped);
         }
         self.kill_at = None;
         let _ = self.stop.send(StopState::Killing);
@@ -515,8 +514,7 @@ impl Controller {
             }
         }
         if !killed.is_empty() {
-            self.log(format!("sending SIGKILL to {}{reason}", killed.join(", ")))
-                .await;
+            self.log(format!("sending SIGKILL to {}{reason}", killed.join(", ")));
         }
     }
 
@@ -538,8 +536,8 @@ impl Controller {
         self.snapshot.send_replace(Arc::new(Snapshot { instances }));
     }
 
-    async fn log(&self, message: impl Into<String>) {
-        self.context.log.system(message).await;
+    fn log(&self, message: impl Into<String>) {
+        self.context.log.system(message);
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
     runtime_dir
         .create()
         .context("cannot prepare the runtime directory")?;
+    let _lock = runtime_dir.lock_run()?;
     let scratch = runtime_dir
         .fresh_scratch(&name)
         .context("cannot prepare the scratch directory")?;
@@ -66,7 +67,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     });
-    let _ = runtime_dir.remove_scratch(&name);
+    runtime_dir.remove_unused([&name]);
     Ok(result?.shell_code())
 }
 

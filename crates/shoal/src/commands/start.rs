@@ -1,12 +1,13 @@
 //! `shoal start`: runs the formation in the foreground until interrupted.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use shoal_procfile::InstanceName;
-use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor};
+use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, Watchdog};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{load_plan, plan_options, runtime};
@@ -22,6 +23,12 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     runtime_dir
         .create()
         .context("cannot prepare the formation's runtime directory")?;
+    let _lock = runtime_dir.lock_formation()?;
+    runtime_dir.sweep_stale();
+    // shoal's own binary, in watchdog mode; `/proc/self/exe` still works if the file was
+    // replaced since shoal started.
+    let watchdog = Watchdog::start(Path::new("/proc/self/exe"), &["__watchdog"])
+        .context("cannot start shoal's watchdog process")?;
 
     let color = !args.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -37,6 +44,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     let options = Options {
         grace: Duration::from_secs_f64(args.timeout),
         restart: !args.no_restart,
+        watchdog: Some(Arc::new(watchdog)),
         ..Options::default()
     };
 
@@ -74,16 +82,15 @@ async fn supervise(
             _ = hangup.recv() => libc::SIGHUP,
         };
         let name = shoal_supervisor::exit::signal_name(signal);
+        // `system` never waits, so a stalled stdout cannot delay the stop.
         if stopped_by.is_none() {
             stopped_by = Some(signal);
             log.system(format!(
                 "received {name}; stopping the formation (send it again to kill at once)"
-            ))
-            .await;
+            ));
             handle.stop();
         } else {
-            log.system(format!("received {name} again; killing the formation now"))
-                .await;
+            log.system(format!("received {name} again; killing the formation now"));
             handle.kill();
         }
     };

@@ -334,3 +334,25 @@ fn colour_on_a_terminal_unless_turned_off() {
     let env = start_on_a_terminal(&app, &[], true);
     assert!(env.contains("web.1") && !env.contains('\x1b'), "{env:?}");
 }
+
+#[test]
+fn a_port_used_by_another_program_does_not_make_an_instance_ready() {
+    let app = App::new("web: FAKE serve\n");
+    let port = free_port();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let shoal = app.spawn(&["start", "-p", &port.to_string()]);
+    shoal.wait_for(&format!(
+        "port {port} accepts connections, but not from web.1's processes"
+    ));
+    shoal.wait_for("web.1 exited with code 1");
+    assert!(!shoal.stdout().contains("is ready"), "{}", shoal.stdout());
+}
+
+#[test]
+fn shell_builtins_work_as_commands() {
+    let app = App::new("web: exit 3\n");
+    let out = app
+        .spawn(&["start", "--no-restart", "-p", &free_port().to_string()])
+        .finish();
+    assert_eq!(out.code(), Some(3), "{}", out.stdout);
+}

@@ -112,22 +112,16 @@ fn grandchildren_die_with_the_formation() {
         "web: FAKE spawn {marker}\nworker: sh -c 'FAKE sleep {marker} & wait'\nclock: FAKE sleep {marker} & FAKE ignore-term {marker} & wait\n"
     ));
     let shoal = app.spawn(&["start", "--timeout", "1", "-p", &free_port().to_string()]);
-    shoal.wait_for("web.1    | spawned");
-    // Every grandchild is up: two from web, one from worker, two from clock.
-    let deadline = Instant::now() + crate::support::DEADLINE;
-    while processes_with(&marker).len() < 5 {
-        assert!(
-            Instant::now() < deadline,
-            "grandchildren did not start: {}",
-            shoal.stdout()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Every grandchild is up, the SIGTERM-ignoring ones (from web and clock) included.
+    shoal.wait_for_n(2, "from grandchildren ignoring SIGTERM", |l| {
+        l.ends_with("| ignoring SIGTERM")
+    });
+    shoal.wait_for_n(3, "from sleeping grandchildren", |l| l.ends_with("| up"));
     shoal.signal(libc::SIGTERM);
     let out = shoal.finish();
     assert_eq!(out.code(), Some(143), "{}", out.stdout);
     assert!(
-        out.stdout.contains("SIGKILL"),
+        out.stdout.contains("sending SIGKILL to"),
         "the SIGTERM-ignoring grandchildren needed SIGKILL:\n{}",
         out.stdout
     );
@@ -159,14 +153,117 @@ fn leftovers_of_a_crashed_instance_are_killed_before_it_restarts() {
 }
 
 #[test]
-fn killing_shoal_itself_takes_the_instances_down() {
-    let marker = token("pdeathsig");
-    let app = App::new(&format!("web: FAKE ignore-term {marker}\n"));
+fn killing_shoal_itself_takes_the_instances_and_their_children_down() {
+    let marker = token("shoal-killed");
+    let app = App::new(&format!(
+        "web: FAKE ignore-term {marker}\nworker: FAKE sleep {marker} && true\nclock: sh -c 'FAKE ignore-term {marker} & wait'\n"
+    ));
     let shoal = app.spawn(&["start", "-p", &free_port().to_string()]);
-    shoal.wait_for("web.1  | ignoring SIGTERM");
-    assert_eq!(processes_with(&marker).len(), 1);
+    shoal.wait_for("web.1    | ignoring SIGTERM");
+    shoal.wait_for("worker.1 | up");
+    shoal.wait_for("clock.1  | ignoring SIGTERM");
+    assert!(
+        processes_with(&marker).len() >= 5,
+        "3 instances, 2 of them under a shell"
+    );
     shoal.signal(libc::SIGKILL);
     let out = shoal.finish();
     assert_eq!(out.status.code(), None);
+    // The main processes get the kernel's parent-death signal; what they started is killed
+    // by shoal's watchdog.
     assert_no_survivors(&marker);
+}
+
+#[test]
+fn a_stalled_stdout_does_not_stop_shoal_from_stopping() {
+    let app = App::new("web: FAKE flood 1000000\n");
+    // shoal's stdout is a pipe that nobody reads: it fills, and shoal's log stalls.
+    let mut command = app.command(&["start", "--timeout", "1", "-p", &free_port().to_string()]);
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pipe = child.stdout.take().unwrap();
+    // Wait until the pipe is full: shoal's log writer then blocks.
+    let deadline = Instant::now() + crate::support::DEADLINE;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes an int into `queued`.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&pipe),
+                libc::FIONREAD,
+                &mut queued,
+            )
+        };
+        if queued >= 60_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pipe never filled ({queued} bytes)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shoal did not stop while its stdout was stalled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143));
+    drop(pipe);
+}
+
+#[test]
+fn a_stop_during_release_ends_the_start() {
+    let app = App::new("release: FAKE graceful\nweb: FAKE sleep\n");
+    let shoal = app.spawn(&["start", "-p", &free_port().to_string()]);
+    shoal.wait_for("release.1 | up");
+    shoal.signal(libc::SIGINT);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(130), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("release.1 | got SIGTERM"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("web.1 started"), "{}", out.stdout);
+}
+
+#[test]
+fn a_stop_while_an_instance_waits_to_restart() {
+    let app = App::new("web: FAKE exit 1\n");
+    let shoal = app.spawn(&["start", "-p", &free_port().to_string()]);
+    shoal.wait_for("restarting web.1 in");
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(143), "{}", out.stdout);
+}
+
+#[test]
+fn a_second_formation_of_the_same_procfile_is_refused() {
+    let app = App::new("web: FAKE sleep\n");
+    let first = app.spawn(&["start", "-p", &free_port().to_string()]);
+    first.wait_for("web.1  | up");
+    let second = app.run(&["start", "-p", &free_port().to_string()]);
+    assert_eq!(second.code(), Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!(
+            "error: another shoal (pid {}) is already running this formation; stop it first",
+            first.pid()
+        )),
+        "{}",
+        second.stderr
+    );
+    // The first one was not disturbed.
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.finish().code(), Some(143));
 }

@@ -36,9 +36,11 @@ pub(crate) fn free_port() -> u16 {
     }
 }
 
-/// A temporary app directory.
+/// A temporary app directory, and a private temporary directory for shoal's runtime files
+/// (so tests never share or leave behind runtime directories).
 pub(crate) struct App {
     pub(crate) dir: tempfile::TempDir,
+    tmp: tempfile::TempDir,
 }
 
 impl App {
@@ -46,6 +48,7 @@ impl App {
     pub(crate) fn new(procfile: &str) -> App {
         let app = App {
             dir: tempfile::tempdir().expect("temp dir"),
+            tmp: tempfile::tempdir().expect("temp dir"),
         };
         app.write("Procfile", procfile);
         app
@@ -69,6 +72,7 @@ impl App {
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("PORT")
+            .env("TMPDIR", self.tmp.path())
             .env("NO_COLOR", "1");
         command
     }
@@ -226,9 +230,17 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // A failed test must not leave a formation behind: instances die with shoal through
-        // their parent-death signal.
+        // A failed test must not leave a formation behind: stop shoal as a user would, and
+        // kill it only if it does not stop.
         if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
