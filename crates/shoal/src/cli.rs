@@ -20,6 +20,8 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Run one command with the environment a formation instance gets
     Run(RunArgs),
+    /// Write the formation as Kubernetes manifests, systemd units or a compose file
+    Export(ExportArgs),
 }
 
 /// Where the app and its configuration are.
@@ -93,4 +95,56 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
             "`{text}` is not a number of seconds from 0 to 86400"
         )),
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// What to write
+    #[arg(value_enum, value_name = "FORMAT")]
+    pub(crate) format: ExportFormat,
+    #[command(flatten)]
+    pub(crate) app: AppArgs,
+    /// How many instances of each type run, e.g. `web=3,worker=2` [default: all=1]
+    #[arg(short = 'm', long, value_name = "SPEC")]
+    pub(crate) formation: Option<String>,
+    /// The directory to write into; created when missing
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub(crate) output: PathBuf,
+    /// The app's name in the exported files [default: the app directory's name]
+    #[arg(long = "app", value_name = "NAME")]
+    pub(crate) app_name: Option<String>,
+    /// The container image the app is built into (kubernetes: required; compose: builds the app directory without it)
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when an instance stops
+    #[arg(short = 't', long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub(crate) timeout: f64,
+    /// A path that answers 2xx once a web instance is ready (kubernetes) [default: a TCP check on its port]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) health_path: Option<String>,
+    /// Add a HorizontalPodAutoscaler for web, from the formation's web count up (kubernetes)
+    #[arg(long)]
+    pub(crate) hpa: bool,
+    /// The most web replicas the autoscaler runs [default: 4 times the web count, at least 2]
+    #[arg(long, value_name = "N", requires = "hpa", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) hpa_max: Option<u32>,
+    /// The average CPU use, in percent of the request, the autoscaler aims at
+    #[arg(long, value_name = "PERCENT", default_value_t = 70, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) hpa_cpu: u32,
+    /// Overwrite files in DIR that shoal export did not write
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// The formats `shoal export` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// Deployments, a Service, a ConfigMap and Secret, a release Job (kubectl apply -f DIR)
+    #[value(alias = "k8s")]
+    Kubernetes,
+    /// A target and a service per instance, as foreman exports them
+    Systemd,
+    /// A compose.yaml with a service per process type
+    #[value(alias = "docker-compose")]
+    Compose,
 }

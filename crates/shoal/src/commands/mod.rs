@@ -1,6 +1,7 @@
 //! The subcommands, and what they share: turning the app flags into a plan.
 
 mod check;
+mod export;
 mod run;
 mod start;
 
@@ -18,6 +19,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(args) => start::start(args),
         Command::Check(args) => check::check(args),
         Command::Run(args) => run::run(args),
+        Command::Export(args) => export::export(args),
     }
 }
 

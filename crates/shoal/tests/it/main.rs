@@ -2,6 +2,7 @@
 //! (`shoal-fake`), each test in a temporary app directory.
 
 mod check;
+mod export;
 mod run;
 mod start;
 mod stop;

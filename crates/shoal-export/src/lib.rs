@@ -1,0 +1,183 @@
+//! Translates a [`Plan`] — a Procfile, its `.env` files and a formation — into the files another
+//! engine runs it from: Kubernetes manifests, systemd units, or a compose file. shoal runs a
+//! formation on one machine; when that is not enough, these engines take over, and shoal
+//! invents no distributed engine of its own.
+//!
+//! Rendering ([`render`]) is pure: it returns the files' names and contents, or an error, and
+//! touches nothing. Writing ([`write::write`]) puts them into a directory without ever leaving
+//! half an export behind, and refuses to overwrite files shoal did not write.
+//!
+//! # Layout
+//! - [`names`]: the app's and the process types' names on each target, and when that fails.
+//! - [`kubernetes`]: Deployments, a Service, a ConfigMap and Secret, a release Job, an HPA.
+//! - [`systemd`]: a target, a unit per instance, a release unit, an environment file.
+//! - [`compose`]: `compose.yaml`, a service per process type.
+//! - [`write`]: writing into the output directory, and recognising what shoal wrote before.
+//! - `formation`: what all three take from the plan (environment, commands, warnings).
+//! - `yaml`: the YAML emitter the Kubernetes and compose exporters share.
+
+pub mod compose;
+mod formation;
+pub mod kubernetes;
+pub mod names;
+pub mod systemd;
+pub mod write;
+mod yaml;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_procfile::Plan;
+
+pub use names::{NameError, Target};
+
+/// What an export needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The app's name (`--app`); the app directory's name when `None`.
+    pub app: Option<String>,
+    /// The container image the app is built into (`--image`): required for Kubernetes; compose
+    /// builds the app directory when `None`.
+    pub image: Option<String>,
+    /// The grace period between SIGTERM and SIGKILL (`--timeout`).
+    pub timeout: Duration,
+    /// An HTTP path that answers 2xx when a `web` instance is ready (`--health-path`); a TCP
+    /// check when `None`.
+    pub health_path: Option<String>,
+    /// A HorizontalPodAutoscaler for `web` (Kubernetes only).
+    pub hpa: Option<Hpa>,
+    /// The directory the files go to, as an absolute path: systemd units name their
+    /// environment file by it.
+    pub output_dir: PathBuf,
+}
+
+/// The autoscaler's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hpa {
+    /// The most `web` replicas; the formation's `web` count is the least.
+    pub max: Option<u32>,
+    /// The average CPU use, in percent of the request, that the autoscaler aims at.
+    pub cpu_percent: u32,
+}
+
+/// One file of an export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// The file's name inside the output directory.
+    pub name: String,
+    pub contents: String,
+    /// Whether it holds values of secret-looking variables; such files are written readable by
+    /// their owner only.
+    pub private: bool,
+}
+
+/// What [`render`] produced.
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// The files, in the order they are listed.
+    pub files: Vec<File>,
+    /// Things that work differently on the target than under `shoal start`.
+    pub warnings: Vec<String>,
+    /// What to run next, in a sentence or two with the commands.
+    pub next_steps: Vec<String>,
+}
+
+/// Why an export cannot be made. Every variant is the user's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Kubernetes pulls images; it cannot run a directory.
+    #[error(
+        "kubernetes runs containers from an image: pass the image the app is built into with --image, e.g. --image registry.example.com/{app}:1.0"
+    )]
+    ImageRequired { app: String },
+    /// `--image` that is not a usable image reference.
+    #[error("`{0}` is not an image reference; expected e.g. `registry.example.com/app:1.0`")]
+    BadImage(String),
+    /// `--health-path` that is not an absolute URL path.
+    #[error(
+        "the health path `{0}` is not a URL path; expected one starting with `/`, e.g. `/health`"
+    )]
+    BadHealthPath(String),
+    /// `--hpa` without `web` instances to scale.
+    #[error("--hpa scales `web`, {0}")]
+    HpaWithoutWeb(&'static str),
+    /// `--hpa-max` below the formation's count.
+    #[error(
+        "--hpa-max {max} is below the formation's web={min}; the autoscaler needs room to grow"
+    )]
+    HpaMax { max: u32, min: u32 },
+    /// An app directory that systemd cannot be told about.
+    #[error(
+        "the app directory `{0}` contains a line break, which systemd unit files cannot express"
+    )]
+    UnitPath(PathBuf),
+}
+
+/// A format `shoal export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Kubernetes,
+    Systemd,
+    Compose,
+}
+
+impl Format {
+    /// Every format, in the order they are documented.
+    pub const ALL: [Format; 3] = [Format::Kubernetes, Format::Systemd, Format::Compose];
+
+    pub fn target(self) -> Target {
+        match self {
+            Format::Kubernetes => Target::Kubernetes,
+            Format::Systemd => Target::Systemd,
+            Format::Compose => Target::Compose,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Kubernetes => "kubernetes",
+            Format::Systemd => "systemd",
+            Format::Compose => "compose",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The files that run `plan` on the engine `format` names.
+pub fn render(plan: &Plan, format: Format, options: &Options) -> Result<Export, ExportError> {
+    if let Some(path) = &options.health_path
+        && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ExportError::BadHealthPath(path.clone()));
+    }
+    if let Some(image) = &options.image
+        && (image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ExportError::BadImage(image.clone()));
+    }
+    let app_source = options.app.clone().unwrap_or_else(|| {
+        plan.app_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let formation = formation::Formation::new(plan, format.target(), &app_source)?;
+    let mut export = match format {
+        Format::Kubernetes => kubernetes::render(&formation, options)?,
+        Format::Systemd => systemd::render(&formation, options)?,
+        Format::Compose => compose::render(&formation, options)?,
+    };
+    export.warnings.splice(0..0, formation.warnings(format));
+    for file in &mut export.files {
+        file.contents.insert_str(0, &write::header(format));
+    }
+    Ok(export)
+}

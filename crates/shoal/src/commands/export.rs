@@ -1,0 +1,80 @@
+//! `shoal export`: writes the formation as Kubernetes manifests, systemd units or a compose
+//! file, and prints what it wrote. The translation lives in `shoal-export`; this command picks
+//! the options, reports warnings and next steps on stderr, and maps errors to exit codes.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use shoal_export::write::WriteError;
+use shoal_export::{Format, Hpa, Options};
+
+use super::{load_plan, plan_options};
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::exit;
+use crate::report::{self, UsageError};
+
+pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
+    let format = match args.format {
+        ExportFormat::Kubernetes => Format::Kubernetes,
+        ExportFormat::Systemd => Format::Systemd,
+        ExportFormat::Compose => Format::Compose,
+    };
+    if args.hpa && format != Format::Kubernetes {
+        return Err(UsageError(anyhow!(
+            "--hpa adds a Kubernetes HorizontalPodAutoscaler; {format} has none"
+        ))
+        .into());
+    }
+    let plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
+    for warning in &plan.warnings {
+        report::warning(warning);
+    }
+    let ignored = [
+        (
+            args.image.is_some() && format == Format::Systemd,
+            "--image",
+            "kubernetes and compose",
+        ),
+        (
+            args.health_path.is_some() && format != Format::Kubernetes,
+            "--health-path",
+            "kubernetes",
+        ),
+    ];
+    for (_, flag, users) in ignored.iter().filter(|(ignored, ..)| *ignored) {
+        eprintln!("warning: {flag} is used by {users} only; {format} ignores it");
+    }
+
+    let output_dir = std::path::absolute(&args.output).unwrap_or_else(|_| args.output.clone());
+    let options = Options {
+        app: args.app_name,
+        image: args.image,
+        timeout: Duration::from_secs_f64(args.timeout),
+        health_path: args.health_path,
+        hpa: args.hpa.then_some(Hpa {
+            max: args.hpa_max,
+            cpu_percent: args.hpa_cpu,
+        }),
+        output_dir: output_dir.clone(),
+    };
+    let export = shoal_export::render(&plan, format, &options).map_err(|e| UsageError(e.into()))?;
+    for warning in &export.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let written = shoal_export::write::write(&output_dir, format, &export.files, args.force)
+        .map_err(|err| match err {
+            // Half of the files are in place: that is shoal failing, not the user.
+            WriteError::Replace { .. } => anyhow::Error::from(err),
+            err => UsageError(err.into()).into(),
+        })?;
+    for path in &written.written {
+        println!("wrote {}", path.display());
+    }
+    for path in &written.removed {
+        println!("removed {} (no longer part of the export)", path.display());
+    }
+    for step in &export.next_steps {
+        eprintln!("next: {step}");
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,533 @@
+//! `shoal export`: the files for Kubernetes, systemd and compose (snapshots, then the targets'
+//! own checkers: the Kubernetes schemas through `kubernetes-validate`, `systemd-analyze verify`,
+//! and PyYAML reading every YAML file back), overwrite protection, and the errors.
+//!
+//! The checkers are external tools; `scripts/test` installs them and names them in
+//! `SHOAL_TEST_KUBERNETES_VALIDATE` and `SHOAL_TEST_SYSTEMD_ANALYZE`. Without those variables
+//! the tests that need them say so and pass without checking.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{App, Output};
+
+/// Kubernetes versions the manifests are validated against: the oldest and newest schemas
+/// `kubernetes-validate` ships that shoal supports, and one between.
+const KUBERNETES_VERSIONS: [&str; 3] = ["1.27.0", "1.32.0", "1.37.0"];
+
+/// An app with a release step, a web and two other types, and `.env` values that YAML, systemd
+/// and compose would each misread if written carelessly.
+fn demo() -> App {
+    let app = App::new(
+        "release: ./migrate --yes\nweb: ./server -p $PORT\nworker: bundle exec work -q \"low prio\"\nclock_tick: ./tick; echo 100% done\n",
+    );
+    app.write(
+        ".env",
+        "DATABASE_URL=postgres://app:hunter2@db.internal:5432/app\nAPI_KEY=sk-live-123\nMODE=yes\nZIP=0123\nGREETING='$HOME: \"hi\" 50%'\nMULTI=\"one\\ntwo\"\n",
+    );
+    app
+}
+
+fn export(app: &App, args: &[&str]) -> Output {
+    let mut all = vec!["export"];
+    all.extend_from_slice(args);
+    app.run(&all)
+}
+
+/// The files `shoal export` said it wrote, from its `wrote PATH` lines.
+fn written(out: &Output) -> Vec<PathBuf> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("wrote "))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Everything an export shows and writes, in order, with the app's temporary path replaced.
+fn transcript(app: &App, out: &Output) -> String {
+    let mut text = format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.code(),
+        out.stdout,
+        out.stderr
+    );
+    for path in written(out) {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let contents = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "=== {} ({mode:o})\n{contents}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+    }
+    text.replace(&app.path().display().to_string(), "[APP]")
+}
+
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// The tool named in `var`, or `None` after saying that the test did not run.
+fn tool(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => {
+            eprintln!("NOT RUN: {var} is not set; scripts/test sets it and runs this check");
+            None
+        }
+    }
+}
+
+#[test]
+fn kubernetes_manifests() {
+    let app = demo();
+    let out = export(
+        &app,
+        &[
+            "kubernetes",
+            "-o",
+            "k8s",
+            "--app",
+            "demo",
+            "--image",
+            "registry.example.com/demo:1.4",
+            "-m",
+            "web=2,worker=0",
+            "--hpa",
+            "--health-path",
+            "/health",
+            "-t",
+            "20",
+        ],
+    );
+    assert_ok(&out);
+    insta::assert_snapshot!(transcript(&app, &out));
+}
+
+#[test]
+fn systemd_units() {
+    let app = demo();
+    let out = export(
+        &app,
+        &[
+            "systemd",
+            "-o",
+            "units",
+            "--app",
+            "demo",
+            "-m",
+            "web=2,worker=0",
+        ],
+    );
+    assert_ok(&out);
+    insta::assert_snapshot!(transcript(&app, &out));
+}
+
+#[test]
+fn compose_file() {
+    let app = demo();
+    let out = export(
+        &app,
+        &[
+            "compose", "-o", "deploy", "--app", "demo", "-m", "web=2", "-t", "2.5",
+        ],
+    );
+    assert_ok(&out);
+    insta::assert_snapshot!(transcript(&app, &out));
+}
+
+/// The exports the checkers below look at: every format, with and without the options that
+/// change their shape.
+fn variants(app: &App) -> Vec<(&'static str, PathBuf)> {
+    let cases: [(&str, &[&str]); 7] = [
+        ("kubernetes", &["--image", "demo:1", "-m", "web=3,worker=0"]),
+        (
+            "kubernetes",
+            &[
+                "--image",
+                "demo:1",
+                "--hpa",
+                "--hpa-max",
+                "9",
+                "--health-path",
+                "/up",
+            ],
+        ),
+        (
+            "kubernetes",
+            &[
+                "--image",
+                "demo:1",
+                "-t",
+                "0.5",
+                "-f",
+                "Procfile.plain",
+                "-e",
+                "empty.env",
+            ],
+        ),
+        ("systemd", &["-m", "web=2"]),
+        ("systemd", &["-f", "Procfile.plain", "-e", "empty.env"]),
+        ("compose", &["-m", "all=2"]),
+        (
+            "compose",
+            &[
+                "--image",
+                "demo:1",
+                "-f",
+                "Procfile.plain",
+                "-e",
+                "empty.env",
+            ],
+        ),
+    ];
+    app.write("Procfile.plain", "web: ./server\n");
+    app.write("empty.env", "");
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, (format, args))| {
+            let dir = app.path().join(format!("out-{i}-{format}"));
+            let mut all = vec![*format, "-o", dir.to_str().unwrap()];
+            all.extend_from_slice(args);
+            assert_ok(&export(app, &all));
+            (*format, dir)
+        })
+        .collect()
+}
+
+fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .{ext} file in {}", dir.display());
+    files
+}
+
+#[test]
+fn kubernetes_manifests_match_the_schemas() {
+    let Some(validate) = tool("SHOAL_TEST_KUBERNETES_VALIDATE") else {
+        return;
+    };
+    let app = demo();
+    let files: Vec<PathBuf> = variants(&app)
+        .into_iter()
+        .filter(|(format, _)| *format == "kubernetes")
+        .flat_map(|(_, dir)| files_in(&dir, "yaml"))
+        .collect();
+    for version in KUBERNETES_VERSIONS {
+        let out = Command::new(&validate)
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .args(&files)
+            .output()
+            .expect("run kubernetes-validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "kubernetes-validate {version} rejected the manifests:\n{text}"
+        );
+    }
+}
+
+/// Every YAML file, read by PyYAML (a YAML 1.1 parser, as strict about `yes` and `0123` as
+/// Kubernetes' own), printed back as JSON.
+fn pyyaml(files: &[PathBuf]) -> Option<serde_json::Value> {
+    let validate = tool("SHOAL_TEST_KUBERNETES_VALIDATE")?;
+    let python = validate.with_file_name("python3");
+    let script = "import json, sys, yaml\nprint(json.dumps({f: list(yaml.safe_load_all(open(f))) for f in sys.argv[1:]}))";
+    let out = Command::new(python)
+        .args(["-c", script])
+        .args(files)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn yaml_reads_back_as_written() {
+    let app = demo();
+    let dirs = variants(&app);
+    let files: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|(format, _)| *format != "systemd")
+        .flat_map(|(_, dir)| files_in(dir, "yaml"))
+        .collect();
+    let Some(docs) = pyyaml(&files) else {
+        return;
+    };
+    let doc = |dir: &Path, name: &str| docs[dir.join(name).to_str().unwrap()][0].clone();
+    let (k8s, compose) = (&dirs[0].1, &dirs[5].1);
+    let app_name = app
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase();
+    let app_name: String = app_name.trim_start_matches('.').to_owned();
+
+    let config = doc(k8s, &format!("{app_name}-env.configmap.yaml"));
+    assert_eq!(config["data"]["MODE"], "yes");
+    assert_eq!(config["data"]["ZIP"], "0123");
+    assert_eq!(config["data"]["GREETING"], "$HOME: \"hi\" 50%");
+    assert_eq!(config["data"]["MULTI"], "one\ntwo");
+    assert!(config["data"].get("API_KEY").is_none());
+    let secret = doc(k8s, &format!("{app_name}-env.secret.yaml"));
+    assert_eq!(secret["stringData"]["API_KEY"], "sk-live-123");
+    let web = doc(k8s, &format!("{app_name}-web.deployment.yaml"));
+    assert_eq!(web["spec"]["replicas"], 3);
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"][2], "exec ./server -p $PORT");
+    assert_eq!(
+        web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        15
+    );
+    let worker = doc(k8s, &format!("{app_name}-worker.deployment.yaml"));
+    assert_eq!(worker["spec"]["replicas"], 0);
+    let service = doc(k8s, &format!("{app_name}-web.service.yaml"));
+    assert_eq!(service["spec"]["sessionAffinity"], "None");
+
+    let compose = doc(compose, "compose.yaml");
+    let services = &compose["services"];
+    assert_eq!(services["web"]["deploy"]["replicas"], 2);
+    assert_eq!(services["release"]["restart"], "no");
+    // Compose substitutes `$VAR`: `$$` is how a literal `$` is written.
+    assert_eq!(
+        services["web"]["environment"]["GREETING"],
+        "$$HOME: \"hi\" 50%"
+    );
+    assert_eq!(services["web"]["entrypoint"][2], "exec ./server -p $$PORT");
+    assert_eq!(services["web"]["ports"][0], "5000:5000");
+    assert!(services["worker"].get("ports").is_none());
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let Some(analyze) = tool("SHOAL_TEST_SYSTEMD_ANALYZE") else {
+        return;
+    };
+    let app = demo();
+    for (format, dir) in variants(&app) {
+        if format != "systemd" {
+            continue;
+        }
+        let mut units = files_in(&dir, "target");
+        units.extend(files_in(&dir, "service"));
+        let out = Command::new(&analyze)
+            .args(["verify", "--man=no"])
+            .args(&units)
+            .output()
+            .expect("run systemd-analyze");
+        // `verify` reports most problems as warnings and still exits 0: any output is a failure.
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "systemd-analyze verify on {}:\n{text}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn unknown_format_suggests_the_closest() {
+    let app = demo();
+    let out = export(&app, &["kubernets", "-o", "out"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("'kubernets'"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a similar value exists: 'kubernetes'"),
+        "{}",
+        out.stderr
+    );
+    assert!(!app.path().join("out").exists());
+}
+
+#[test]
+fn kubernetes_needs_an_image() {
+    let app = demo();
+    let out = export(&app, &["kubernetes", "-o", "out", "--app", "demo"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("error: kubernetes runs containers from an image: pass the image the app is built into with --image, e.g. --image registry.example.com/demo:1.0"),
+        "{}",
+        out.stderr
+    );
+    assert!(!app.path().join("out").exists());
+}
+
+#[test]
+fn names_that_cannot_be_made_valid_are_errors() {
+    let app = demo();
+    let out = export(
+        &app,
+        &["kubernetes", "-o", "out", "--image", "x", "--app", "42"],
+    );
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("error: the app name `42` cannot be used as a kubernetes name: `42` does not start with a letter, as Kubernetes Service names must; choose another with --app"),
+        "{}",
+        out.stderr
+    );
+
+    let clash = App::new("web: a\nworker_1: b\nworker-1: c\n");
+    let out = export(
+        &clash,
+        &["kubernetes", "-o", "out", "--image", "x", "--app", "demo"],
+    );
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("error: process types `worker_1` and `worker-1` would both be named `worker-1` on kubernetes; rename one of them in the Procfile"),
+        "{}",
+        out.stderr
+    );
+    // systemd keeps `_`, so the same Procfile exports there.
+    assert_ok(&export(&clash, &["systemd", "-o", "out", "--app", "demo"]));
+}
+
+#[test]
+fn refuses_to_overwrite_foreign_files_and_writes_nothing() {
+    let app = demo();
+    let dir = app.path().join("deploy");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), "services: {}\n").unwrap();
+    let out = export(&app, &["compose", "-o", "deploy"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains(&format!(
+            "error: this file was not written by shoal export and would be overwritten: `{}`; move it away or pass --force",
+            dir.join("compose.yaml").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("compose.yaml")).unwrap(),
+        "services: {}\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "nothing else is written"
+    );
+
+    assert_ok(&export(&app, &["compose", "-o", "deploy", "--force"]));
+    let written = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    assert!(
+        written.starts_with("# Generated by shoal export compose;"),
+        "{written}"
+    );
+    // Its own files it overwrites without --force.
+    assert_ok(&export(&app, &["compose", "-o", "deploy", "-m", "web=3"]));
+}
+
+#[test]
+fn re_export_removes_the_files_of_types_that_are_gone() {
+    let app = demo();
+    assert_ok(&export(
+        &app,
+        &["systemd", "-o", "units", "--app", "demo", "-m", "web=2"],
+    ));
+    let dir = app.path().join("units");
+    assert!(dir.join("demo-web.2.service").exists());
+    std::fs::write(dir.join("notes.txt"), "mine\n").unwrap();
+
+    let out = export(
+        &app,
+        &[
+            "systemd",
+            "-o",
+            "units",
+            "--app",
+            "demo",
+            "-m",
+            "web=1,worker=0",
+        ],
+    );
+    assert_ok(&out);
+    for gone in ["demo-web.2.service", "demo-worker.1.service"] {
+        assert!(!dir.join(gone).exists(), "{gone}");
+        assert!(
+            out.stdout.contains(&format!(
+                "removed {} (no longer part of the export)",
+                dir.join(gone).display()
+            )),
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(dir.join("demo-web.1.service").exists());
+    assert!(dir.join("notes.txt").exists());
+}
+
+#[test]
+fn an_unusable_output_directory_is_named() {
+    let app = demo();
+    app.write("taken", "a file\n");
+    let out = export(&app, &["compose", "-o", "taken"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains(&format!(
+            "error: cannot use `{}` as the output directory",
+            app.path().join("taken").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("caused by:"), "{}", out.stderr);
+}
+
+#[test]
+fn hpa_is_for_kubernetes_web_only() {
+    let app = demo();
+    let out = export(&app, &["compose", "-o", "out", "--hpa"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("error: --hpa adds a Kubernetes HorizontalPodAutoscaler; compose has none"),
+        "{}",
+        out.stderr
+    );
+
+    let out = export(
+        &app,
+        &[
+            "kubernetes",
+            "-o",
+            "out",
+            "--image",
+            "x",
+            "--hpa",
+            "-m",
+            "web=0",
+        ],
+    );
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("--hpa scales `web`, but the formation runs no `web` instance (web=0)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!app.path().join("out").exists());
+}
