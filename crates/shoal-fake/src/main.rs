@@ -11,7 +11,8 @@
 //! shoal-fake ids                   print `pid=… pgid=… ppid=…`, then sleep
 //! shoal-fake flood N [TAG]         print N numbered lines as fast as possible, then sleep
 //! shoal-fake partial               print `no newline at the end` without a newline, exit 3
-//! shoal-fake serve                 answer HTTP on 127.0.0.1:$PORT with `$SHOAL_INSTANCE`
+//! shoal-fake serve [STATUS]        answer HTTP on 127.0.0.1:$PORT with `$SHOAL_INSTANCE`
+//!                                  (and status STATUS, 200 by default)
 //! shoal-fake scratch [EXIT]        list $SHOAL_SCRATCH, write a file there, exit EXIT or sleep
 //! shoal-fake spawn TOKEN           start `sleep TOKEN` and `ignore-term TOKEN` children, wait
 //! ```
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().flush();
             ExitCode::from(3)
         }
-        Some("serve") => serve(),
+        Some("serve") => serve(arg(1).and_then(|s| s.parse().ok()).unwrap_or(200)),
         Some("scratch") => scratch(arg(1).and_then(|c| c.parse().ok())),
         Some("spawn") => {
             let token = arg(1).unwrap_or("shoal-fake-token");
@@ -143,7 +144,7 @@ fn graceful(delay_ms: u64, up_file: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve() -> ExitCode {
+fn serve(status: u16) -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_default();
     let name = std::env::var("SHOAL_INSTANCE").unwrap_or_default();
     let listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
@@ -166,7 +167,7 @@ fn serve() -> ExitCode {
         let body = format!("{name}\n");
         let _ = write!(
             reader.get_mut(),
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} Status\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
     }

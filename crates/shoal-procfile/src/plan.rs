@@ -1,9 +1,12 @@
 //! The plan: a Procfile, its `.env` files and a formation spec, combined and validated.
 //!
-//! Ports follow foreman's scheme: the formation's port (`-p`, else `PORT` from the `.env` files,
-//! else `PORT` from shoal's own environment, else 5000) is the first port of the first process
-//! type; each further type in Procfile order starts 100 higher, and instance N of a type uses the
-//! type's first port + N - 1. A type scaled to 0 keeps its block, so ports never shift.
+//! Ports: the formation's port (`-p`, else `PORT` from the `.env` files, else `PORT` from
+//! shoal's own environment, else 5000) is the public port. When the Procfile has a `web` type,
+//! shoal's router listens there and the instances' ports start one block of 100 above it, so
+//! the two never collide; without `web`, instances start at the formation's port, as with
+//! foreman. Each process type in Procfile order gets the next block of 100 ports, and instance N
+//! of a type uses the type's first port + N - 1. A type scaled to 0 keeps its block, so ports
+//! never shift.
 //!
 //! The environment of an instance is, from lowest to highest precedence: shoal's own environment
 //! (inherited), the `.env` files in the order given (a later file wins), then the variables shoal
@@ -24,6 +27,8 @@ pub const DEFAULT_PORT: u16 = 5000;
 pub const PORTS_PER_TYPE: u16 = 100;
 /// The Procfile entry that runs once before the formation starts, as on Heroku.
 pub const RELEASE: &str = "release";
+/// The process type that gets HTTP traffic through the router, as on Heroku.
+pub const WEB: &str = "web";
 
 /// What [`Plan::load`] reads.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +45,9 @@ pub struct PlanOptions {
     pub port: Option<u16>,
     /// `PORT` in shoal's own environment, if set.
     pub inherited_port: Option<String>,
+    /// Lay ports out as if no router ran (for exports, where the target platform fronts the
+    /// web instances itself): instances start at the formation's port even with `web`.
+    pub without_router: bool,
 }
 
 /// A variable from a `.env` file, with where it came from.
@@ -173,8 +181,11 @@ pub struct Plan {
     pub env_files: Vec<PathBuf>,
     /// Variables from the `.env` files after precedence (later file wins), in first-seen order.
     pub env: Vec<EnvVar>,
-    /// The formation's port: the first port of the first process type.
+    /// The formation's public port: the router's when the Procfile has `web`, else the first
+    /// port of the first process type.
     pub port: u16,
+    /// Whether the router runs (the Procfile has a `web` type).
+    pub routed: bool,
     /// The `release` entry, if the Procfile has one.
     pub release: Option<Release>,
     /// Process types in Procfile order, without `release`.
@@ -220,6 +231,7 @@ impl Plan {
             });
         }
 
+        let routed = names.contains(&WEB) && !options.without_router;
         let mut types = Vec::new();
         for (position, entry) in procfile
             .entries
@@ -228,7 +240,8 @@ impl Plan {
             .enumerate()
         {
             let count = spec.as_ref().map_or(1, |s| s.count_for(&entry.name, 1));
-            let first_port = u32::from(port) + u32::from(PORTS_PER_TYPE) * position as u32;
+            let block = position as u32 + u32::from(routed);
+            let first_port = u32::from(port) + u32::from(PORTS_PER_TYPE) * block;
             let last_port = first_port + count.max(1) - 1;
             if last_port > u32::from(u16::MAX) {
                 return Err(PlanError::PortOverflow {
@@ -256,6 +269,7 @@ impl Plan {
             env_files,
             env,
             port,
+            routed,
             release,
             types,
             warnings: procfile.warnings,
@@ -274,6 +288,7 @@ impl Plan {
             env_files,
             env,
             port,
+            routed: false,
             release: None,
             types: Vec::new(),
             warnings: Vec::new(),
@@ -465,18 +480,31 @@ mod tests {
     }
 
     #[test]
-    fn one_of_each_by_default_with_foreman_ports() {
+    fn one_of_each_by_default_with_instances_above_the_router() {
         let dir = Dir::new("release: ./migrate\nweb: a\nworker: b\nclock: c\n");
         let plan = dir.load(None).unwrap();
+        assert!(plan.routed);
+        assert_eq!(plan.port, 5000);
         assert_eq!(
             summary(&plan),
             [
-                ("web.1".into(), 5000),
-                ("worker.1".into(), 5100),
-                ("clock.1".into(), 5200)
+                ("web.1".into(), 5100),
+                ("worker.1".into(), 5200),
+                ("clock.1".into(), 5300)
             ]
         );
         assert_eq!(plan.release.as_ref().unwrap().command, "./migrate");
+    }
+
+    #[test]
+    fn without_web_ports_start_at_the_formation_port_as_with_foreman() {
+        let dir = Dir::new("worker: b\nclock: c\n");
+        let plan = dir.load(None).unwrap();
+        assert!(!plan.routed);
+        assert_eq!(
+            summary(&plan),
+            [("worker.1".into(), 5000), ("clock.1".into(), 5100)]
+        );
     }
 
     #[test]
@@ -486,10 +514,10 @@ mod tests {
         assert_eq!(
             summary(&plan),
             [
-                ("web.1".into(), 5000),
-                ("web.2".into(), 5001),
-                ("clock.1".into(), 5200),
-                ("clock.2".into(), 5201)
+                ("web.1".into(), 5100),
+                ("web.2".into(), 5101),
+                ("clock.1".into(), 5300),
+                ("clock.2".into(), 5301)
             ]
         );
         assert_eq!(plan.process_type("worker").unwrap().count, 0);
@@ -539,7 +567,7 @@ mod tests {
     fn ports_must_fit() {
         let dir = Dir::new("web: a\nworker: b\n");
         let err = Plan::load(&PlanOptions {
-            port: Some(65500),
+            port: Some(65400),
             ..dir.options()
         })
         .unwrap_err();

@@ -61,6 +61,8 @@ pub(crate) struct Context {
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) stop: watch::Receiver<StopState>,
     pub(crate) watchdog: Option<Arc<crate::Watchdog>>,
+    pub(crate) health_path: Option<String>,
+    pub(crate) boot_timeout: Duration,
 }
 
 /// One start of one instance.
@@ -142,8 +144,17 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
     let early = if start.probe {
         tokio::select! {
             status = &mut wait => Some(status),
-            () = wait_until_listening(start.port, pid, context, &start.name) => {
-                let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
+            ready = wait_until_ready(start.port, pid, context, &start.name) => {
+                if ready {
+                    let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
+                } else {
+                    context.log.system(format!(
+                        "{} is not ready after {} s; killing it so that it restarts",
+                        start.name,
+                        context.boot_timeout.as_secs_f64()
+                    ));
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                }
                 None
             }
         }
@@ -190,32 +201,70 @@ async fn clear_group(pgid: u32, mut stop: watch::Receiver<StopState>) {
     }
 }
 
-/// Resolves once the instance (a process of group `pgid`) accepts TCP connections on `port`
-/// on the loopback interface. Probes often while an app usually boots, then rarely, so an
-/// instance that never listens costs next to nothing.
-async fn wait_until_listening(port: u16, pgid: u32, context: &Context, name: &InstanceName) {
-    const BOOT: Duration = Duration::from_secs(60);
-    let began = Instant::now();
+/// Waits until the instance (a process of group `pgid`) is ready: it accepts TCP connections on
+/// `port` on the loopback interface and, with a health path, answers it with 2xx. Returns
+/// `false` when the boot timeout passes first. Probes often while an app usually boots, then
+/// less often, so an instance that is slow to boot costs next to nothing.
+async fn wait_until_ready(port: u16, pgid: u32, context: &Context, name: &InstanceName) -> bool {
+    let deadline = Instant::now() + context.boot_timeout;
     let mut delay = Duration::from_millis(10);
     let mut warned = false;
-    loop {
-        let accepts = TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-            || TcpStream::connect(("::1", port)).await.is_ok();
-        if accepts {
-            if process::listener_belongs_to_group(port, pgid) {
-                return;
-            }
-            if !warned {
-                warned = true;
-                context.log.system(format!(
-                    "port {port} accepts connections, but not from {name}'s processes: another program uses it; {name} is not ready until it listens there itself"
-                ));
+    while Instant::now() < deadline {
+        let stream = match TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(stream) => Some(stream),
+            Err(_) => TcpStream::connect(("::1", port)).await.ok(),
+        };
+        if let Some(stream) = stream {
+            if !process::listener_belongs_to_group(port, pgid) {
+                if !warned {
+                    warned = true;
+                    context.log.system(format!(
+                        "port {port} accepts connections, but not from {name}'s processes: another program uses it; {name} is not ready until it listens there itself"
+                    ));
+                }
+            } else {
+                match &context.health_path {
+                    None => return true,
+                    Some(path) => {
+                        if health_check(stream, port, path).await == Some(true) {
+                            return true;
+                        }
+                    }
+                }
             }
         }
         tokio::time::sleep(delay).await;
-        let cap = if began.elapsed() < BOOT { 250 } else { 2000 };
-        delay = (delay * 2).min(Duration::from_millis(cap));
+        delay = (delay * 2).min(Duration::from_millis(250));
     }
+    false
+}
+
+/// `GET path` over `stream`; whether the status is 2xx (`None` when there is no valid answer
+/// within a few seconds).
+async fn health_check(mut stream: TcpStream, port: u16, path: &str) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: shoal-probe\r\nConnection: close\r\n\r\n"
+    );
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = Vec::with_capacity(64);
+        let mut byte = [0u8; 256];
+        while !head.contains(&b'\n') && head.len() < 1024 {
+            let n = stream.read(&mut byte).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&byte[..n]);
+        }
+        let line = String::from_utf8_lossy(&head);
+        let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some((200..300).contains(&status))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// An error and its causes, joined with `: `.

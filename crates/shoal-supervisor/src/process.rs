@@ -229,10 +229,12 @@ fn group_members(pgid: u32) -> Vec<u32> {
         else {
             continue;
         };
-        if let Some((state, group)) = stat_state_and_group(pid) {
-            if group == pgid && state != "Z" && state != "X" {
-                members.push(pid);
-            }
+        if let Some((state, group)) = stat_state_and_group(pid)
+            && group == pgid
+            && state != "Z"
+            && state != "X"
+        {
+            members.push(pid);
         }
     }
     members

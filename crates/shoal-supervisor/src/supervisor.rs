@@ -31,6 +31,11 @@ pub struct Options {
     pub probe_type: Option<String>,
     /// The guard that kills the instances' process groups if shoal is killed.
     pub watchdog: Option<Arc<crate::Watchdog>>,
+    /// A path that must answer 2xx (to `GET`) before a probed instance is ready, on top of its
+    /// port accepting connections.
+    pub health_path: Option<String>,
+    /// How long a probed instance may take to become ready; then it is killed and restarted.
+    pub boot_timeout: Duration,
 }
 
 impl Default for Options {
@@ -41,6 +46,8 @@ impl Default for Options {
             backoff: Backoff::default(),
             probe_type: Some("web".into()),
             watchdog: None,
+            health_path: None,
+            boot_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -174,6 +181,8 @@ impl Supervisor {
             events: events_tx,
             stop: stop_rx,
             watchdog: options.watchdog.clone(),
+            health_path: options.health_path.clone(),
+            boot_timeout: options.boot_timeout,
         });
         let controller = Controller {
             slots: Vec::new(),

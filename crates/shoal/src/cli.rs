@@ -22,6 +22,9 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Write the formation as Kubernetes manifests, systemd units or a compose file
     Export(ExportArgs),
+    /// (internal) The guard process `shoal start` runs to clean up if it is killed
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog,
 }
 
 /// Where the app and its configuration are.
@@ -57,6 +60,35 @@ pub(crate) struct StartArgs {
     /// Never colour the output (NO_COLOR is also honoured)
     #[arg(long)]
     pub(crate) no_color: bool,
+    #[command(flatten)]
+    pub(crate) router: RouterArgs,
+}
+
+/// The router in front of `web` instances.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Router (when the Procfile has `web`)")]
+pub(crate) struct RouterArgs {
+    /// How each request picks a ready web instance: p2c (two random, fewer in flight), round-robin or random
+    #[arg(long, value_name = "POLICY", default_value = "p2c")]
+    pub(crate) balance: shoal_router::Balance,
+    /// A path that must answer 2xx to GET before a web instance gets traffic (on top of its port accepting connections)
+    #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
+    pub(crate) health_path: Option<String>,
+    /// Seconds a web instance may take to become ready before it is restarted
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub(crate) boot_timeout: f64,
+    /// The address the public port listens on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub(crate) bind: std::net::IpAddr,
+    /// Seconds an instance has to send its response head (then 504); retries happen within it
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub(crate) request_timeout: f64,
+    /// Seconds a client has to send a request head, from connecting or from the end of the previous response (also the idle keep-alive timeout)
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_seconds)]
+    pub(crate) header_timeout: f64,
+    /// Client connections served at once; more wait to be accepted
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +118,16 @@ pub(crate) struct RunArgs {
         value_name = "COMMAND"
     )]
     pub(crate) command: Vec<String>,
+}
+
+fn parse_health_path(text: &str) -> Result<String, String> {
+    if text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a path; expected something like `/health`"
+        ))
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

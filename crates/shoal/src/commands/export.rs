@@ -25,7 +25,12 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    let plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
+    // The target platform fronts the web instances itself: no router, so no port shift.
+    let options = shoal_procfile::PlanOptions {
+        without_router: true,
+        ..plan_options(&args.app, args.formation.clone())
+    };
+    let plan = load_plan(&options)?;
     for warning in &plan.warnings {
         report::warning(warning);
     }

@@ -19,6 +19,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(args) => start::start(args),
         Command::Check(args) => check::check(args),
         Command::Run(args) => run::run(args),
+        Command::Watchdog => {
+            shoal_supervisor::watchdog::run(std::io::stdin().lock());
+            Ok(crate::exit::OK)
+        }
         Command::Export(args) => export::export(args),
     }
 }
@@ -37,6 +41,7 @@ fn plan_options(app: &AppArgs, formation: Option<String>) -> PlanOptions {
         formation,
         port: app.port,
         inherited_port: std::env::var("PORT").ok(),
+        without_router: false,
     }
 }
 

@@ -1,12 +1,14 @@
 //! `shoal start`: runs the formation in the foreground until interrupted.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use shoal_procfile::InstanceName;
+use shoal_router::{Router, RouterConfig};
 use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, Watchdog};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -45,14 +47,24 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         grace: Duration::from_secs_f64(args.timeout),
         restart: !args.no_restart,
         watchdog: Some(Arc::new(watchdog)),
+        health_path: args.router.health_path.clone(),
+        boot_timeout: Duration::from_secs_f64(args.router.boot_timeout),
         ..Options::default()
     };
+    let router = plan.routed.then(|| RouterConfig {
+        listen: SocketAddr::new(args.router.bind, plan.port),
+        balance: args.router.balance,
+        first_byte_timeout: Duration::from_secs_f64(args.router.request_timeout),
+        header_timeout: Duration::from_secs_f64(args.router.header_timeout),
+        max_connections: args.router.max_connections as usize,
+        ..RouterConfig::default()
+    });
 
     let mut names: Vec<InstanceName> = plan.instances().into_iter().map(|i| i.name).collect();
     names.push(InstanceName::new(shoal_procfile::plan::RELEASE, 1));
 
     let rt = runtime()?;
-    let code = rt.block_on(supervise(plan, runtime_dir.clone(), log, options));
+    let code = rt.block_on(supervise(plan, runtime_dir.clone(), log, options, router));
     // Tasks still parked (none should be) must not hold the log open.
     rt.shutdown_timeout(Duration::from_secs(1));
     writer.finish_within(Duration::from_secs(5));
@@ -65,13 +77,26 @@ async fn supervise(
     runtime_dir: RuntimeDir,
     log: Log,
     options: Options,
+    router: Option<RouterConfig>,
 ) -> anyhow::Result<i32> {
     // Listen before anything starts, so that an early Ctrl-C stops the formation in order.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
+    // Bind the public port before starting anything, so that a port in use is a clear error.
+    let router = match router {
+        Some(config) => Some(Router::bind(config, log.clone()).await?),
+        None => None,
+    };
     let (handle, task) = Supervisor::start(Arc::new(plan), runtime_dir, log.clone(), options);
+    let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(router) = router {
+        let snapshots = handle.watch();
+        tokio::spawn(router.serve(snapshots, async move {
+            let _ = router_stopped.await;
+        }));
+    }
     tokio::pin!(task);
     let mut stopped_by: Option<i32> = None;
     let outcome = loop {
@@ -94,6 +119,7 @@ async fn supervise(
             handle.kill();
         }
     };
+    let _ = router_stop.send(());
     Ok(match outcome {
         Outcome::Stopped => stopped_by.map_or(exit::OK, exit::for_signal),
         Outcome::InstanceExited { exit, .. } | Outcome::ReleaseFailed { exit } => exit.shell_code(),

@@ -12,9 +12,9 @@ fn prints_instances_ports_and_masked_environment() {
     let out = app.run(&["check", "-m", "web=2"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     for expected in [
-        "web.1     port 5000   ./server -p $PORT",
-        "web.2     port 5001   ./server -p $PORT",
-        "worker.1  port 5100   ./work",
+        "web.1     port 5100   ./server -p $PORT",
+        "web.2     port 5101   ./server -p $PORT",
+        "worker.1  port 5200   ./work",
         "release        ./migrate  (runs once, before the formation starts)",
         "postgres://app:****@db/app",
         "RUST_LOG",
@@ -76,7 +76,7 @@ fn duplicate_entries_keep_the_last_command() {
     let app = App::new("web: ./old\nweb: ./new\n");
     let out = app.run(&["check"]);
     assert!(
-        out.stdout.contains("web.1  port 5000   ./new"),
+        out.stdout.contains("web.1  port 5100   ./new"),
         "{}",
         out.stdout
     );
@@ -94,7 +94,7 @@ fn crlf_and_byte_order_mark_are_accepted() {
     let out = app.run(&["check", "--strict"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert!(
-        out.stdout.contains("worker.1  port 5100   ./work\n"),
+        out.stdout.contains("worker.1  port 5200   ./work\n"),
         "{}",
         out.stdout
     );

@@ -3,6 +3,7 @@
 
 mod check;
 mod export;
+mod router;
 mod run;
 mod start;
 mod stop;

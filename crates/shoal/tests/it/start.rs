@@ -10,11 +10,14 @@ fn runs_one_instance_of_each_type_with_its_environment() {
     shoal.wait_for("web.1    | SHOAL_INSTANCE=web.1");
     shoal.wait_for("worker.1 | PS=worker.1");
     let out = shoal.stdout();
-    assert!(out.contains(&format!("web.1    | PORT={port}")), "{out}");
+    assert!(
+        out.contains(&format!("web.1    | PORT={}", port + 100)),
+        "{out}"
+    );
     assert!(out.contains("web.1    | PS=web.1"), "{out}");
     assert!(out.contains("web.1    | DYNO=web.1"), "{out}");
     assert!(
-        out.contains(&format!("worker.1 | PORT={}", port + 100)),
+        out.contains(&format!("worker.1 | PORT={}", port + 200)),
         "{out}"
     );
     assert!(
@@ -32,10 +35,10 @@ fn formation_spec_sets_counts_and_ports() {
     let mut got: Vec<String> = lines.iter().map(|l| body(l).to_owned()).collect();
     got.sort();
     let expected = [
-        format!("clock.1 | PORT={}", port + 200),
-        format!("clock.2 | PORT={}", port + 201),
-        format!("web.1   | PORT={port}"),
-        format!("web.2   | PORT={}", port + 1),
+        format!("clock.1 | PORT={}", port + 300),
+        format!("clock.2 | PORT={}", port + 301),
+        format!("web.1   | PORT={}", port + 100),
+        format!("web.2   | PORT={}", port + 101),
     ];
     assert_eq!(got, expected);
     assert!(!shoal.stdout().contains("worker."), "worker=0 runs nothing");
@@ -68,7 +71,7 @@ fn commands_run_through_the_shell_in_the_app_directory() {
     let app = App::new("web: echo \"port is $PORT\" && cd . && pwd && FAKE sleep\n");
     let port = free_port();
     let shoal = app.spawn(&["start", "-p", &port.to_string()]);
-    shoal.wait_for(&format!("web.1  | port is {port}"));
+    shoal.wait_for(&format!("web.1  | port is {}", port + 100));
     let dir = app.path().canonicalize().unwrap();
     shoal.wait_for(&format!("| {}", dir.display()));
 }
@@ -108,8 +111,8 @@ fn dotenv_overrides_the_shell_and_shoal_overrides_dotenv() {
     assert!(out.contains("web.1  | QUOTED=two"), "{out}");
     assert!(out.contains("web.1  | lines $NOT_EXPANDED"), "{out}");
     assert!(out.contains("web.1  | PS=web.1"), "{out}");
-    // PORT in .env is the formation's port: web.1 gets it.
-    assert!(out.contains("web.1  | PORT=7000"), "{out}");
+    // PORT in .env is the formation's port: the router's; web.1 gets the next block.
+    assert!(out.contains("web.1  | PORT=7100"), "{out}");
 }
 
 #[test]
@@ -285,8 +288,8 @@ fn web_instances_become_ready_when_their_port_accepts_connections() {
     let app = App::new("web: FAKE serve\n");
     let port = free_port();
     let shoal = app.spawn(&["start", "-p", &port.to_string()]);
-    shoal.wait_for(&format!("web.1 is ready on port {port}"));
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+    shoal.wait_for(&format!("web.1 is ready on port {}", port + 100));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port + 100))
         .expect("ready means it accepts connections");
     std::io::Write::write_all(&mut stream, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     let mut answer = String::new();
@@ -339,10 +342,11 @@ fn colour_on_a_terminal_unless_turned_off() {
 fn a_port_used_by_another_program_does_not_make_an_instance_ready() {
     let app = App::new("web: FAKE serve\n");
     let port = free_port();
-    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port + 100)).unwrap();
     let shoal = app.spawn(&["start", "-p", &port.to_string()]);
     shoal.wait_for(&format!(
-        "port {port} accepts connections, but not from web.1's processes"
+        "port {} accepts connections, but not from web.1's processes",
+        port + 100
     ));
     shoal.wait_for("web.1 exited with code 1");
     assert!(!shoal.stdout().contains("is ready"), "{}", shoal.stdout());

@@ -1,0 +1,122 @@
+//! One logfmt line per request, written as a `router` line once its response has been sent
+//! (Heroku's router log is the model):
+//!
+//! ```text
+//! method=GET path="/cart?id=1" status=200 bytes=5120 instance=web.2 connect=0ms service=12ms request_id=5f0c… retries=0 client=127.0.0.1
+//! ```
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_supervisor::Log;
+use shoal_supervisor::output::Source;
+
+/// Where access lines go.
+#[derive(Clone)]
+pub(crate) struct AccessLog {
+    log: Log,
+    source: Arc<Source>,
+}
+
+impl AccessLog {
+    pub(crate) fn new(log: Log) -> Self {
+        let source = log.named("router");
+        AccessLog { log, source }
+    }
+
+    /// Writes one of the router's own lines (not an access line).
+    pub(crate) fn event(&self, message: String) {
+        self.log.line_now(&self.source, message);
+    }
+}
+
+/// What is known about a request once its response head is chosen; finished when the body
+/// has been sent.
+pub(crate) struct Pending {
+    pub(crate) log: AccessLog,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) status: u16,
+    pub(crate) instance: Option<String>,
+    pub(crate) connect: Duration,
+    pub(crate) started: Instant,
+    pub(crate) request_id: String,
+    pub(crate) retries: u32,
+    pub(crate) client: IpAddr,
+    pub(crate) error: Option<&'static str>,
+}
+
+impl Pending {
+    /// Writes the line: `bytes` of body were sent; `error` names what cut it short.
+    pub(crate) fn finish(self, bytes: u64, error: Option<&'static str>) {
+        let mut line = String::with_capacity(200);
+        let _ = write!(line, "method={} path=", self.method);
+        push_value(&mut line, &self.path);
+        let _ = write!(line, " status={} bytes={bytes}", self.status);
+        match &self.instance {
+            Some(instance) => {
+                let _ = write!(line, " instance={instance}");
+            }
+            None => line.push_str(" instance=-"),
+        }
+        let _ = write!(
+            line,
+            " connect={}ms service={}ms request_id=",
+            self.connect.as_millis(),
+            self.started.elapsed().as_millis()
+        );
+        push_value(&mut line, &self.request_id);
+        let _ = write!(line, " retries={} client={}", self.retries, self.client);
+        if let Some(error) = error.or(self.error) {
+            let _ = write!(line, " error={error}");
+        }
+        self.log.log.line_now(&self.log.source, line);
+    }
+}
+
+/// Appends a logfmt value, quoted when it has to be, with control characters escaped so that
+/// a hostile path cannot forge log lines.
+fn push_value(line: &mut String, value: &str) {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+    if plain {
+        line.push_str(value);
+        return;
+    }
+    line.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(line, "\\u{{{:x}}}", c as u32);
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(v: &str) -> String {
+        let mut s = String::new();
+        push_value(&mut s, v);
+        s
+    }
+
+    #[test]
+    fn values_are_quoted_and_escaped_when_needed() {
+        assert_eq!(value("/plain/path?x=1"), "\"/plain/path?x=1\"");
+        assert_eq!(value("/plain/path"), "/plain/path");
+        assert_eq!(value("a b"), "\"a b\"");
+        assert_eq!(value("x\ny=\"z\""), "\"x\\u{a}y=\\\"z\\\"\"");
+        assert_eq!(value(""), "\"\"");
+    }
+}

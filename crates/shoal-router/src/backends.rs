@@ -1,0 +1,186 @@
+//! The instances that get traffic: the ready instances of the routed process type in the
+//! supervisor's latest snapshot, with what the router knows about each (requests in flight,
+//! connect failures, ejection, idle connections). The list is rebuilt lazily whenever the
+//! snapshot changes; an instance keeps its state for as long as the same process (port and
+//! pid) stays ready.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_supervisor::Snapshot;
+use tokio::sync::watch;
+
+use crate::config::{Balance, RouterConfig};
+use crate::pool::Pool;
+
+/// One ready instance.
+pub(crate) struct Backend {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pid: Option<u32>,
+    in_flight: AtomicUsize,
+    connect_failures: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    pub(crate) pool: Arc<Pool>,
+}
+
+impl Backend {
+    fn is_ejected(&self, now: Instant) -> bool {
+        self.ejected_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| until > now)
+    }
+
+    /// Counts a failed connect; returns `true` when this failure takes the instance out of
+    /// rotation.
+    pub(crate) fn connect_failed(&self, config: &RouterConfig) -> bool {
+        let failures = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= config.eject_after {
+            self.connect_failures.store(0, Ordering::Relaxed);
+            *self.ejected_until.lock().unwrap() = Some(Instant::now() + config.eject_for);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn connect_succeeded(&self) {
+        self.connect_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Marks a request in flight on this instance until the guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight on a backend.
+pub(crate) struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Cache {
+    snapshot: Arc<Snapshot>,
+    list: Arc<Vec<Arc<Backend>>>,
+}
+
+/// The ready instances and the balancing policy.
+pub(crate) struct Backends {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    cache: Mutex<Cache>,
+    process_type: String,
+    balance: Balance,
+    idle_per_instance: usize,
+    next: AtomicUsize,
+}
+
+impl Backends {
+    pub(crate) fn new(snapshots: watch::Receiver<Arc<Snapshot>>, config: &RouterConfig) -> Self {
+        Backends {
+            cache: Mutex::new(Cache {
+                snapshot: Arc::new(Snapshot::default()),
+                list: Arc::new(Vec::new()),
+            }),
+            snapshots,
+            process_type: config.process_type.clone(),
+            balance: config.balance,
+            idle_per_instance: config.idle_per_instance,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The ready instances now.
+    pub(crate) fn current(&self) -> Arc<Vec<Arc<Backend>>> {
+        let snapshot = self.snapshots.borrow().clone();
+        let mut cache = self.cache.lock().unwrap();
+        if !Arc::ptr_eq(&cache.snapshot, &snapshot) {
+            let list = snapshot
+                .ready(&self.process_type)
+                .map(|info| {
+                    cache
+                        .list
+                        .iter()
+                        .find(|b| {
+                            b.port == info.port
+                                && b.pid == info.pid
+                                && b.name == info.name.to_string()
+                        })
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            Arc::new(Backend {
+                                name: info.name.to_string(),
+                                port: info.port,
+                                pid: info.pid,
+                                in_flight: AtomicUsize::new(0),
+                                connect_failures: AtomicU32::new(0),
+                                ejected_until: Mutex::new(None),
+                                pool: Arc::new(Pool::new(info.port, self.idle_per_instance)),
+                            })
+                        })
+                })
+                .collect();
+            cache.list = Arc::new(list);
+            cache.snapshot = snapshot;
+        }
+        cache.list.clone()
+    }
+
+    /// Chooses an instance for the next attempt of a request, never one in `tried`. Ejected
+    /// instances are skipped, unless every instance left is ejected: the router never takes
+    /// all of them out of rotation at once.
+    pub(crate) fn pick(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
+        let list = self.current();
+        let now = Instant::now();
+        let untried: Vec<&Arc<Backend>> = list
+            .iter()
+            .filter(|b| !tried.iter().any(|t| Arc::ptr_eq(t, b)))
+            .collect();
+        let healthy: Vec<&Arc<Backend>> = untried
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ejected(now))
+            .collect();
+        let candidates = if healthy.is_empty() { untried } else { healthy };
+        match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0].clone()),
+            n => Some(match self.balance {
+                Balance::RoundRobin => {
+                    candidates[self.next.fetch_add(1, Ordering::Relaxed) % n].clone()
+                }
+                Balance::Random => candidates[fastrand::usize(..n)].clone(),
+                Balance::P2c => {
+                    let a = fastrand::usize(..n);
+                    let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                    let (a, b) = (candidates[a], candidates[b]);
+                    if b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed) {
+                        b.clone()
+                    } else {
+                        a.clone()
+                    }
+                }
+            }),
+        }
+    }
+
+    /// Waits until some instance is ready, or `limit` passed; returns whether one is.
+    pub(crate) async fn wait_for_ready(&self, limit: Duration) -> bool {
+        let mut snapshots = self.snapshots.clone();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if !self.current().is_empty() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, snapshots.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return !self.current().is_empty(),
+            }
+        }
+    }
+}

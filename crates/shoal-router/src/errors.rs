@@ -1,0 +1,82 @@
+//! The responses the router makes itself: a status, a short plain-text body and a stable error
+//! code in `X-Shoal-Error`, so that scripts can tell a router failure from an app's answer.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::headers::X_REQUEST_ID;
+
+/// Why the router answered instead of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No instance is ready (503 `no_ready_instance`).
+    NoReadyInstance,
+    /// Every instance tried refused the connection (502 `instance_unreachable`).
+    InstanceUnreachable,
+    /// The instance failed after the request reached it, and it could not safely be
+    /// retried (502 `instance_failed`).
+    InstanceFailed,
+    /// No response head within the first-byte timeout (504 `instance_timeout`).
+    InstanceTimeout,
+    /// The request itself is not acceptable (400, with the reason as code).
+    BadRequest(&'static str),
+}
+
+impl Failure {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Failure::NoReadyInstance => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::InstanceUnreachable | Failure::InstanceFailed => StatusCode::BAD_GATEWAY,
+            Failure::InstanceTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Failure::NoReadyInstance => "no_ready_instance",
+            Failure::InstanceUnreachable => "instance_unreachable",
+            Failure::InstanceFailed => "instance_failed",
+            Failure::InstanceTimeout => "instance_timeout",
+            Failure::BadRequest(code) => code,
+        }
+    }
+
+    fn explanation(self) -> &'static str {
+        match self {
+            Failure::NoReadyInstance => "no instance is ready to take the request",
+            Failure::InstanceUnreachable => "no instance accepted a connection",
+            Failure::InstanceFailed => "the instance failed before it answered",
+            Failure::InstanceTimeout => "the instance did not answer in time",
+            Failure::BadRequest(_) => "the request's framing is ambiguous or not supported",
+        }
+    }
+
+    /// The response sent to the client.
+    pub(crate) fn response(self, request_id: &str) -> Response<ResponseBody> {
+        let status = self.status();
+        let body = format!(
+            "{} {}: {} (shoal router error `{}`, request id {request_id})\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.explanation(),
+            self.code()
+        );
+        let mut response = Response::new(ResponseBody::local(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert("x-shoal-error", HeaderValue::from_static(self.code()));
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert(X_REQUEST_ID, id);
+        }
+        if matches!(self, Failure::BadRequest(_)) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}

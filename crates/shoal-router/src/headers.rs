@@ -1,0 +1,238 @@
+//! Request and response headers: hop-by-hop headers removed in both directions, forwarding
+//! headers set, request ids kept or made, and request framing that could be used to smuggle a
+//! request refused.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so are never
+/// forwarded. Headers named in `Connection` are removed too. (`Trailer` is not one of them: it
+/// announces the message's trailer fields, and HTTP/1.1 only sends those it announces.)
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// Removes hop-by-hop headers. For an upgrade (`upgrade = true`), `Connection: upgrade` and
+/// `Upgrade` are what the upgrade is made of, so they stay. `TE: trailers` stays on requests:
+/// it tells the instance the client accepts trailers.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let trailers_ok = headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        if upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if trailers_ok {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Sets the forwarding headers on a request: the client's address appended to
+/// `X-Forwarded-For` (whatever the client sent stays in front of it: only the last entry is
+/// known to be true), and `X-Forwarded-Proto`, `-Host` and `-Port` replaced.
+pub(crate) fn set_forwarding(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    public_port: u16,
+    request_id: &str,
+) {
+    let earlier: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let chain = if earlier.is_empty() {
+        client.to_string()
+    } else {
+        format!("{}, {client}", earlier.join(", "))
+    };
+    headers.remove(X_FORWARDED_FOR);
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match headers.get(header::HOST).cloned() {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(public_port));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+}
+
+/// The request's id: the client's `X-Request-Id` when it is 20 to 200 characters of
+/// `[A-Za-z0-9+/=._-]` (as Heroku's router accepts), a new random one otherwise.
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
+    let given = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if (20..=200).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=._-".contains(&b)) =>
+        {
+            id.to_owned()
+        }
+        _ => format!("{:032x}", fastrand::u128(..)),
+    }
+}
+
+/// Refuses request framing that two parsers could read differently (request smuggling):
+/// any `Transfer-Encoding` other than a single `chunked`, `Transfer-Encoding` together with
+/// `Content-Length`, and several differing `Content-Length` values.
+pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), &'static str> {
+    let codings: Vec<String> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let lengths: Vec<&[u8]> = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if !codings.is_empty() {
+        if codings != ["chunked"] {
+            return Err("transfer_encoding_not_supported");
+        }
+        if !lengths.is_empty() {
+            return Err("transfer_encoding_with_content_length");
+        }
+    }
+    if lengths.windows(2).any(|pair| pair[0] != pair[1]) {
+        return Err("conflicting_content_length");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers, deflate"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut headers, false);
+        let mut names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["te", "x-kept"]);
+        assert_eq!(headers["te"], "trailers");
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers() {
+        let mut headers = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("keep-alive", "1"),
+        ]);
+        remove_hop_by_hop(&mut headers, true);
+        assert_eq!(headers["connection"], "upgrade");
+        assert_eq!(headers["upgrade"], "websocket");
+        assert!(!headers.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn forwarding_headers_append_and_replace() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("host", "app.test:5000"),
+        ]);
+        set_forwarding(&mut headers, "127.0.0.1".parse().unwrap(), 5000, "abc");
+        assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "app.test:5000");
+        assert_eq!(headers["x-forwarded-port"], "5000");
+        assert_eq!(headers["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_valid() {
+        let valid = "0123456789abcdef0123456789";
+        assert_eq!(request_id(&map(&[("x-request-id", valid)])), valid);
+        for bad in ["short", "has space in it 0123456789", &"x".repeat(201)] {
+            let id = request_id(&map(&[("x-request-id", bad)]));
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 32);
+        }
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        assert!(check_framing(&map(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(check_framing(&map(&[("content-length", "5"), ("content-length", "5")])).is_ok());
+        for bad in [
+            &[("transfer-encoding", "chunked"), ("content-length", "5")][..],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", "chunked, gzip")],
+            &[("transfer-encoding", "gzip")],
+            &[("content-length", "5"), ("content-length", "6")],
+        ] {
+            assert!(check_framing(&map(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

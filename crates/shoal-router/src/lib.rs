@@ -1,0 +1,35 @@
+//! The router: one public port in front of a formation's `web` instances.
+//!
+//! Every request — not every connection — goes to a ready instance chosen by the balancing
+//! policy; nothing is sticky. A request is retried on another instance only when that cannot
+//! repeat a side effect: when its connection failed before a byte of it was written, or when it
+//! is idempotent with a small buffered body and its instance died before answering. Bodies
+//! stream both ways; upgrades (WebSocket) pass through.
+//!
+//! The router learns which instances exist and are ready from the supervisor's snapshot
+//! ([`shoal_supervisor::Handle::watch`]); it never steers the supervisor.
+//!
+//! # Layout
+//! - [`config`]: every limit and timeout, with its default.
+//! - [`server`]: the accept loop, connection limit and HTTP/1 server settings.
+//! - `proxy`: one request, from the client to an instance and back, with retries.
+//! - `backends`: the ready instances, their in-flight counts and passive ejection.
+//! - `pool`: idle keep-alive connections to each instance.
+//! - `headers`: hop-by-hop headers, forwarding headers, request ids, smuggling checks.
+//! - `upgrade`: HTTP/1.1 Upgrade (WebSocket) passthrough.
+//! - `errors`: the responses the router makes itself.
+//! - `access_log`: one logfmt line per request.
+
+mod access_log;
+mod backends;
+mod body;
+pub mod config;
+mod errors;
+mod headers;
+mod pool;
+mod proxy;
+pub mod server;
+mod upgrade;
+
+pub use config::{Balance, RouterConfig};
+pub use server::{Router, RouterError};

@@ -1,0 +1,95 @@
+//! Connections to one instance: idle HTTP/1.1 keep-alive connections are reused, new ones are
+//! opened on demand. A connection goes back to the pool only once it is ready for another
+//! request (its previous response was read to the end).
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+
+pub(crate) type Sender = http1::SendRequest<RequestBody>;
+
+/// Idle connections to one instance.
+pub(crate) struct Pool {
+    port: u16,
+    idle: Mutex<Vec<Sender>>,
+    max_idle: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(port: u16, max_idle: usize) -> Self {
+        Pool {
+            port,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    /// An idle connection that is still open, or a new one.
+    pub(crate) async fn get(&self, connect_timeout: Duration) -> io::Result<Sender> {
+        loop {
+            let idle = self.idle.lock().unwrap().pop();
+            match idle {
+                Some(sender) if sender.is_ready() => return Ok(sender),
+                Some(_closed) => continue,
+                None => break,
+            }
+        }
+        let stream = connect(self.port, connect_timeout).await?;
+        handshake(stream, false).await
+    }
+
+    /// Takes `sender` back once it can carry another request.
+    pub(crate) fn put(self: &Arc<Self>, mut sender: Sender) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = pool.idle.lock().unwrap();
+                if idle.len() < pool.max_idle {
+                    idle.push(sender);
+                }
+            }
+        });
+    }
+}
+
+/// Opens a TCP connection to an instance on the loopback interface (IPv4, then IPv6 when
+/// nothing listens on IPv4).
+pub(crate) async fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let attempt = async {
+        match TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
+            Ok(stream) => Ok(stream),
+            Err(v4) if v4.kind() == io::ErrorKind::ConnectionRefused => {
+                TcpStream::connect(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
+                    .await
+                    .map_err(|_| v4)
+            }
+            Err(err) => Err(err),
+        }
+    };
+    let stream = tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Starts HTTP/1.1 on `stream`; `upgrades` keeps the connection usable after a 101 response.
+pub(crate) async fn handshake(stream: TcpStream, upgrades: bool) -> io::Result<Sender> {
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    if upgrades {
+        tokio::spawn(connection.with_upgrades());
+    } else {
+        tokio::spawn(connection);
+    }
+    Ok(sender)
+}

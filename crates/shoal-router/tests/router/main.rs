@@ -1,0 +1,9 @@
+//! The router in-process, against real HTTP servers on loopback ports standing in for
+//! instances, and real clients.
+
+mod balance;
+mod failover;
+mod hardening;
+mod headers;
+mod streaming;
+mod support;

@@ -1,0 +1,272 @@
+//! Stand-in instances (hyper servers with a chosen behaviour), a router in front of them, and
+//! small clients.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use shoal_procfile::InstanceName;
+use shoal_router::{Router, RouterConfig};
+use shoal_supervisor::{InstanceInfo, Log, Snapshot, State, Style};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub(crate) type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync,
+>;
+
+pub(crate) fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A stand-in instance: an HTTP/1.1 server on a loopback port.
+pub(crate) struct Instance {
+    pub(crate) port: u16,
+    pub(crate) hits: Arc<AtomicUsize>,
+}
+
+/// Starts an instance answering with `handler`.
+pub(crate) async fn instance<F, Fut>(handler: F) -> Instance
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Instance { port, hits }
+}
+
+/// An instance that answers every request with its name.
+pub(crate) async fn named(name: &'static str) -> Instance {
+    instance(move |_req| async move { Response::new(full(name)) }).await
+}
+
+/// A port where nothing listens (bound and released).
+pub(crate) fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// An instance that accepts connections, reads the request head, and closes without answering
+/// (as a process that dies mid-request does). Counts the requests it swallowed.
+pub(crate) async fn dies_after_reading() -> Instance {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            });
+        }
+    });
+    Instance { port, hits }
+}
+
+/// The log, captured.
+#[derive(Clone, Default)]
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub(crate) async fn wait_for(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self.text().lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with `{needle}`:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A running router and what it routes to.
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: Captured,
+    pub(crate) snapshots: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Running {
+    /// Replaces the ready instances.
+    pub(crate) fn set_ready(&self, ports: &[u16]) {
+        self.snapshots.send_replace(snapshot(ports));
+    }
+}
+
+fn snapshot(ports: &[u16]) -> Arc<Snapshot> {
+    Arc::new(Snapshot {
+        instances: ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| InstanceInfo {
+                name: InstanceName::new("web", i as u32 + 1),
+                port,
+                pid: Some(10_000 + i as u32),
+                state: State::Ready,
+                restarts: 0,
+                started_at: None,
+                last_exit: None,
+            })
+            .collect(),
+    })
+}
+
+/// Starts a router on a free loopback port in front of `ports`, with `config` adjusted by
+/// `tune`.
+pub(crate) async fn router(ports: &[u16], tune: impl FnOnce(&mut RouterConfig)) -> Running {
+    let mut config = RouterConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ready_wait: Duration::from_millis(200),
+        ..RouterConfig::default()
+    };
+    tune(&mut config);
+    let captured = Captured::default();
+    let (log, _writer) = Log::start(Box::new(captured.clone()), Style { color: false }, 6);
+    let (snapshots, receiver) = watch::channel(snapshot(ports));
+    let router = Router::bind(config, log).await.unwrap();
+    let addr = router.local_addr();
+    tokio::spawn(router.serve(receiver, std::future::pending()));
+    Running {
+        addr,
+        log: captured,
+        snapshots,
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: String,
+}
+
+/// One client connection to the router (keep-alive: several requests may use it).
+pub(crate) struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    pub(crate) async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Client { sender }
+    }
+
+    pub(crate) async fn send(&mut self, request: Request<Full<Bytes>>) -> Answer {
+        self.sender.ready().await.unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    pub(crate) async fn get(&mut self, path: &str) -> Answer {
+        self.send(request("GET", path, "")).await
+    }
+}
+
+pub(crate) fn request(method: &str, path: &str, body: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "app.test")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+/// One request on a new connection.
+pub(crate) async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Answer {
+    Client::connect(addr).await.send(request).await
+}
+
+/// Writes raw bytes to the router and reads until it closes the connection or `limit` passes.
+pub(crate) async fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
