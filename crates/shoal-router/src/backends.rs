@@ -4,7 +4,8 @@
 //! snapshot changes; an instance keeps its state for as long as the same process (port and
 //! pid) stays ready.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,54 @@ use tokio::sync::watch;
 use crate::config::{Balance, RouterConfig};
 use crate::pool::Pool;
 
+/// Requests per instance, kept while the instance leaves the rotation (so that a draining
+/// instance's requests in flight can still be counted) and read by `shoal ps`.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    counters: Mutex<HashMap<String, Arc<Counters>>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    in_flight: AtomicUsize,
+    served: AtomicU64,
+}
+
+impl RouterStats {
+    fn counters(&self, name: &str) -> Arc<Counters> {
+        self.counters
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Requests instance `name` (`web.1`) is working on now.
+    pub fn in_flight(&self, name: &str) -> usize {
+        self.counters
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |c| c.in_flight.load(Ordering::SeqCst))
+    }
+
+    /// Requests sent to instance `name` so far.
+    pub fn served(&self, name: &str) -> u64 {
+        self.counters
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |c| c.served.load(Ordering::Relaxed))
+    }
+}
+
 /// One ready instance.
 pub(crate) struct Backend {
     pub(crate) name: String,
     pub(crate) port: u16,
     pid: Option<u32>,
-    in_flight: AtomicUsize,
+    counters: Arc<Counters>,
     connect_failures: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
     pub(crate) pool: Arc<Pool>,
@@ -50,18 +93,23 @@ impl Backend {
     }
 
     /// Marks a request in flight on this instance until the guard is dropped.
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.counters.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.counters.in_flight.load(Ordering::Relaxed)
     }
 }
 
-/// A request in flight on a backend.
+/// A request in flight on a backend, from the moment the backend was picked for it.
 pub(crate) struct InFlight(Arc<Backend>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -78,10 +126,15 @@ pub(crate) struct Backends {
     balance: Balance,
     idle_per_instance: usize,
     next: AtomicUsize,
+    stats: Arc<RouterStats>,
 }
 
 impl Backends {
-    pub(crate) fn new(snapshots: watch::Receiver<Arc<Snapshot>>, config: &RouterConfig) -> Self {
+    pub(crate) fn new(
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        config: &RouterConfig,
+        stats: Arc<RouterStats>,
+    ) -> Self {
         Backends {
             cache: Mutex::new(Cache {
                 snapshot: Arc::new(Snapshot::default()),
@@ -92,6 +145,7 @@ impl Backends {
             balance: config.balance,
             idle_per_instance: config.idle_per_instance,
             next: AtomicUsize::new(0),
+            stats,
         }
     }
 
@@ -117,7 +171,7 @@ impl Backends {
                                 name: info.name.to_string(),
                                 port: info.port,
                                 pid: info.pid,
-                                in_flight: AtomicUsize::new(0),
+                                counters: self.stats.counters(&info.name.to_string()),
                                 connect_failures: AtomicU32::new(0),
                                 ejected_until: Mutex::new(None),
                                 pool: Arc::new(Pool::new(info.port, self.idle_per_instance)),
@@ -134,7 +188,15 @@ impl Backends {
     /// Chooses an instance for the next attempt of a request, never one in `tried`. Ejected
     /// instances are skipped, unless every instance left is ejected: the router never takes
     /// all of them out of rotation at once.
-    pub(crate) fn pick(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
+    /// The request counts as in flight on the chosen instance from this moment, so that an
+    /// instance being drained is never stopped between being picked and being sent a request.
+    pub(crate) fn pick(&self, tried: &[Arc<Backend>]) -> Option<(Arc<Backend>, InFlight)> {
+        let backend = self.choose(tried)?;
+        let in_flight = backend.begin();
+        Some((backend, in_flight))
+    }
+
+    fn choose(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
         let list = self.current();
         let now = Instant::now();
         let untried: Vec<&Arc<Backend>> = list
@@ -159,7 +221,7 @@ impl Backends {
                     let a = fastrand::usize(..n);
                     let b = (a + 1 + fastrand::usize(..n - 1)) % n;
                     let (a, b) = (candidates[a], candidates[b]);
-                    if b.in_flight.load(Ordering::Relaxed) < a.in_flight.load(Ordering::Relaxed) {
+                    if b.in_flight() < a.in_flight() {
                         b.clone()
                     } else {
                         a.clone()

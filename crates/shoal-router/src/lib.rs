@@ -31,5 +31,6 @@ mod proxy;
 pub mod server;
 mod upgrade;
 
+pub use backends::RouterStats;
 pub use config::{Balance, RouterConfig};
 pub use server::{Router, RouterError};

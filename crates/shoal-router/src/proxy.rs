@@ -181,7 +181,7 @@ async fn forward(
     let mut failure = Failure::NoReadyInstance;
     let mut replayed = false;
     while tried.len() < config.max_attempts {
-        let Some(backend) = backends.pick(&tried) else {
+        let Some((backend, in_flight)) = backends.pick(&tried) else {
             if tried.is_empty() {
                 let wait = config
                     .ready_wait
@@ -230,8 +230,6 @@ async fn forward(
                 .take()
                 .expect("a streamed request is sent at most once"),
         };
-        // In flight from now until the response body has been sent, for the balancer.
-        let in_flight = backend.begin();
         let sent = tokio::time::timeout_at(deadline, sender.try_send_request(request)).await;
         match sent {
             Err(_elapsed) => return Err(Failure::InstanceTimeout),

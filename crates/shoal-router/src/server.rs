@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::access_log::AccessLog;
-use crate::backends::Backends;
+use crate::backends::{Backends, RouterStats};
 use crate::config::RouterConfig;
 use crate::proxy::{self, Shared};
 
@@ -37,6 +37,7 @@ pub struct Router {
     listener: TcpListener,
     config: RouterConfig,
     log: Log,
+    stats: Arc<RouterStats>,
 }
 
 impl Router {
@@ -53,7 +54,13 @@ impl Router {
             listener,
             config,
             log,
+            stats: Arc::default(),
         })
+    }
+
+    /// Requests per instance, for `shoal ps` and for draining.
+    pub fn stats(&self) -> Arc<RouterStats> {
+        self.stats.clone()
     }
 
     /// The address the public port is bound to.
@@ -74,9 +81,10 @@ impl Router {
             listener,
             config,
             log,
+            stats,
         } = self;
         let shared = Arc::new(Shared {
-            backends: Backends::new(snapshots, &config),
+            backends: Backends::new(snapshots, &config, stats),
             public_port,
             log: AccessLog::new(log),
             config,

@@ -51,6 +51,11 @@ pub(crate) enum Event {
         slot: usize,
         generation: u64,
     },
+    /// The grace period of an instance stopped on its own is over.
+    StopDue {
+        slot: usize,
+        generation: u64,
+    },
 }
 
 /// What instance tasks share.

@@ -192,6 +192,21 @@ impl RuntimeDir {
         }
     }
 
+    /// The formation's control socket: `control.sock` in the runtime directory, or, when that
+    /// path is too long for a unix socket (108 bytes), `/tmp/shoal-UID-HASH.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        const MAX: usize = 100;
+        let path = self.root.join("control.sock");
+        if path.as_os_str().len() <= MAX {
+            return path;
+        }
+        let hash = fnv1a(self.root.as_os_str().as_encoded_bytes());
+        PathBuf::from(format!(
+            "/tmp/shoal-{}-{hash:016x}.sock",
+            nix::unistd::getuid()
+        ))
+    }
+
     /// Where instance `name` keeps its scratch files.
     pub fn scratch(&self, name: &InstanceName) -> PathBuf {
         self.root.join("scratch").join(name.to_string())
@@ -382,6 +397,17 @@ mod tests {
         third.sweep_stale();
         assert!(!other.path().exists());
         assert!(dir.path().exists());
+    }
+
+    #[test]
+    fn control_sockets_stay_under_the_length_limit() {
+        let short = RuntimeDir::under(Path::new("/tmp"), Path::new("/srv/app/Procfile"));
+        assert_eq!(short.control_socket(), short.path().join("control.sock"));
+        let deep = Path::new("/tmp").join("d".repeat(120));
+        let long = RuntimeDir::under(&deep, Path::new("/srv/app/Procfile"));
+        let socket = long.control_socket();
+        assert!(socket.as_os_str().len() < 108, "{}", socket.display());
+        assert_ne!(socket, short.control_socket());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use shoal_procfile::{InstanceName, Plan};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
@@ -61,6 +61,8 @@ pub enum State {
     Running,
     /// Accepting connections on its port.
     Ready,
+    /// Running, but taken out of the router's rotation before it is stopped.
+    Draining,
     /// Sent SIGTERM, not yet exited.
     Stopping,
     /// Exited unexpectedly; waiting for its restart.
@@ -76,6 +78,7 @@ impl State {
             State::Starting => "starting",
             State::Running => "running",
             State::Ready => "ready",
+            State::Draining => "draining",
             State::Stopping => "stopping",
             State::Crashed => "crashed",
             State::Stopped => "stopped",
@@ -124,9 +127,27 @@ pub enum Outcome {
     ReleaseFailed { exit: Exit },
 }
 
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
 enum Command {
     Stop,
     Kill,
+    Add {
+        kind: String,
+        reply: Reply<InstanceName>,
+    },
+    Drain {
+        name: InstanceName,
+        reply: Reply<()>,
+    },
+    Retire {
+        name: InstanceName,
+        reply: Reply<()>,
+    },
+    ChaosKill {
+        name: InstanceName,
+        reply: Reply<u32>,
+    },
 }
 
 /// Steers and observes a running formation.
@@ -145,6 +166,55 @@ impl Handle {
     /// Sends SIGKILL to every instance now (a second Ctrl-C).
     pub fn kill(&self) {
         let _ = self.commands.send(Command::Kill);
+    }
+
+    /// Starts one more instance of process type `kind` (at the lowest free index) and returns
+    /// its name.
+    pub async fn add(&self, kind: &str) -> Result<InstanceName, String> {
+        self.ask(|reply| Command::Add {
+            kind: kind.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Takes instance `name` out of the router's rotation; it keeps running.
+    pub async fn drain(&self, name: &InstanceName) -> Result<(), String> {
+        self.ask(|reply| Command::Drain {
+            name: name.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Stops instance `name` for good (SIGTERM, then SIGKILL after the grace period); it is
+    /// not restarted and leaves the formation once it has exited.
+    pub async fn retire(&self, name: &InstanceName) -> Result<(), String> {
+        self.ask(|reply| Command::Retire {
+            name: name.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Kills instance `name` with SIGKILL, as a crash would; it restarts at once (a chaos kill
+    /// does not lengthen its backoff). Returns the pid killed.
+    pub async fn chaos_kill(&self, name: &InstanceName) -> Result<u32, String> {
+        self.ask(|reply| Command::ChaosKill {
+            name: name.clone(),
+            reply,
+        })
+        .await
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| "the formation is shutting down".to_owned())?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the formation is shutting down".to_owned()))
     }
 
     /// The formation as it is now.
@@ -231,6 +301,12 @@ struct Slot {
     crashes_in_a_row: u32,
     started_at: Option<Instant>,
     last_exit: Option<Exit>,
+    /// Stopped on request: not restarted when it exits.
+    retiring: bool,
+    /// Exited after being retired: no longer part of the formation.
+    retired: bool,
+    /// Killed by chaos mode: restarts at once, without counting as a crash.
+    chaos_killed: bool,
 }
 
 struct Controller {
@@ -278,17 +354,38 @@ impl Controller {
                 }
             };
             tokio::select! {
-                Some(event) = self.events.recv() => self.on_event(event),
-                command = self.commands.recv(), if commands_open => match command {
-                    Some(Command::Stop) => self.begin_stop(Outcome::Stopped),
-                    Some(Command::Kill) => self.kill_all(""),
-                    None => commands_open = false,
-                },
-                () = grace_over => {
-                    let reason = format!(" (still running after {})", describe(self.options.grace));
-                    self.kill_all(&reason);
-                }
-            }
+                            Some(event) = self.events.recv() => self.on_event(event),
+                            command = self.commands.recv(), if commands_open => match command {
+                                Some(Command::Stop) => self.begin_stop(Outcome::Stopped),
+                                Some(Command::Kill) => self.kill_all(""),
+            Some(Command::Add { kind, reply }) => {
+                                    let result = self.add(&kind);
+                                    // Publish first: whoever asked looks at the snapshot next.
+                                    self.publish();
+                                    let _ = reply.send(result);
+                                }
+                                Some(Command::Drain { name, reply }) => {
+                                    let result = self.drain(&name);
+                                    self.publish();
+                                    let _ = reply.send(result);
+                                }
+                                Some(Command::ChaosKill { name, reply }) => {
+                                    let result = self.chaos_kill(&name);
+                                    let _ = reply.send(result);
+                                }
+                                Some(Command::Retire { name, reply }) => {
+                                    let result = self.retire(&name);
+                                    self.publish();
+                                    let _ = reply.send(result);
+                                }
+
+                                None => commands_open = false,
+                            },
+                            () = grace_over => {
+                                let reason = format!(" (still running after {})", describe(self.options.grace));
+                                self.kill_all(&reason);
+                            }
+                        }
             self.publish();
         }
         self.outcome.take().unwrap_or(Outcome::Stopped)
@@ -316,6 +413,9 @@ impl Controller {
             crashes_in_a_row: 0,
             started_at: None,
             last_exit: None,
+            retiring: false,
+            retired: false,
+            chaos_killed: false,
         });
         self.slots.len() - 1
     }
@@ -415,6 +515,21 @@ impl Controller {
                 }
                 self.on_exit(slot, exit, ran);
             }
+            Event::StopDue { slot, generation } => {
+                let s = &self.slots[slot];
+                if s.generation == generation
+                    && s.active
+                    && let Some(pid) = s.pid
+                {
+                    let message = format!(
+                        "sending SIGKILL to {} (still running after {})",
+                        s.name,
+                        describe(self.options.grace)
+                    );
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                    self.log(message);
+                }
+            }
             Event::RestartDue { slot, generation } => {
                 let s = &self.slots[slot];
                 if self.phase == Phase::Running && s.generation == generation && !s.active {
@@ -433,7 +548,12 @@ impl Controller {
         slot.last_exit = Some(exit.clone());
         slot.state = State::Stopped;
         let name = slot.name.clone();
+        let retiring = slot.retiring;
+        slot.retired = retiring;
         self.log(format!("{name} {exit}"));
+        if retiring {
+            return;
+        }
 
         if self.release == Some(index) {
             self.release = None;
@@ -461,7 +581,7 @@ impl Controller {
         }
 
         let slot = &mut self.slots[index];
-        if ran >= self.options.backoff.stable_after {
+        if ran >= self.options.backoff.stable_after || std::mem::take(&mut slot.chaos_killed) {
             slot.crashes_in_a_row = 0;
         }
         let delay = self.options.backoff.delay(slot.crashes_in_a_row);
@@ -527,11 +647,126 @@ impl Controller {
         }
     }
 
+    fn running_slot(&self, name: &InstanceName) -> Result<usize, String> {
+        self.slots
+            .iter()
+            .position(|s| &s.name == name && !s.retired && !s.retiring)
+            .ok_or_else(|| format!("no instance `{name}` is running"))
+    }
+
+    fn add(&mut self, kind: &str) -> Result<InstanceName, String> {
+        if self.phase != Phase::Running {
+            return Err("the formation is not running (it is starting or stopping)".into());
+        }
+        let plan = self.context.plan.clone();
+        let kind_index = plan
+            .types
+            .iter()
+            .position(|t| t.name == kind)
+            .ok_or_else(|| format!("unknown process type `{kind}`"))?;
+        let process_type = &plan.types[kind_index];
+        let taken: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|s| s.name.kind == kind && !s.retired)
+            .map(|s| s.name.index)
+            .collect();
+        let index = (1..=shoal_procfile::formation::MAX_PER_TYPE)
+            .find(|i| !taken.contains(i))
+            .ok_or_else(|| {
+                format!(
+                    "`{kind}` already has {} instances, the most one type can have",
+                    shoal_procfile::formation::MAX_PER_TYPE
+                )
+            })?;
+        let port = u32::from(process_type.first_port) + index - 1;
+        let port =
+            u16::try_from(port).map_err(|_| format!("`{kind}.{index}` would need port {port}"))?;
+        let name = InstanceName::new(kind, index);
+        let probe = self.options.probe_type.as_deref() == Some(kind);
+        // A retired slot of the same name is reused, so the table does not grow without end.
+        let slot = match self.slots.iter().position(|s| s.name == name && s.retired) {
+            Some(slot) => {
+                let s = &mut self.slots[slot];
+                s.retired = false;
+                s.retiring = false;
+                s.restarts = 0;
+                s.crashes_in_a_row = 0;
+                s.last_exit = None;
+                slot
+            }
+            None => self.add_slot(
+                name.clone(),
+                process_type.command.clone(),
+                port,
+                kind_index,
+                probe,
+            ),
+        };
+        self.start_slot(slot);
+        Ok(name)
+    }
+
+    fn chaos_kill(&mut self, name: &InstanceName) -> Result<u32, String> {
+        if self.phase != Phase::Running {
+            return Err("the formation is not running".into());
+        }
+        let slot = self.running_slot(name)?;
+        let s = &mut self.slots[slot];
+        let pid = s
+            .pid
+            .filter(|_| s.active)
+            .ok_or_else(|| format!("`{name}` is not running"))?;
+        s.chaos_killed = true;
+        let _ = process::signal_group(pid, Signal::SIGKILL);
+        Ok(pid)
+    }
+
+    fn drain(&mut self, name: &InstanceName) -> Result<(), String> {
+        let slot = self.running_slot(name)?;
+        let s = &mut self.slots[slot];
+        if !s.active {
+            return Err(format!(
+                "`{name}` is not running (it is waiting to restart)"
+            ));
+        }
+        s.state = State::Draining;
+        self.log(format!("{name} is draining: no new requests go to it"));
+        Ok(())
+    }
+
+    fn retire(&mut self, name: &InstanceName) -> Result<(), String> {
+        let slot = self.running_slot(name)?;
+        let grace = self.options.grace;
+        let s = &mut self.slots[slot];
+        s.retiring = true;
+        if !s.active {
+            s.retired = true;
+            s.state = State::Stopped;
+            return Ok(());
+        }
+        s.state = State::Stopping;
+        if let Some(pid) = s.pid {
+            let _ = process::signal_group(pid, Signal::SIGTERM);
+        }
+        let generation = s.generation;
+        self.log(format!(
+            "stopping {name}: SIGTERM, then SIGKILL after {}",
+            describe(grace)
+        ));
+        let events = self.context.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = events.send(Event::StopDue { slot, generation });
+        });
+        Ok(())
+    }
+
     fn publish(&self) {
         let instances = self
             .slots
             .iter()
-            .filter(|s| s.name.kind != shoal_procfile::plan::RELEASE)
+            .filter(|s| s.name.kind != shoal_procfile::plan::RELEASE && !s.retired)
             .map(|s| InstanceInfo {
                 name: s.name.clone(),
                 port: s.port,

@@ -22,6 +22,14 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Write the formation as Kubernetes manifests, systemd units or a compose file
     Export(ExportArgs),
+    /// Show every instance of the running formation
+    Ps(PsArgs),
+    /// Change the number of instances of running process types, e.g. `web=5 worker=0`
+    Scale(ScaleArgs),
+    /// Restart instances one by one, each replacement ready before the old one stops
+    Restart(TargetArgs),
+    /// Stop a process type, one instance, or (without TARGET) the whole formation
+    Stop(TargetArgs),
     /// (internal) The guard process `shoal start` runs to clean up if it is killed
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
@@ -60,8 +68,56 @@ pub(crate) struct StartArgs {
     /// Never colour the output (NO_COLOR is also honoured)
     #[arg(long)]
     pub(crate) no_color: bool,
+    /// Kill a random instance with SIGKILL about every PERIOD, as production does (`--chaos` alone: `kill=10s`)
+    #[arg(long, value_name = "kill=PERIOD[,wipe]", num_args = 0..=1, default_missing_value = "", require_equals = true, value_parser = parse_chaos)]
+    pub(crate) chaos: Option<shoal_control::ChaosSpec>,
     #[command(flatten)]
     pub(crate) router: RouterArgs,
+}
+
+fn parse_chaos(text: &str) -> Result<shoal_control::ChaosSpec, String> {
+    shoal_control::ChaosSpec::parse(text)
+}
+
+/// How a control command finds the running formation.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct FormationArgs {
+    /// The formation's Procfile [default: Procfile in DIR, else in the current directory]
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub(crate) procfile: Option<PathBuf>,
+    /// The directory of the Procfile, when -f is not given
+    #[arg(short = 'd', long = "directory", value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// The control socket, instead of the one of the Procfile's formation
+    #[arg(long, value_name = "PATH", env = "SHOAL_SOCKET")]
+    pub(crate) socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PsArgs {
+    #[command(flatten)]
+    pub(crate) formation: FormationArgs,
+    /// Print JSON (the control protocol's `instances`)
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    #[command(flatten)]
+    pub(crate) formation: FormationArgs,
+    /// `TYPE=COUNT` items, e.g. `web=5 worker=0`
+    #[arg(required = true, value_name = "TYPE=COUNT")]
+    pub(crate) counts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    #[command(flatten)]
+    pub(crate) formation: FormationArgs,
+    /// A process type (`web`) or an instance (`web.2`); everything when left out
+    #[arg(value_name = "TARGET")]
+    pub(crate) target: Option<String>,
 }
 
 /// The router in front of `web` instances.

@@ -24,8 +24,10 @@ impl std::error::Error for UsageError {
 
 /// Prints `err` with its causes and returns the exit code it calls for.
 pub(crate) fn error(err: &anyhow::Error) -> i32 {
+    let not_running = err.downcast_ref::<crate::commands::NotRunning>().is_some();
     let (top, code): (&dyn std::error::Error, i32) = match err.downcast_ref::<UsageError>() {
         Some(usage) => (usage.0.as_ref(), exit::USAGE),
+        None if not_running => (err.as_ref(), exit::NOT_RUNNING),
         None => (err.as_ref(), exit::FAILURE),
     };
     eprintln!("error: {top}");

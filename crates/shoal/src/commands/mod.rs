@@ -1,9 +1,12 @@
 //! The subcommands, and what they share: turning the app flags into a plan.
 
 mod check;
+mod control;
 mod export;
 mod run;
 mod start;
+
+pub(crate) use control::NotRunning;
 
 use std::path::PathBuf;
 
@@ -19,6 +22,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(args) => start::start(args),
         Command::Check(args) => check::check(args),
         Command::Run(args) => run::run(args),
+        Command::Ps(args) => control::ps(args),
+        Command::Scale(args) => control::scale(args),
+        Command::Restart(args) => control::restart(args),
+        Command::Stop(args) => control::stop(args),
         Command::Watchdog => {
             shoal_supervisor::watchdog::run(std::io::stdin().lock());
             Ok(crate::exit::OK)

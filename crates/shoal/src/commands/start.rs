@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shoal_control::{ChaosSpec, ControlServer};
 use shoal_procfile::InstanceName;
 use shoal_router::{Router, RouterConfig};
 use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, Watchdog};
@@ -64,7 +65,14 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     names.push(InstanceName::new(shoal_procfile::plan::RELEASE, 1));
 
     let rt = runtime()?;
-    let code = rt.block_on(supervise(plan, runtime_dir.clone(), log, options, router));
+    let code = rt.block_on(supervise(
+        plan,
+        runtime_dir.clone(),
+        log,
+        options,
+        router,
+        args.chaos,
+    ));
     // Tasks still parked (none should be) must not hold the log open.
     rt.shutdown_timeout(Duration::from_secs(1));
     writer.finish_within(Duration::from_secs(5));
@@ -78,6 +86,7 @@ async fn supervise(
     log: Log,
     options: Options,
     router: Option<RouterConfig>,
+    chaos: Option<ChaosSpec>,
 ) -> anyhow::Result<i32> {
     // Listen before anything starts, so that an early Ctrl-C stops the formation in order.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
@@ -89,7 +98,13 @@ async fn supervise(
         Some(config) => Some(Router::bind(config, log.clone()).await?),
         None => None,
     };
-    let (handle, task) = Supervisor::start(Arc::new(plan), runtime_dir, log.clone(), options);
+    let socket = runtime_dir.control_socket();
+    let control = ControlServer::bind(&socket)
+        .with_context(|| format!("cannot listen on the control socket `{}`", socket.display()))?;
+    let grace = options.grace;
+    let plan = Arc::new(plan);
+    let (handle, task) = Supervisor::start(plan.clone(), runtime_dir, log.clone(), options);
+    let stats = router.as_ref().map(Router::stats);
     let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(router) = router {
         let snapshots = handle.watch();
@@ -97,6 +112,9 @@ async fn supervise(
             let _ = router_stopped.await;
         }));
     }
+    let control = tokio::spawn(control.serve(handle.clone(), plan, stats, grace));
+    let chaos = chaos
+        .map(|spec| tokio::spawn(shoal_control::chaos::run(handle.clone(), spec, log.clone())));
     tokio::pin!(task);
     let mut stopped_by: Option<i32> = None;
     let outcome = loop {
@@ -120,6 +138,12 @@ async fn supervise(
         }
     };
     let _ = router_stop.send(());
+    if let Some(chaos) = chaos {
+        chaos.abort();
+    }
+    // Dropping the server task removes the socket file.
+    control.abort();
+    let _ = control.await;
     Ok(match outcome {
         Outcome::Stopped => stopped_by.map_or(exit::OK, exit::for_signal),
         Outcome::InstanceExited { exit, .. } | Outcome::ReleaseFailed { exit } => exit.shell_code(),

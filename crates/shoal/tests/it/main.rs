@@ -2,6 +2,7 @@
 //! (`shoal-fake`), each test in a temporary app directory.
 
 mod check;
+mod control;
 mod export;
 mod router;
 mod run;

@@ -25,12 +25,17 @@ pub(crate) fn fake_bin() -> PathBuf {
     path
 }
 
-/// A base port that is free now, with room for a few process types above it.
+/// A base port that is free now, as are the first ports of the next three blocks above it
+/// (where the instances of up to three process types listen).
 pub(crate) fn free_port() -> u16 {
     loop {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
         let port = listener.local_addr().unwrap().port();
-        if port < 60000 {
+        let blocks_free = port < 60000
+            && (1..=3).all(|block| {
+                std::net::TcpListener::bind(("127.0.0.1", port + 100 * block)).is_ok()
+            });
+        if blocks_free {
             return port;
         }
     }

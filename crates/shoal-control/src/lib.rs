@@ -1,0 +1,19 @@
+//! The control socket: a running formation listens on a unix socket (mode 0600, in its runtime
+//! directory) and other terminals or scripts steer it through `shoal ps`, `scale`, `restart` and
+//! `stop`. The protocol is one JSON object per line each way ([`protocol`]), documented in the
+//! README so that other tools can use it.
+//!
+//! The server ([`server`]) turns requests into the supervisor's primitives (add an instance,
+//! drain one, retire one) and, for rolling restarts and scale-downs, waits on the router's
+//! request counts so that no request is cut off. The client ([`client`]) is what the `shoal`
+//! subcommands use.
+
+pub mod chaos;
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+pub use chaos::ChaosSpec;
+pub use client::{Client, ClientError};
+pub use protocol::{InstanceStatus, Request, Response};
+pub use server::ControlServer;

@@ -1,0 +1,115 @@
+//! The wire format: one JSON object per line. A client sends a request line and reads one
+//! response line; it may send further requests on the same connection.
+//!
+//! ```text
+//! → {"command":"ps"}
+//! ← {"ok":true,"instances":[{"name":"web.1","type":"web","pid":4242,"port":5100,"state":"ready",
+//!     "uptime_secs":12.5,"restarts":0,"in_flight":0,"served":17,"last_exit":null}]}
+//! → {"command":"scale","counts":{"web":5,"worker":0}}
+//! → {"command":"restart","target":"web"}        (target: a type, an instance, or null for all)
+//! → {"command":"stop","target":"worker.1"}      (target null: the whole formation)
+//! ← {"ok":true,"message":"..."}  or  {"ok":false,"error":"...","usage":true}
+//!   (`usage`: the request was wrong, e.g. an unknown process type; absent when the formation
+//!   could not carry it out)
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A request line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Request {
+    /// Every instance and its state.
+    Ps,
+    /// Set the number of instances of some types.
+    Scale { counts: BTreeMap<String, u32> },
+    /// Rolling restart of a type, an instance, or everything (`None`).
+    Restart { target: Option<String> },
+    /// Stop a type, an instance, or the whole formation (`None`).
+    Stop { target: Option<String> },
+}
+
+/// One instance, as `shoal ps` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub pid: Option<u32>,
+    pub port: u16,
+    /// `starting`, `running`, `ready`, `draining`, `stopping`, `crashed` or `stopped`.
+    pub state: String,
+    pub uptime_secs: Option<f64>,
+    pub restarts: u32,
+    pub in_flight: usize,
+    pub served: u64,
+    /// How the previous run ended: `code N`, `signal SIGKILL`, or `not started: …`.
+    pub last_exit: Option<String>,
+}
+
+/// A response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<InstanceStatus>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// With an error: `true` when the request itself was wrong (an unknown process type, say),
+    /// `false` when the formation could not do it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage: bool,
+}
+
+impl Response {
+    pub fn message(text: impl Into<String>) -> Self {
+        Response {
+            ok: true,
+            instances: None,
+            message: Some(text.into()),
+            error: None,
+            usage: false,
+        }
+    }
+
+    pub fn error(text: impl Into<String>, usage: bool) -> Self {
+        Response {
+            ok: false,
+            instances: None,
+            message: None,
+            error: Some(text.into()),
+            usage,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_read_as_documented() {
+        let parse = |line: &str| serde_json::from_str::<Request>(line).unwrap();
+        assert_eq!(parse(r#"{"command":"ps"}"#), Request::Ps);
+        assert_eq!(
+            parse(r#"{"command":"scale","counts":{"web":5,"worker":0}}"#),
+            Request::Scale {
+                counts: BTreeMap::from([("web".into(), 5), ("worker".into(), 0)])
+            }
+        );
+        assert_eq!(
+            parse(r#"{"command":"restart","target":null}"#),
+            Request::Restart { target: None }
+        );
+        assert_eq!(
+            parse(r#"{"command":"stop","target":"web.1"}"#),
+            Request::Stop {
+                target: Some("web.1".into())
+            }
+        );
+    }
+}

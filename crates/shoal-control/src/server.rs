@@ -1,0 +1,400 @@
+//! The formation's side of the control socket.
+//!
+//! Changes to the formation are made one at a time (a second `scale` waits for a `restart` in
+//! progress); `ps` answers at once. Every change is built from three supervisor primitives —
+//! add an instance, drain one (out of the router's rotation), retire one (SIGTERM, then SIGKILL
+//! after the grace period) — so that:
+//! - a scale-down drains each removed `web` instance before stopping it;
+//! - a rolling restart starts each replacement first, waits until it is ready, drains the old
+//!   instance until the router has no request in flight on it, and only then stops it. Under
+//!   a steady load this fails no request, POSTs included.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_procfile::{InstanceName, Plan};
+use shoal_router::RouterStats;
+use shoal_supervisor::{Exit, Handle, Snapshot, State};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Mutex;
+
+use crate::protocol::{InstanceStatus, Request, Response};
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// The listening control socket of one formation.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Binds `path` with mode 0600. The caller holds the formation lock, so a socket file
+    /// already there was left by a shoal that was killed: it is replaced.
+    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Answers requests until the task is dropped; removes the socket file then.
+    pub async fn serve(
+        self,
+        handle: Handle,
+        plan: Arc<Plan>,
+        stats: Option<Arc<RouterStats>>,
+        grace: Duration,
+    ) {
+        let shared = Arc::new(Shared {
+            handle,
+            plan,
+            stats,
+            grace,
+            changes: Mutex::new(()),
+        });
+        let _cleanup = RemoveOnDrop(self.path.clone());
+        loop {
+            let Ok((stream, _)) = self.listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let _ = connection(stream, &shared).await;
+            });
+        }
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+struct Shared {
+    handle: Handle,
+    plan: Arc<Plan>,
+    stats: Option<Arc<RouterStats>>,
+    grace: Duration,
+    /// Held while the formation is being changed.
+    changes: Mutex<()>,
+}
+
+async fn connection(stream: UnixStream, shared: &Shared) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = (&mut lines)
+            .take(MAX_LINE as u64)
+            .read_line(&mut line)
+            .await?;
+        if read == 0 {
+            return Ok(());
+        }
+        let response = match serde_json::from_str::<Request>(line.trim()) {
+            Ok(request) => handle(request, shared).await,
+            Err(err) => Response::error(format!("cannot read the request: {err}"), true),
+        };
+        let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
+        text.push('\n');
+        write.write_all(text.as_bytes()).await?;
+    }
+}
+
+/// Why a request was not carried out.
+enum Failure {
+    /// The request was wrong.
+    Usage(String),
+    /// The formation could not do it.
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Failure::Failed(error)
+    }
+}
+
+async fn handle(request: Request, shared: &Shared) -> Response {
+    let result = match request {
+        Request::Ps => {
+            return Response {
+                instances: Some(status(&shared.handle.snapshot(), shared.stats.as_deref())),
+                ..Response::message("")
+            };
+        }
+        Request::Scale { counts } => {
+            let _changing = shared.changes.lock().await;
+            scale(shared, &counts).await
+        }
+        Request::Restart { target } => {
+            let _changing = shared.changes.lock().await;
+            restart(shared, target.as_deref()).await
+        }
+        Request::Stop { target: None } => {
+            shared.handle.stop();
+            Ok("stopping the formation".to_owned())
+        }
+
+        Request::Stop {
+            target: Some(target),
+        } => {
+            let _changing = shared.changes.lock().await;
+            stop(shared, &target).await
+        }
+    };
+    match result {
+        Ok(message) => Response::message(message),
+        Err(Failure::Usage(error)) => Response::error(error, true),
+        Err(Failure::Failed(error)) => Response::error(error, false),
+    }
+}
+
+/// Every instance, as `shoal ps` shows it.
+pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceStatus> {
+    snapshot
+        .instances
+        .iter()
+        .map(|i| {
+            let name = i.name.to_string();
+            InstanceStatus {
+                kind: i.name.kind.clone(),
+                pid: i.pid,
+                port: i.port,
+                state: i.state.as_str().to_owned(),
+                uptime_secs: i.started_at.map(|at| at.elapsed().as_secs_f64()),
+                restarts: i.restarts,
+                in_flight: stats.map_or(0, |s| s.in_flight(&name)),
+                served: stats.map_or(0, |s| s.served(&name)),
+                last_exit: i.last_exit.as_ref().map(|exit| match exit {
+                    Exit::Code(code) => format!("code {code}"),
+                    Exit::Signal(signal) => {
+                        format!("signal {}", shoal_supervisor::exit::signal_name(*signal))
+                    }
+                    Exit::SpawnFailed(error) => format!("not started: {error}"),
+                }),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// The instances of the formation that are not on their way out.
+fn members(snapshot: &Snapshot, kind: Option<&str>) -> Vec<InstanceName> {
+    snapshot
+        .instances
+        .iter()
+        .filter(|i| kind.is_none_or(|k| i.name.kind == k))
+        .filter(|i| !matches!(i.state, State::Stopping | State::Stopped | State::Draining))
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+fn check_type<'a>(plan: &'a Plan, kind: &str) -> Result<&'a str, Failure> {
+    match plan.process_type(kind) {
+        Some(t) => Ok(&t.name),
+        None => Err(Failure::Usage(format!(
+            "unknown process type `{kind}`; the Procfile defines {}",
+            plan.types
+                .iter()
+                .map(|t| format!("`{}`", t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+async fn scale(shared: &Shared, counts: &BTreeMap<String, u32>) -> Result<String, Failure> {
+    for kind in counts.keys() {
+        check_type(&shared.plan, kind)?;
+    }
+    let mut done = Vec::new();
+    for (kind, &wanted) in counts {
+        let mut current = members(&shared.handle.snapshot(), Some(kind));
+        current.sort();
+        let have = current.len() as u32;
+        for _ in have..wanted {
+            shared.handle.add(kind).await?;
+        }
+        // Remove the highest-numbered instances, draining each first.
+        for name in current
+            .iter()
+            .rev()
+            .take(have.saturating_sub(wanted) as usize)
+        {
+            drain(shared, name).await?;
+            shared.handle.retire(name).await?;
+        }
+        done.push(format!("{kind}={wanted}"));
+    }
+    Ok(format!("scaled to {}", done.join(",")))
+}
+
+async fn restart(shared: &Shared, target: Option<&str>) -> Result<String, Failure> {
+    let snapshot = shared.handle.snapshot();
+    let names: Vec<InstanceName> = match target {
+        None => members(&snapshot, None),
+        Some(target) => match target.parse::<InstanceName>() {
+            Ok(name) if snapshot.instances.iter().any(|i| i.name == name) => vec![name],
+            _ => members(
+                &snapshot,
+                Some(check_type(&shared.plan, target).map_err(|_| {
+                    Failure::Usage(format!(
+                        "`{target}` is neither a process type nor a running instance"
+                    ))
+                })?),
+            ),
+        },
+    };
+    let mut restarted = Vec::new();
+    for old in names {
+        let new = shared.handle.add(&old.kind).await?;
+        wait_until_up(shared, &new).await?;
+        drain(shared, &old).await?;
+        shared.handle.retire(&old).await?;
+        wait_until_gone(shared, &old).await;
+        restarted.push(format!("{old} → {new}"));
+    }
+    Ok(format!(
+        "restarted {}",
+        if restarted.is_empty() {
+            "nothing".to_owned()
+        } else {
+            restarted.join(", ")
+        }
+    ))
+}
+
+async fn stop(shared: &Shared, target: &str) -> Result<String, Failure> {
+    let snapshot = shared.handle.snapshot();
+    let names = match target.parse::<InstanceName>() {
+        Ok(name) if snapshot.instances.iter().any(|i| i.name == name) => vec![name],
+        _ => members(
+            &snapshot,
+            Some(check_type(&shared.plan, target).map_err(|_| {
+                Failure::Usage(format!(
+                    "`{target}` is neither a process type nor a running instance"
+                ))
+            })?),
+        ),
+    };
+    for name in &names {
+        drain(shared, name).await?;
+        shared.handle.retire(name).await?;
+    }
+    Ok(format!(
+        "stopping {}",
+        names
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// Takes a routed instance out of rotation and waits (at most the grace period) until the
+/// router has no request in flight on it.
+async fn drain(shared: &Shared, name: &InstanceName) -> Result<(), String> {
+    let Some(stats) = &shared.stats else {
+        return Ok(());
+    };
+    let snapshot = shared.handle.snapshot();
+    let routed = snapshot
+        .instances
+        .iter()
+        .any(|i| &i.name == name && i.state == State::Ready);
+    if !routed {
+        return Ok(());
+    }
+    shared.handle.drain(name).await?;
+    let deadline = Instant::now() + shared.grace;
+    let label = name.to_string();
+    // A request may have picked the instance just before it left the rotation: require the
+    // count to stay at zero for a moment.
+    let mut quiet_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if stats.in_flight(&label) == 0 {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_millis(50) {
+                return Ok(());
+            }
+        } else {
+            quiet_since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Waits until a new instance is ready (or running, for types that are not probed); an
+/// instance that exits first, or does not come up in time, is retired and the change stops.
+async fn wait_until_up(shared: &Shared, name: &InstanceName) -> Result<(), String> {
+    let mut snapshots = shared.handle.watch();
+    let limit = Duration::from_secs(120);
+    let outcome = tokio::time::timeout(limit, async {
+        loop {
+            let state = snapshots
+                .borrow_and_update()
+                .instances
+                .iter()
+                .find(|i| &i.name == name)
+                .map(|i| (i.state, i.last_exit.is_some()));
+            match state {
+                Some((State::Ready | State::Running, _)) => return Ok(()),
+                Some((State::Crashed | State::Stopped, _)) | None => {
+                    return Err(format!("{name} exited before it was ready"));
+                }
+                Some(_) => {}
+            }
+            if snapshots.changed().await.is_err() {
+                return Err("the formation is shutting down".to_owned());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("{name} was not ready within {} s", limit.as_secs())));
+    if let Err(error) = outcome {
+        let _ = shared.handle.retire(name).await;
+        return Err(format!(
+            "{error}; the instance it was to replace keeps running"
+        ));
+    }
+    Ok(())
+}
+
+/// Waits (at most the grace period and a little more) until a retired instance has exited.
+async fn wait_until_gone(shared: &Shared, name: &InstanceName) {
+    let mut snapshots = shared.handle.watch();
+    let _ = tokio::time::timeout(shared.grace + Duration::from_secs(5), async {
+        while snapshots
+            .borrow_and_update()
+            .instances
+            .iter()
+            .any(|i| &i.name == name)
+        {
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+}
