@@ -8,7 +8,10 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::access_log::Pending;
+use std::sync::Arc;
+
 use crate::backends::InFlight;
+use crate::pool::{Pool, Sender};
 
 /// A request body: the client's, streamed, or a buffered copy that can be sent again.
 pub(crate) type RequestBody = Either<Incoming, Full<Bytes>>;
@@ -20,17 +23,25 @@ pub(crate) enum ResponseBody {
         inner: Incoming,
         bytes: u64,
         log: Option<Box<Pending>>,
+        /// The connection the response came on, back to its pool once the body has ended.
+        reuse: Option<(Arc<Pool>, Sender)>,
         _in_flight: Option<InFlight>,
     },
     Local(Full<Bytes>),
 }
 
 impl ResponseBody {
-    pub(crate) fn proxied(inner: Incoming, log: Pending, in_flight: InFlight) -> Self {
+    pub(crate) fn proxied(
+        inner: Incoming,
+        log: Pending,
+        in_flight: InFlight,
+        reuse: Option<(Arc<Pool>, Sender)>,
+    ) -> Self {
         ResponseBody::Proxied {
             inner,
             bytes: 0,
             log: Some(Box::new(log)),
+            reuse,
             _in_flight: Some(in_flight),
         }
     }
@@ -57,7 +68,11 @@ impl Body for ResponseBody {
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
             ResponseBody::Proxied {
-                inner, bytes, log, ..
+                inner,
+                bytes,
+                log,
+                reuse,
+                ..
             } => {
                 let polled = Pin::new(inner).poll_frame(cx);
                 match &polled {
@@ -67,6 +82,9 @@ impl Body for ResponseBody {
                         }
                     }
                     Poll::Ready(None) => {
+                        if let Some((pool, sender)) = reuse.take() {
+                            pool.put(sender);
+                        }
                         if let Some(log) = log.take() {
                             log.finish(*bytes, None);
                         }
@@ -101,14 +119,22 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let ResponseBody::Proxied {
-            inner, bytes, log, ..
+            inner,
+            bytes,
+            log,
+            reuse,
+            ..
         } = self
-            && let Some(log) = log.take()
         {
             // Dropped before its end was read: the client went away, unless there was
-            // nothing to read.
-            let error = (!inner.is_end_stream()).then_some("client_closed");
-            log.finish(*bytes, error);
+            // nothing to read (then the connection can carry another request).
+            let ended = inner.is_end_stream();
+            if let (true, Some((pool, sender))) = (ended, reuse.take()) {
+                pool.put(sender);
+            }
+            if let Some(log) = log.take() {
+                log.finish(*bytes, (!ended).then_some("client_closed"));
+            }
         }
     }
 }

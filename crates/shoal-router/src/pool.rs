@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hyper::client::conn::http1;
@@ -31,31 +31,30 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open, or a new one.
+    /// An idle connection ready for a request, or a new one.
     pub(crate) async fn get(&self, connect_timeout: Duration) -> io::Result<Sender> {
-        loop {
-            let idle = self.idle.lock().unwrap().pop();
-            match idle {
-                Some(sender) if sender.is_ready() => return Ok(sender),
-                Some(_closed) => continue,
-                None => break,
-            }
+        if let Some(sender) = self.take_idle() {
+            return Ok(sender);
         }
         let stream = connect(self.port, connect_timeout).await?;
         handshake(stream, false).await
     }
 
-    /// Takes `sender` back once it can carry another request.
-    pub(crate) fn put(self: &Arc<Self>, mut sender: Sender) {
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = pool.idle.lock().unwrap();
-                if idle.len() < pool.max_idle {
-                    idle.push(sender);
-                }
-            }
-        });
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap();
+        idle.retain(|sender| !sender.is_closed());
+        // A connection put back a moment ago may still be finishing its last response.
+        let ready = idle.iter().rposition(|sender| sender.is_ready())?;
+        Some(idle.swap_remove(ready))
+    }
+
+    /// Takes `sender` back once its response has been read to the end; it becomes usable as
+    /// soon as its connection has finished with that response.
+    pub(crate) fn put(&self, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < self.max_idle {
+            idle.push(sender);
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::config::RouterConfig;
 use crate::errors::Failure;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::pool::{self, Sender};
+use crate::pool::{self, Pool, Sender};
 use crate::upgrade;
 
 /// What every request handler shares.
@@ -133,13 +133,14 @@ pub(crate) async fn handle(
     match forward(&shared, &head, payload, upgrade, deadline, &mut pending).await {
         Ok(answer) => {
             pending.instance = Some(answer.backend.name.clone());
-            if let Some(sender) = answer.sender {
-                answer.backend.pool.put(sender);
-            }
+            let reuse = answer
+                .sender
+                .map(|sender| (answer.backend.pool.clone(), sender));
             Ok(respond(
                 answer.response,
                 pending,
                 answer.in_flight,
+                reuse,
                 client_upgrade,
                 &request_id,
             ))
@@ -269,6 +270,7 @@ fn respond(
     mut response: Response<Incoming>,
     mut pending: Pending,
     in_flight: InFlight,
+    reuse: Option<(Arc<Pool>, Sender)>,
     client_upgrade: Option<OnUpgrade>,
     request_id: &str,
 ) -> Response<ResponseBody> {
@@ -285,7 +287,10 @@ fn respond(
         tokio::spawn(upgrade::splice(client, instance, in_flight));
         return Response::from_parts(parts, ResponseBody::empty());
     }
-    Response::from_parts(parts, ResponseBody::proxied(body, pending, in_flight))
+    Response::from_parts(
+        parts,
+        ResponseBody::proxied(body, pending, in_flight, reuse),
+    )
 }
 
 fn fail(mut pending: Pending, failure: Failure) -> Response<ResponseBody> {
