@@ -61,7 +61,15 @@ fn human(plan: &Plan, runtime_dir: &RuntimeDir) -> String {
             files.join(", ")
         }
     );
-    let _ = writeln!(out, "port           {}", plan.port);
+    if plan.routed {
+        let _ = writeln!(
+            out,
+            "router         port {} → ready `web` instances",
+            plan.port
+        );
+    } else {
+        let _ = writeln!(out, "port           {}", plan.port);
+    }
     if let Some(release) = &plan.release {
         let _ = writeln!(
             out,
@@ -146,6 +154,7 @@ struct JsonPlan<'a> {
     app_dir: &'a PathBuf,
     env_files: &'a [PathBuf],
     port: u16,
+    routed: bool,
     runtime_dir: &'a std::path::Path,
     release: Option<JsonRelease<'a>>,
     process_types: Vec<JsonType<'a>>,
@@ -187,6 +196,7 @@ impl<'a> JsonPlan<'a> {
             app_dir: &plan.app_dir,
             env_files: &plan.env_files,
             port: plan.port,
+            routed: plan.routed,
             runtime_dir: runtime_dir.path(),
             release: plan.release.as_ref().map(|r| JsonRelease {
                 command: &r.command,

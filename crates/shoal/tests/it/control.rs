@@ -277,6 +277,22 @@ fn the_socket_is_private_and_serves_two_clients_at_once() {
             assert_eq!(response["instances"][0]["name"], "web.1");
         }
     }
+    // From anywhere, with the socket named explicitly.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::shoal_bin())
+        .args(["ps", "--json"])
+        .current_dir(elsewhere.path())
+        .env("SHOAL_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"web.1\""));
+
     first.write_all(b"not json\n").unwrap();
     let mut line = String::new();
     first_reader.read_line(&mut line).unwrap();
