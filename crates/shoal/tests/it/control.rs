@@ -1,13 +1,12 @@
 //! `shoal ps`, `scale`, `restart` and `stop` against a running formation, over its control
 //! socket.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{App, free_port};
+use crate::support::{App, free_port, http};
 
 /// The formation's control socket, from `shoal check --json`'s runtime directory.
 fn socket_of(app: &App) -> std::path::PathBuf {
@@ -34,17 +33,7 @@ fn names_in(instances: &[serde_json::Value], state: &str) -> Vec<String> {
 
 /// One request through the router on a new connection; whether it got a 200.
 fn request_ok(port: u16, method: &str) -> Result<(), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    let body = if method == "POST" { "amount=1" } else { "" };
-    let request = format!(
-        "{method} /pay HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
+    let answer = http(port, method);
     if answer.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
@@ -57,9 +46,7 @@ fn ps_shows_every_instance() {
     let app = App::new("web: FAKE serve\nworker: FAKE sleep\n");
     let port = free_port();
     let shoal = app.spawn(&["start", "-m", "web=2", "-p", &port.to_string()]);
-    shoal.wait_for_n(2, "saying web is ready", |l| {
-        l.contains(" is ready on port ")
-    });
+    shoal.wait_ready(2);
     shoal.wait_for("worker.1 | up");
     request_ok(port, "GET").unwrap();
 
@@ -113,9 +100,7 @@ fn rolling_restart_under_load_fails_no_request_posts_included() {
     let app = App::new("web: FAKE serve\n");
     let port = free_port();
     let shoal = app.spawn(&["start", "-m", "web=3", "-p", &port.to_string()]);
-    shoal.wait_for_n(3, "saying web is ready", |l| {
-        l.contains(" is ready on port ")
-    });
+    shoal.wait_ready(3);
 
     let done = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -181,9 +166,7 @@ fn stop_a_type_an_instance_or_everything() {
     let port = free_port();
     let shoal = app.spawn(&["start", "-m", "web=2,worker=2", "-p", &port.to_string()]);
     shoal.wait_for_n(2, "from workers", |l| l.ends_with("| up"));
-    shoal.wait_for_n(2, "saying web is ready", |l| {
-        l.contains(" is ready on port ")
-    });
+    shoal.wait_ready(2);
 
     assert_eq!(app.run(&["stop", "web.2"]).code(), Some(0));
     shoal.wait_for("web.2 was killed by SIGTERM");
@@ -337,9 +320,7 @@ fn chaos_mode_kills_instances_and_a_stateless_app_fails_no_idempotent_request() 
         "-p",
         &port.to_string(),
     ]);
-    shoal.wait_for_n(3, "saying web is ready", |l| {
-        l.contains(" is ready on port ")
-    });
+    shoal.wait_ready(3);
     let mut failures = Vec::new();
     let mut requests = 0;
     // Bounded: until chaos has killed 5 instances, or 20 000 requests.

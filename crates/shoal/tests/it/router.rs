@@ -1,19 +1,10 @@
 //! The router in front of real `web` instances run by `shoal start`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use crate::support::{App, free_port, http};
 
-use crate::support::{App, free_port};
-
-/// One `GET /` through the router on a new connection; the status line and body.
+/// One `GET /` through the router on a new connection; the whole answer.
 fn get(port: u16) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
+    http(port, "GET")
 }
 
 #[test]
@@ -29,9 +20,7 @@ fn kill_9_of_an_instance_under_steady_traffic_fails_no_request() {
         "-p",
         &port.to_string(),
     ]);
-    shoal.wait_for_n(3, "saying an instance is ready", |l| {
-        l.contains(" is ready on port ")
-    });
+    shoal.wait_ready(3);
     let started = shoal.wait_for("web.2 started (pid ");
     let pid: i32 = started
         .split("(pid ")

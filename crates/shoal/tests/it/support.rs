@@ -279,6 +279,34 @@ fn collect(
     })
 }
 
+/// One request through the router on `port`, on a new connection (`POST`s carry a small body);
+/// the whole answer, status line first.
+pub(crate) fn http(port: u16, method: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return "connection refused".into();
+    };
+    let body = if method == "POST" { "amount=1" } else { "" };
+    let request = format!(
+        "{method} / HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_string(&mut answer);
+    }
+    answer
+}
+
+impl Running {
+    /// Waits until `count` web instances have said they are ready.
+    pub(crate) fn wait_ready(&self, count: usize) {
+        self.wait_for_n(count, "saying a web instance is ready", |l| {
+            l.contains(" is ready on port ")
+        });
+    }
+}
+
 /// The part of a log line after `HH:MM:SS `.
 pub(crate) fn body(line: &str) -> &str {
     line.get(9..).unwrap_or("")
