@@ -8,7 +8,9 @@
 //! through [`Handle`]; the supervisor never reaches into them.
 //!
 //! # Layout
-//! - [`supervisor`]: the controller, its commands and the snapshot it publishes.
+//! - [`supervisor`]: the controller, the one owner of the instance table.
+//! - `handle`: how others steer and observe a formation.
+//! - `snapshot`: what the controller publishes (each instance's state).
 //! - [`instance`]: the life of one process, from spawn to an empty process group.
 //! - [`process`]: spawning (`sh -c`, process groups, parent-death signal) and group signals.
 //! - [`output`]: the `HH:MM:SS web.1 | line` log multiplexer.
@@ -19,17 +21,21 @@
 
 pub mod backoff;
 pub mod exit;
+mod handle;
 mod instance;
 pub mod output;
 pub mod process;
 mod reader;
 pub mod scratch;
+mod snapshot;
 pub mod supervisor;
 pub mod watchdog;
 
 pub use backoff::Backoff;
 pub use exit::Exit;
+pub use handle::Handle;
 pub use output::{Log, LogWriter, Style};
 pub use scratch::RuntimeDir;
-pub use supervisor::{Handle, InstanceInfo, Options, Outcome, Snapshot, State, Supervisor};
+pub use snapshot::{InstanceInfo, Outcome, Snapshot, State};
+pub use supervisor::{Options, Supervisor};
 pub use watchdog::Watchdog;

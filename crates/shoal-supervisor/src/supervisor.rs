@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use shoal_procfile::{InstanceName, Plan};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
 use crate::exit::Exit;
+use crate::handle::{Command, Handle};
 use crate::instance::{self, Context, Event, Start, StopState};
 use crate::output::Log;
 use crate::process;
 use crate::scratch::RuntimeDir;
+use crate::snapshot::{InstanceInfo, Outcome, Snapshot, State};
 
 /// How the formation is run.
 #[derive(Debug, Clone)]
@@ -49,182 +51,6 @@ impl Default for Options {
             health_path: None,
             boot_timeout: Duration::from_secs(60),
         }
-    }
-}
-
-/// Where an instance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Spawned, not yet accepting connections (probed types only).
-    Starting,
-    /// Running (types that are not probed).
-    Running,
-    /// Accepting connections on its port.
-    Ready,
-    /// Running, but taken out of the router's rotation before it is stopped.
-    Draining,
-    /// Sent SIGTERM, not yet exited.
-    Stopping,
-    /// Exited unexpectedly; waiting for its restart.
-    Crashed,
-    /// Not running and not coming back.
-    Stopped,
-}
-
-impl State {
-    /// The lowercase name used in output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Ready => "ready",
-            State::Draining => "draining",
-            State::Stopping => "stopping",
-            State::Crashed => "crashed",
-            State::Stopped => "stopped",
-        }
-    }
-}
-
-/// One instance as last seen by the controller.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceInfo {
-    pub name: InstanceName,
-    pub port: u16,
-    pub pid: Option<u32>,
-    pub state: State,
-    /// How many times it was restarted.
-    pub restarts: u32,
-    /// When the current run started.
-    pub started_at: Option<Instant>,
-    /// How the previous run ended.
-    pub last_exit: Option<Exit>,
-}
-
-/// The formation as last seen by the controller.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
-    pub instances: Vec<InstanceInfo>,
-}
-
-impl Snapshot {
-    /// Instances of `kind` that accept connections, with their ports.
-    pub fn ready(&self, kind: &str) -> impl Iterator<Item = &InstanceInfo> {
-        self.instances
-            .iter()
-            .filter(move |i| i.name.kind == kind && i.state == State::Ready)
-    }
-}
-
-/// Why the formation ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A stop was requested (a signal, or a control command).
-    Stopped,
-    /// With restarts off, this instance exited and the formation was stopped.
-    InstanceExited { name: InstanceName, exit: Exit },
-    /// `release` failed, so the formation never started.
-    ReleaseFailed { exit: Exit },
-}
-
-type Reply<T> = oneshot::Sender<Result<T, String>>;
-
-enum Command {
-    Stop,
-    Kill,
-    Add {
-        kind: String,
-        reply: Reply<InstanceName>,
-    },
-    Drain {
-        name: InstanceName,
-        reply: Reply<()>,
-    },
-    Retire {
-        name: InstanceName,
-        reply: Reply<()>,
-    },
-    ChaosKill {
-        name: InstanceName,
-        reply: Reply<u32>,
-    },
-}
-
-/// Steers and observes a running formation.
-#[derive(Clone)]
-pub struct Handle {
-    commands: mpsc::UnboundedSender<Command>,
-    snapshot: watch::Receiver<Arc<Snapshot>>,
-}
-
-impl Handle {
-    /// Stops every instance: SIGTERM, then SIGKILL after the grace period.
-    pub fn stop(&self) {
-        let _ = self.commands.send(Command::Stop);
-    }
-
-    /// Sends SIGKILL to every instance now (a second Ctrl-C).
-    pub fn kill(&self) {
-        let _ = self.commands.send(Command::Kill);
-    }
-
-    /// Starts one more instance of process type `kind` (at the lowest free index) and returns
-    /// its name.
-    pub async fn add(&self, kind: &str) -> Result<InstanceName, String> {
-        self.ask(|reply| Command::Add {
-            kind: kind.to_owned(),
-            reply,
-        })
-        .await
-    }
-
-    /// Takes instance `name` out of the router's rotation; it keeps running.
-    pub async fn drain(&self, name: &InstanceName) -> Result<(), String> {
-        self.ask(|reply| Command::Drain {
-            name: name.clone(),
-            reply,
-        })
-        .await
-    }
-
-    /// Stops instance `name` for good (SIGTERM, then SIGKILL after the grace period); it is
-    /// not restarted and leaves the formation once it has exited.
-    pub async fn retire(&self, name: &InstanceName) -> Result<(), String> {
-        self.ask(|reply| Command::Retire {
-            name: name.clone(),
-            reply,
-        })
-        .await
-    }
-
-    /// Kills instance `name` with SIGKILL, as a crash would; it restarts at once (a chaos kill
-    /// does not lengthen its backoff). Returns the pid killed.
-    pub async fn chaos_kill(&self, name: &InstanceName) -> Result<u32, String> {
-        self.ask(|reply| Command::ChaosKill {
-            name: name.clone(),
-            reply,
-        })
-        .await
-    }
-
-    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, String> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(command(reply))
-            .map_err(|_| "the formation is shutting down".to_owned())?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the formation is shutting down".to_owned()))
-    }
-
-    /// The formation as it is now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.borrow().clone()
-    }
-
-    /// A receiver that sees every new snapshot.
-    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.snapshot.clone()
     }
 }
 
@@ -354,41 +180,45 @@ impl Controller {
                 }
             };
             tokio::select! {
-                            Some(event) = self.events.recv() => self.on_event(event),
-                            command = self.commands.recv(), if commands_open => match command {
-                                Some(Command::Stop) => self.begin_stop(Outcome::Stopped),
-                                Some(Command::Kill) => self.kill_all(""),
-            Some(Command::Add { kind, reply }) => {
-                                    let result = self.add(&kind);
-                                    // Publish first: whoever asked looks at the snapshot next.
-                                    self.publish();
-                                    let _ = reply.send(result);
-                                }
-                                Some(Command::Drain { name, reply }) => {
-                                    let result = self.drain(&name);
-                                    self.publish();
-                                    let _ = reply.send(result);
-                                }
-                                Some(Command::ChaosKill { name, reply }) => {
-                                    let result = self.chaos_kill(&name);
-                                    let _ = reply.send(result);
-                                }
-                                Some(Command::Retire { name, reply }) => {
-                                    let result = self.retire(&name);
-                                    self.publish();
-                                    let _ = reply.send(result);
-                                }
-
-                                None => commands_open = false,
-                            },
-                            () = grace_over => {
-                                let reason = format!(" (still running after {})", describe(self.options.grace));
-                                self.kill_all(&reason);
-                            }
-                        }
+                Some(event) = self.events.recv() => self.on_event(event),
+                command = self.commands.recv(), if commands_open => match command {
+                    Some(command) => self.on_command(command),
+                    None => commands_open = false,
+                },
+                () = grace_over => {
+                    let reason = format!(" (still running after {})", describe(self.options.grace));
+                    self.kill_all(&reason);
+                }
+            }
             self.publish();
         }
         self.outcome.take().unwrap_or(Outcome::Stopped)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Stop => self.begin_stop(Outcome::Stopped),
+            Command::Kill => self.kill_all(""),
+            Command::ChaosKill { name, reply } => {
+                let _ = reply.send(self.chaos_kill(&name));
+            }
+            // Publish before answering: whoever asked looks at the snapshot next.
+            Command::Add { kind, reply } => {
+                let result = self.add(&kind);
+                self.publish();
+                let _ = reply.send(result);
+            }
+            Command::Drain { name, reply } => {
+                let result = self.drain(&name);
+                self.publish();
+                let _ = reply.send(result);
+            }
+            Command::Retire { name, reply } => {
+                let result = self.retire(&name);
+                self.publish();
+                let _ = reply.send(result);
+            }
+        }
     }
 
     fn add_slot(

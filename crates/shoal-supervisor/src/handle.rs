@@ -1,0 +1,110 @@
+//! The handle others steer and observe a formation with: commands go to the controller over a
+//! channel, and answers and snapshots come back; nothing reaches into the controller's state.
+
+use std::sync::Arc;
+
+use shoal_procfile::InstanceName;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::snapshot::Snapshot;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+pub(crate) enum Command {
+    Stop,
+    Kill,
+    Add {
+        kind: String,
+        reply: Reply<InstanceName>,
+    },
+    Drain {
+        name: InstanceName,
+        reply: Reply<()>,
+    },
+    Retire {
+        name: InstanceName,
+        reply: Reply<()>,
+    },
+    ChaosKill {
+        name: InstanceName,
+        reply: Reply<u32>,
+    },
+}
+
+/// Steers and observes a running formation.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) snapshot: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Handle {
+    /// Stops every instance: SIGTERM, then SIGKILL after the grace period.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+
+    /// Sends SIGKILL to every instance now (a second Ctrl-C).
+    pub fn kill(&self) {
+        let _ = self.commands.send(Command::Kill);
+    }
+
+    /// Starts one more instance of process type `kind` (at the lowest free index) and returns
+    /// its name.
+    pub async fn add(&self, kind: &str) -> Result<InstanceName, String> {
+        self.ask(|reply| Command::Add {
+            kind: kind.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Takes instance `name` out of the router's rotation; it keeps running.
+    pub async fn drain(&self, name: &InstanceName) -> Result<(), String> {
+        self.ask(|reply| Command::Drain {
+            name: name.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Stops instance `name` for good (SIGTERM, then SIGKILL after the grace period); it is
+    /// not restarted and leaves the formation once it has exited.
+    pub async fn retire(&self, name: &InstanceName) -> Result<(), String> {
+        self.ask(|reply| Command::Retire {
+            name: name.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Kills instance `name` with SIGKILL, as a crash would; it restarts at once (a chaos kill
+    /// does not lengthen its backoff). Returns the pid killed.
+    pub async fn chaos_kill(&self, name: &InstanceName) -> Result<u32, String> {
+        self.ask(|reply| Command::ChaosKill {
+            name: name.clone(),
+            reply,
+        })
+        .await
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| "the formation is shutting down".to_owned())?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the formation is shutting down".to_owned()))
+    }
+
+    /// The formation as it is now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
+    }
+}

@@ -1,0 +1,83 @@
+//! What the supervisor publishes about the formation: each instance's state, as the router,
+//! `shoal ps` and the control commands see it.
+
+use std::time::Instant;
+
+use shoal_procfile::InstanceName;
+
+use crate::exit::Exit;
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Spawned, not yet accepting connections (probed types only).
+    Starting,
+    /// Running (types that are not probed).
+    Running,
+    /// Accepting connections on its port.
+    Ready,
+    /// Running, but taken out of the router's rotation before it is stopped.
+    Draining,
+    /// Sent SIGTERM, not yet exited.
+    Stopping,
+    /// Exited unexpectedly; waiting for its restart.
+    Crashed,
+    /// Not running and not coming back.
+    Stopped,
+}
+
+impl State {
+    /// The lowercase name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Ready => "ready",
+            State::Draining => "draining",
+            State::Stopping => "stopping",
+            State::Crashed => "crashed",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// One instance as last seen by the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceInfo {
+    pub name: InstanceName,
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub state: State,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// When the current run started.
+    pub started_at: Option<Instant>,
+    /// How the previous run ended.
+    pub last_exit: Option<Exit>,
+}
+
+/// The formation as last seen by the controller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub instances: Vec<InstanceInfo>,
+}
+
+impl Snapshot {
+    /// Instances of `kind` that accept connections, with their ports.
+    pub fn ready(&self, kind: &str) -> impl Iterator<Item = &InstanceInfo> {
+        self.instances
+            .iter()
+            .filter(move |i| i.name.kind == kind && i.state == State::Ready)
+    }
+}
+
+/// Why the formation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A stop was requested (a signal, or a control command).
+    Stopped,
+    /// With restarts off, this instance exited and the formation was stopped.
+    InstanceExited { name: InstanceName, exit: Exit },
+    /// `release` failed, so the formation never started.
+    ReleaseFailed { exit: Exit },
+}
