@@ -1,0 +1,319 @@
+//! Session round-trip cost per request through the layer, side by side with a raw client of
+//! the same store doing the same GET + SET of a same-sized value, interleaved round by round.
+//! Run it with `bench/kit.sh` (release build); stores whose URL variable is unset are skipped.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{Request, Response};
+use redis::AsyncCommands;
+use shoal_kit::{Session, SessionConfig, SessionLayer, SessionStore, StoreOptions};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tower::{Layer, ServiceExt};
+
+const ROUNDS: usize = 7;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let ops = env_usize("BENCH_OPS", 2000);
+    let rounds = env_usize("BENCH_ROUNDS", ROUNDS);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let stores = [
+        ("redis", std::env::var("SHOAL_TEST_REDIS_URL").ok()),
+        ("memcached", std::env::var("SHOAL_TEST_MEMCACHED_URL").ok()),
+        ("postgres", std::env::var("SHOAL_TEST_DATABASE_URL").ok()),
+        ("sqlite", Some(sqlite)),
+    ];
+    println!(
+        "session round trip per request (load + change one key + save), {ops} sequential requests x {rounds} interleaved rounds, median per request\n"
+    );
+    println!("| store | raw client GET+SET | through SessionLayer | layer / raw | target |");
+    println!("|---|---|---|---|---|");
+    let only = std::env::var("BENCH_STORES").unwrap_or_default();
+    for (name, url) in stores {
+        if !only.is_empty() && !only.split(',').any(|s| s == name) {
+            continue;
+        }
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            println!("| {name} | not run: URL variable unset | | | |");
+            continue;
+        };
+        let namespace = format!("kit_bench_{}", std::process::id());
+        let store = SessionStore::connect(&url, StoreOptions::default().with_namespace(&namespace))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut raw = Raw::connect(name, &url, &namespace).await;
+        let layered = Layered::new(store).await;
+        // Warm both paths up (connections, prepared statements, script cache).
+        raw.run(ops / 10).await;
+        layered.run(ops / 10).await;
+        let (mut raw_t, mut layer_t) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                raw_t.push(raw.run(ops).await);
+                layer_t.push(layered.run(ops).await);
+            } else {
+                layer_t.push(layered.run(ops).await);
+                raw_t.push(raw.run(ops).await);
+            }
+        }
+        let (r, l) = (median(raw_t), median(layer_t));
+        println!(
+            "| {name} | {} | {} | {:.2}x | ≤ 1.2x |",
+            micros(r),
+            micros(l),
+            l.as_secs_f64() / r.as_secs_f64()
+        );
+        raw.cleanup().await;
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// The app side: a session layer around a handler that reads a counter and writes it back
+/// incremented, called in-process (no HTTP, so only the session work is measured).
+struct Layered {
+    cookie: String,
+    service: shoal_kit::SessionService<tower::util::ServiceFn<Handler>>,
+}
+
+type Bump = std::future::Ready<Result<Response<Body>, std::convert::Infallible>>;
+type Handler = fn(Request<Body>) -> Bump;
+
+fn bump(req: Request<Body>) -> Bump {
+    let session = req.extensions().get::<Session>().expect("layer installed");
+    let n: u64 = session.get("n").unwrap().unwrap_or(0);
+    session.insert("n", n + 1).unwrap();
+    session.insert("user", "someone@example.com").unwrap();
+    std::future::ready(Ok(Response::new(Body::empty())))
+}
+
+impl Layered {
+    async fn new(store: SessionStore) -> Layered {
+        let layer = SessionLayer::new(store, SessionConfig::default());
+        let service = layer.layer(tower::service_fn(bump as Handler));
+        let res = service
+            .clone()
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        let set_cookie = res.headers()["set-cookie"].to_str().unwrap();
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        Layered { cookie, service }
+    }
+
+    async fn run(&self, ops: usize) -> Duration {
+        let start = Instant::now();
+        for _ in 0..ops {
+            let req = Request::builder()
+                .header("cookie", &self.cookie)
+                .body(Body::empty())
+                .unwrap();
+            let res = self.service.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        start.elapsed() / u32::try_from(ops).unwrap()
+    }
+}
+
+/// The baseline: the same store's plain client reading a value and writing it back.
+enum Raw {
+    Redis(redis::aio::MultiplexedConnection, String),
+    Memcached(BufReader<TcpStream>, String),
+    Pg(sqlx::PgPool, Sql),
+    Sqlite(sqlx::SqlitePool, Sql),
+}
+
+/// The raw statements, prepared once as the layer's are.
+struct Sql {
+    table: String,
+    select: SqlStr,
+    update: SqlStr,
+}
+
+fn sql(s: String) -> SqlStr {
+    AssertSqlSafe(s).into_sql_str()
+}
+
+const VALUE: &str =
+    r#"{"c":1764380000000,"t":1764380000000,"d":{"n":10000,"user":"someone@example.com"}}"#;
+
+/// The value the raw client writes back: like the layer, every write changes it (a store may
+/// skip writing an unchanged value, which would flatter the baseline).
+fn next_value(n: &mut u64) -> String {
+    *n += 1;
+    format!(
+        r#"{{"c":1764380000000,"t":1764380000000,"d":{{"n":{},"user":"someone@example.com"}}}}"#,
+        10000 + *n % 90000
+    )
+}
+
+impl Raw {
+    async fn connect(name: &str, url: &str, namespace: &str) -> Raw {
+        let key = format!("{namespace}_raw");
+        match name {
+            "redis" => {
+                let mut c = redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                let _: () = c.set(&key, VALUE).await.unwrap();
+                Raw::Redis(c, key)
+            }
+            "memcached" => {
+                let addr = url.split_once("://").unwrap().1.trim_end_matches('/');
+                let mut c =
+                    Raw::Memcached(BufReader::new(TcpStream::connect(addr).await.unwrap()), key);
+                c.run(1).await;
+                c
+            }
+            "postgres" | "sqlite" => {
+                let table = format!("{namespace}_raw");
+                let create = sql(format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, data TEXT NOT NULL)"
+                ));
+                let insert = sql(format!("INSERT INTO {table} (id, data) VALUES ('k', $1)"));
+                let stmts = Sql {
+                    select: sql(format!("SELECT data FROM {table} WHERE id = $1")),
+                    update: sql(format!("UPDATE {table} SET data = $1 WHERE id = $2")),
+                    table,
+                };
+                if name == "postgres" {
+                    let p = sqlx::PgPool::connect(url).await.unwrap();
+                    sqlx::query(create.clone()).execute(&p).await.unwrap();
+                    sqlx::query(insert.clone())
+                        .bind(VALUE)
+                        .execute(&p)
+                        .await
+                        .unwrap();
+                    Raw::Pg(p, stmts)
+                } else {
+                    // The same connection settings as the kit's SQLite store.
+                    let options = url
+                        .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                        .unwrap()
+                        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(5));
+                    let p = sqlx::SqlitePool::connect_with(options).await.unwrap();
+                    sqlx::query(create.clone()).execute(&p).await.unwrap();
+                    sqlx::query(insert.clone())
+                        .bind(VALUE)
+                        .execute(&p)
+                        .await
+                        .unwrap();
+                    Raw::Sqlite(p, stmts)
+                }
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    async fn run(&mut self, ops: usize) -> Duration {
+        let mut n = 0;
+        let start = Instant::now();
+        for _ in 0..ops {
+            match self {
+                Raw::Redis(c, key) => {
+                    let v: String = c.get(&*key).await.unwrap();
+                    assert!(!v.is_empty());
+                    let _: () = c
+                        .pset_ex(&*key, next_value(&mut n), 1_800_000)
+                        .await
+                        .unwrap();
+                }
+                Raw::Memcached(c, key) => {
+                    c.get_mut()
+                        .write_all(format!("mg {key} v\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    let mut line = String::new();
+                    c.read_line(&mut line).await.unwrap();
+                    if let Some(len) = line.strip_prefix("VA ") {
+                        let len: usize = len.trim().split(' ').next().unwrap().parse().unwrap();
+                        let mut buf = vec![0; len + 2];
+                        c.read_exact(&mut buf).await.unwrap();
+                    }
+                    let value = next_value(&mut n).into_bytes();
+                    let mut cmd = format!("ms {key} {} T1800\r\n", value.len()).into_bytes();
+                    cmd.extend_from_slice(&value);
+                    cmd.extend_from_slice(b"\r\n");
+                    c.get_mut().write_all(&cmd).await.unwrap();
+                    line.clear();
+                    c.read_line(&mut line).await.unwrap();
+                    assert_eq!(line, "HD\r\n");
+                }
+                Raw::Pg(p, q) => {
+                    let row = sqlx::query(q.select.clone())
+                        .bind("k")
+                        .fetch_one(&*p)
+                        .await
+                        .unwrap();
+                    let v: String = row.get(0);
+                    sqlx::query(q.update.clone())
+                        .bind(v)
+                        .bind("k")
+                        .execute(&*p)
+                        .await
+                        .unwrap();
+                }
+                Raw::Sqlite(p, q) => {
+                    let row = sqlx::query(q.select.clone())
+                        .bind("k")
+                        .fetch_one(&*p)
+                        .await
+                        .unwrap();
+                    let v: String = row.get(0);
+                    sqlx::query(q.update.clone())
+                        .bind(v)
+                        .bind("k")
+                        .execute(&*p)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        start.elapsed() / u32::try_from(ops.max(1)).unwrap()
+    }
+
+    async fn cleanup(&mut self) {
+        match self {
+            Raw::Redis(c, key) => {
+                let _: () = c.del(&*key).await.unwrap();
+            }
+            Raw::Memcached(..) => {}
+            Raw::Pg(p, q) => {
+                sqlx::query(sql(format!("DROP TABLE {}", q.table)))
+                    .execute(&*p)
+                    .await
+                    .unwrap();
+                sqlx::query(sql(format!(
+                    "DROP TABLE {}",
+                    q.table.trim_end_matches("_raw")
+                )))
+                .execute(&*p)
+                .await
+                .unwrap();
+            }
+            Raw::Sqlite(..) => {}
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The SQL backend, PostgreSQL and SQLite through one code path (the same statements; `$N`
+//! parameters work in both). A row is `(id, version, expires_at, data)`; `replace` is
+//! `UPDATE … WHERE id = $ AND version = $ AND expires_at > now`, so a row that was deleted,
+//! expired or changed in between is left alone. Expired rows are never served (every read
+//! checks `expires_at`) and a background task deletes them every cleanup interval.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, SqlStr};
+use tokio::task::JoinHandle;
+
+use super::{Loaded, StoreOptions};
+use crate::error::StoreError;
+use crate::record::{Record, millis, now_ms};
+
+pub(crate) struct SqlStore {
+    pool: Pool,
+    sql: Statements,
+    cleanup: JoinHandle<()>,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Pg(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$p` bound to whichever pool this is: the statement text is shared, only
+/// the driver differs.
+macro_rules! with_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            Pool::Pg($p) => $body,
+            Pool::Sqlite($p) => $body,
+        }
+    };
+}
+
+/// The statements for one table. The table name is interpolated, which is safe because
+/// `StoreOptions` only accepts `[A-Za-z0-9_]` names; everything else is a bind parameter.
+struct Statements {
+    create_table: SqlStr,
+    /// PostgreSQL only: the cleanup's index. On SQLite (development, small tables) keeping an
+    /// index current would cost every save more than the minute-ly cleanup's table scan.
+    create_index: Option<SqlStr>,
+    load: SqlStr,
+    insert: SqlStr,
+    replace: SqlStr,
+    delete: SqlStr,
+    purge: SqlStr,
+}
+
+fn statement(sql: String) -> SqlStr {
+    AssertSqlSafe(std::sync::Arc::<str>::from(sql)).into_sql_str()
+}
+
+impl Statements {
+    fn new(table: &str, postgres: bool) -> Statements {
+        Statements {
+            create_table: statement(format!(
+                "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, version BIGINT NOT NULL, \
+                 expires_at BIGINT NOT NULL, data TEXT NOT NULL)"
+            )),
+            create_index: postgres.then(|| {
+                statement(format!(
+                    "CREATE INDEX IF NOT EXISTS {table}_expires_at ON {table} (expires_at)"
+                ))
+            }),
+            load: statement(format!(
+                "SELECT version, data FROM {table} WHERE id = $1 AND expires_at > $2"
+            )),
+            insert: statement(format!(
+                "INSERT INTO {table} (id, version, expires_at, data) VALUES ($1, 1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING"
+            )),
+            replace: statement(format!(
+                "UPDATE {table} SET version = $1, expires_at = $2, data = $3 \
+                 WHERE id = $4 AND version = $5 AND expires_at > $6"
+            )),
+            delete: statement(format!("DELETE FROM {table} WHERE id = $1")),
+            purge: statement(format!("DELETE FROM {table} WHERE expires_at <= $1")),
+        }
+    }
+}
+
+pub(crate) enum ConnectFailure {
+    Invalid,
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for ConnectFailure {
+    fn from(e: sqlx::Error) -> Self {
+        ConnectFailure::Store(e.into())
+    }
+}
+
+impl SqlStore {
+    pub(crate) async fn connect(
+        url: &str,
+        options: &StoreOptions,
+    ) -> Result<SqlStore, ConnectFailure> {
+        let pool = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|_| ConnectFailure::Invalid)?
+                .create_if_missing(true)
+                // WAL lets readers run beside the one writer; the busy timeout makes a writer
+                // wait for another process's write instead of failing at once. `NORMAL` is
+                // SQLite's recommended durability for WAL: a process crash loses nothing, a
+                // power loss at most the last commits — acceptable for sessions, and it spares
+                // every save an fsync.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(options.timeout);
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(options.timeout)
+                    .connect_with(connect)
+                    .await?,
+            )
+        } else {
+            let connect = PgConnectOptions::from_str(url).map_err(|_| ConnectFailure::Invalid)?;
+            Pool::Pg(
+                PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(options.timeout)
+                    .connect_with(connect)
+                    .await?,
+            )
+        };
+        let sql = Statements::new(&options.namespace, matches!(pool, Pool::Pg(_)));
+        create_schema(&pool, &sql)
+            .await
+            .map_err(ConnectFailure::Store)?;
+        let cleanup = tokio::spawn(purge_expired(
+            pool.clone(),
+            sql.purge.clone(),
+            options.cleanup_interval,
+        ));
+        Ok(SqlStore { pool, sql, cleanup })
+    }
+
+    pub(crate) async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
+        let now = to_i64(now_ms());
+        let row = with_pool!(&self.pool, |p| {
+            sqlx::query(self.sql.load.clone())
+                .bind(id)
+                .bind(now)
+                .fetch_optional(p)
+                .await?
+                .map(|row| {
+                    Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?))
+                })
+                .transpose()?
+        });
+        let Some((version, data)) = row else {
+            return Ok(None);
+        };
+        let record = Record::from_json(data.as_bytes()).map_err(StoreError::Corrupt)?;
+        Ok(Some(Loaded {
+            version: u64::try_from(version).unwrap_or(0),
+            record,
+        }))
+    }
+
+    pub(crate) async fn create(
+        &self,
+        id: &str,
+        record: &Record,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let expires = to_i64(now_ms().saturating_add(millis(ttl)));
+        let data = record.to_json();
+        let done = with_pool!(&self.pool, |p| {
+            sqlx::query(self.sql.insert.clone())
+                .bind(id)
+                .bind(expires)
+                .bind(&data)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub(crate) async fn replace(
+        &self,
+        id: &str,
+        version: u64,
+        record: &Record,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let expires = to_i64(now.saturating_add(millis(ttl)));
+        let data = record.to_json();
+        let (old, new) = (to_i64(version), to_i64(version + 1));
+        let done = with_pool!(&self.pool, |p| {
+            sqlx::query(self.sql.replace.clone())
+                .bind(new)
+                .bind(expires)
+                .bind(&data)
+                .bind(id)
+                .bind(old)
+                .bind(to_i64(now))
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |p| sqlx::query(self.sql.delete.clone())
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        self.cleanup.abort();
+    }
+}
+
+async fn create_schema(pool: &Pool, sql: &Statements) -> Result<(), StoreError> {
+    // Several processes may start at once; PostgreSQL's `IF NOT EXISTS` can still fail on a
+    // concurrent creation, so one retry after a short pause settles it.
+    let mut attempt = 0;
+    loop {
+        let result: Result<(), sqlx::Error> = with_pool!(pool, |p| async {
+            p.execute(sql.create_table.clone()).await?;
+            if let Some(index) = &sql.create_index {
+                p.execute(index.clone()).await?;
+            }
+            Ok(())
+        }
+        .await);
+        match result {
+            Ok(()) => return Ok(()),
+            Err(_) if attempt < 2 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn purge_expired(pool: Pool, purge: SqlStr, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = to_i64(now_ms());
+        let result = with_pool!(&pool, |p| sqlx::query(purge.clone())
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ()));
+        if let Err(e) = result {
+            crate::error::log_error("deleting expired sessions failed", &e);
+        }
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
