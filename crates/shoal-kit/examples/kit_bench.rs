@@ -197,7 +197,12 @@ impl Raw {
                     table,
                 };
                 if name == "postgres" {
-                    let p = sqlx::PgPool::connect(url).await.unwrap();
+                    // The same pool settings as the kit's store: no ping before every query.
+                    let p = sqlx::postgres::PgPoolOptions::new()
+                        .test_before_acquire(false)
+                        .connect(url)
+                        .await
+                        .unwrap();
                     sqlx::query(create.clone()).execute(&p).await.unwrap();
                     sqlx::query(insert.clone())
                         .bind(VALUE)
@@ -213,7 +218,11 @@ impl Raw {
                         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                         .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                         .busy_timeout(Duration::from_secs(5));
-                    let p = sqlx::SqlitePool::connect_with(options).await.unwrap();
+                    let p = sqlx::sqlite::SqlitePoolOptions::new()
+                        .test_before_acquire(false)
+                        .connect_with(options)
+                        .await
+                        .unwrap();
                     sqlx::query(create.clone()).execute(&p).await.unwrap();
                     sqlx::query(insert.clone())
                         .bind(VALUE)

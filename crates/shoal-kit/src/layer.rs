@@ -188,29 +188,34 @@ async fn save(shared: &Shared, state: State) -> Result<Option<SetCookie>, StoreE
     if touch_only && !loaded.record.wants_touch(config, now_ms()) {
         return Ok(None);
     }
-    let mut base = loaded.clone();
+    let (mut version, mut created_ms) = (loaded.version, loaded.record.created_ms);
+    // First attempt: the loaded data with this request's changes is exactly what the handler
+    // saw. Later attempts replay the changes onto the newest stored data.
+    let mut first = Some(state.view);
+    let mut newest = serde_json::Map::new();
     for attempt in 0..MAX_ATTEMPTS {
         let now = now_ms();
+        let data = first.take().unwrap_or_else(|| state.changes.apply(&newest));
         let record = Record {
-            created_ms: base.record.created_ms,
+            created_ms,
             touched_ms: now,
-            data: state.changes.apply(&base.record.data),
+            data,
         };
         let Some(ttl) = record.ttl(config, now) else {
             store.delete(id).await?;
             return Ok(Some(SetCookie::Remove));
         };
-        if store.replace(id, base.version, &record, ttl).await? {
+        if store.replace(id, version, &record, ttl).await? {
             return Ok(None);
         }
         if touch_only {
             // Someone else wrote in between, and every write refreshes the idle timer.
             return Ok(None);
         }
-        match store.load(id).await? {
-            Some(newer) => base = newer,
-            None => return Ok(Some(SetCookie::Remove)),
-        }
+        let Some(newer) = store.load(id).await? else {
+            return Ok(Some(SetCookie::Remove));
+        };
+        (version, created_ms, newest) = (newer.version, newer.record.created_ms, newer.record.data);
         if attempt >= 2 {
             tokio::time::sleep(backoff(attempt)).await;
         }

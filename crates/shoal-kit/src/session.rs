@@ -23,7 +23,8 @@ pub struct Session(Arc<Mutex<State>>);
 
 #[derive(Default)]
 pub(crate) struct State {
-    /// The stored session this request belongs to: its id and what was loaded.
+    /// The stored session this request belongs to: its id, version and times (its data has
+    /// been moved into `view`).
     pub(crate) loaded: Option<(String, Loaded)>,
     /// The client sent an id the store does not know (strict mode: it is never adopted).
     pub(crate) unknown_id: bool,
@@ -35,10 +36,10 @@ pub(crate) struct State {
 }
 
 impl Session {
-    pub(crate) fn new(loaded: Option<(String, Loaded)>, unknown_id: bool) -> Session {
+    pub(crate) fn new(mut loaded: Option<(String, Loaded)>, unknown_id: bool) -> Session {
         let view = loaded
-            .as_ref()
-            .map(|(_, l)| l.record.data.clone())
+            .as_mut()
+            .map(|(_, l)| std::mem::take(&mut l.record.data))
             .unwrap_or_default();
         Session(Arc::new(Mutex::new(State {
             loaded,

@@ -119,6 +119,7 @@ impl SqlStore {
             Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(4)
+                    .test_before_acquire(false)
                     .acquire_timeout(options.timeout)
                     .connect_with(connect)
                     .await?,
@@ -126,8 +127,11 @@ impl SqlStore {
         } else {
             let connect = PgConnectOptions::from_str(url).map_err(|_| ConnectFailure::Invalid)?;
             Pool::Pg(
+                // No ping before every query (a round trip each): a connection that broke
+                // fails its query, is discarded, and the next request gets a fresh one.
                 PgPoolOptions::new()
                     .max_connections(16)
+                    .test_before_acquire(false)
                     .acquire_timeout(options.timeout)
                     .connect_with(connect)
                     .await?,
