@@ -94,7 +94,8 @@ enum Backend {
     Sql(sql::SqlStore),
 }
 
-const EXPECTED_URL: &str = "`redis://HOST[:PORT][/DB]`, `rediss://…`, `memcache://HOST[:PORT]`, `postgres://…` or `sqlite://PATH`";
+const EXPECTED_URL: &str =
+    "`redis://HOST[:PORT][/DB]`, `memcache://HOST[:PORT]`, `postgres://…` or `sqlite://PATH`";
 
 impl SessionStore {
     /// Connects to the store named by `url` and checks that it answers (and, for SQL, that the
@@ -112,7 +113,7 @@ impl SessionStore {
             expected: EXPECTED_URL,
         };
         let backend = match scheme.as_deref() {
-            Some("redis" | "rediss" | "valkey" | "valkeys") => {
+            Some("redis" | "valkey") => {
                 let client = ::redis::Client::open(url).map_err(|_| invalid())?;
                 Backend::Redis(
                     redis::RedisStore::connect(client, &options)
