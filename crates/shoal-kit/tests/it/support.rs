@@ -55,7 +55,12 @@ pub(crate) fn target(kind: Kind, test: &str) -> Option<Target> {
             _dir: dir,
         }),
         _ => {
-            eprintln!("NOT RUN: {test} against {kind:?}: `{var}` is not set");
+            // Straight to stderr, past the test harness's capture, so it shows in every run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOT RUN: {test} against {kind:?}: `{var}` is not set"
+            );
             None
         }
     }
