@@ -19,6 +19,15 @@ pub(crate) fn find(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim_matches('"').to_owned())
 }
 
+/// Whether `name` can be a cookie name (an RFC 6265 token): then every `Set-Cookie` the layer
+/// writes is a valid header value.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Whether the request reached the app over HTTPS, directly or through a proxy that says so.
 pub(crate) fn is_https(headers: &HeaderMap, uri: &http::Uri) -> bool {
     if uri.scheme_str() == Some("https") {
@@ -70,6 +79,15 @@ mod tests {
         h.append(COOKIE, "a=1; shoal_session=abc; b=2".parse().unwrap());
         assert_eq!(find(&h, "shoal_session").as_deref(), Some("abc"));
         assert_eq!(find(&h, "missing"), None);
+    }
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        assert!(is_valid_name("shoal_session"));
+        assert!(is_valid_name("__Host-app.sid"));
+        for bad in ["", "a b", "a;b", "a=b", "é", "a\r\n"] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

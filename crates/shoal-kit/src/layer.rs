@@ -46,8 +46,17 @@ struct Shared {
 
 impl SessionLayer {
     /// Sessions kept in `store`, expiring and looking as `config` says.
+    ///
+    /// # Panics
+    /// When the configured cookie name is empty or not an RFC 6265 token (a programming error,
+    /// caught at startup rather than on every response).
     pub fn new(store: SessionStore, config: SessionConfig) -> SessionLayer {
         let cookie_name = config.cookie_name();
+        assert!(
+            cookie::is_valid_name(&config.cookie_name),
+            "session cookie name `{}` is not valid: expected letters, digits and `!#$%&'*+-.^_`|~`",
+            config.cookie_name
+        );
         SessionLayer {
             shared: Arc::new(Shared {
                 store,
