@@ -152,15 +152,6 @@ fn local_resource(value: &str) -> Option<String> {
     local.then(|| format!("points at `{host}`"))
 }
 
-/// Shell words that `exec` cannot run: keywords, and builtins that are no program.
-const NOT_PROGRAMS: &[&str] = &[
-    "!", "{", "}", "[[", ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue",
-    "do", "done", "elif", "else", "esac", "eval", "exec", "exit", "export", "fg", "fi", "for",
-    "function", "getopts", "hash", "if", "jobs", "local", "read", "readonly", "return", "select",
-    "set", "shift", "source", "then", "times", "trap", "type", "ulimit", "umask", "unalias",
-    "unset", "until", "wait", "while",
-];
-
 /// The command as the instance's `sh -c` runs it: `exec COMMAND` for a simple command, so that
 /// the program replaces the shell, is the container's main process and gets SIGTERM itself (a
 /// shell as PID 1 would not pass it on); compound commands are left as they are.
@@ -169,16 +160,7 @@ const NOT_PROGRAMS: &[&str] = &[
 /// machine's `PATH` says nothing about an image's, so here only the shell's own words are
 /// excluded.
 pub(crate) fn shell_command(command: &str) -> String {
-    let command = command.trim();
-    let first_word = command.split_whitespace().next().unwrap_or("");
-    let compound = command.contains([';', '&', '|', '(', ')', '`', '\n', '{', '}', '<', '>'])
-        || first_word.contains(['=', '$', '"', '\'', '\\', '*', '?', '['])
-        || NOT_PROGRAMS.contains(&first_word);
-    if compound || first_word.is_empty() {
-        command.to_owned()
-    } else {
-        format!("exec {command}")
-    }
+    shoal_procfile::command::exec_form(command, |_| true)
 }
 
 /// A duration as systemd and compose write it: `10s`, or `2500ms` when not whole seconds.

@@ -12,7 +12,9 @@
 //! - [`formation`]: the `-m` spec (`all=2,worker=0`).
 //! - [`plan`]: the three combined, with ports and the environment of every instance.
 //! - [`secret`]: which values are masked when a plan is shown.
+//! - [`command`]: which commands can be run as `exec COMMAND`.
 
+pub mod command;
 mod diagnostic;
 pub mod dotenv;
 pub mod formation;

@@ -124,19 +124,10 @@ async fn on_spawner_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + '
         .expect("the spawner thread answers every job")
 }
 
-/// `exec COMMAND` for a simple command that names a program, the command unchanged otherwise
-/// (compound commands, assignments, and shell builtins such as `exit` or `eval`, which `exec`
-/// cannot run). `path` is the `PATH` the instance sees.
+/// `exec COMMAND` for a simple command whose program is a path or found on `path` (the `PATH`
+/// the instance sees), the command unchanged otherwise.
 pub fn shell_command(command: &str, path: Option<&OsStr>) -> String {
-    let first_word = command.split_whitespace().next().unwrap_or("");
-    let compound = command.contains([';', '&', '|', '(', ')', '`', '\n', '{', '}', '<', '>'])
-        || first_word.contains(['=', '$', '"', '\'', '\\', '*', '?', '['])
-        || first_word == "exec";
-    if compound || !names_a_program(first_word, path) {
-        command.to_owned()
-    } else {
-        format!("exec {command}")
-    }
+    shoal_procfile::command::exec_form(command, |program| names_a_program(program, path))
 }
 
 /// Whether `word` is a path or a program found on `path` (rather than a builtin or keyword).
