@@ -242,20 +242,10 @@ impl std::fmt::Debug for SessionStore {
     }
 }
 
-/// `url` with the password replaced by `****`, for messages and logs.
+/// `url` with the password replaced by `****`, for messages and logs (the same masking
+/// `shoal check` applies to the values it shows).
 pub fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:****@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    shoal_procfile::secret::mask_url_password(url)
 }
 
 #[cfg(test)]
