@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use shoal_procfile::{InstanceName, Plan};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::exit::Exit;
 use crate::output::Log;
-use crate::process::{self, Launch};
+use crate::process::{self, InstanceProcess, Launch};
 use crate::reader;
 use crate::scratch::RuntimeDir;
 
@@ -46,6 +46,8 @@ pub(crate) enum Event {
         generation: u64,
         exit: Exit,
         ran: Duration,
+        /// Answered once the controller no longer refers to the process.
+        noted: oneshot::Sender<()>,
     },
     RestartDue {
         slot: usize,
@@ -88,23 +90,31 @@ pub(crate) struct Start {
 /// hold its pipes open for ever.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the instance once and reports `Started`, `Ready` and finally `Exited`.
+/// Runs the instance once and reports `Started`, `Ready` and finally `Exited`. The exited main
+/// process is reaped only once the controller has taken note (and so will not signal its
+/// process group any more): until then its pid cannot be reused.
 pub(crate) async fn run(context: Arc<Context>, start: Start) {
     let began = Instant::now();
-    let exit = run_once(&context, &start).await;
+    let (exit, leader) = run_once(&context, &start).await;
     let _ = context.runtime.remove_scratch(&start.name);
+    let (noted, taken_note) = oneshot::channel();
     let _ = context.events.send(Event::Exited {
         slot: start.slot,
         generation: start.generation,
         exit,
         ran: began.elapsed(),
+        noted,
     });
+    let _ = taken_note.await;
+    if let Some(leader) = leader {
+        leader.reap();
+    }
 }
 
-async fn run_once(context: &Context, start: &Start) -> Exit {
+async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstanceProcess>) {
     let scratch = match context.runtime.fresh_scratch(&start.name) {
         Ok(path) => path,
-        Err(err) => return Exit::SpawnFailed(error_chain(&err)),
+        Err(err) => return (Exit::SpawnFailed(error_chain(&err)), None),
     };
     let env = context.plan.instance_env(&start.name, start.port, &scratch);
     let launch = Launch {
@@ -113,19 +123,18 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
         env: &env,
         foreground: false,
     };
-    let mut child = match process::spawn(&launch).await {
-        Ok(child) => child,
+    let mut leader = match InstanceProcess::spawn(&launch).await {
+        Ok(leader) => leader,
         Err(err) => {
-            return Exit::SpawnFailed(format!(
+            let exit = Exit::SpawnFailed(format!(
                 "cannot run `/bin/sh` in `{}`: {}",
                 launch.dir.display(),
                 error_chain(&err)
             ));
+            return (exit, None);
         }
     };
-    let Some(pid) = child.id() else {
-        return Exit::SpawnFailed("the process exited before it could be watched".into());
-    };
+    let pid = leader.pid;
     if let Some(watchdog) = &context.watchdog {
         watchdog.watch(pid);
     }
@@ -137,40 +146,44 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
 
     let source = context.log.source(start.name.to_string(), start.kind_index);
     let mut readers = JoinSet::new();
-    if let Some(stdout) = child.stdout.take() {
+    if let Some(stdout) = leader.stdout.take() {
         readers.spawn(reader::pump(stdout, source.clone(), context.log.clone()));
     }
-    if let Some(stderr) = child.stderr.take() {
+    if let Some(stderr) = leader.stderr.take() {
         readers.spawn(reader::pump(stderr, source, context.log.clone()));
     }
 
-    let wait = child.wait();
-    tokio::pin!(wait);
-    let early = if start.probe {
-        tokio::select! {
-            status = &mut wait => Some(status),
-            ready = wait_until_ready(start.port, pid, context, &start.name) => {
-                if ready {
-                    let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
-                } else {
-                    context.log.system(format!(
-                        "{} is not ready after {} s; killing it so that it restarts",
-                        start.name,
-                        context.boot_timeout.as_secs_f64()
-                    ));
-                    let _ = process::signal_group(pid, Signal::SIGKILL);
+    // The exit future borrows the leader; it is done with it before the leader is handed back
+    // for reaping.
+    let status = {
+        let wait = leader.exited();
+        tokio::pin!(wait);
+        let early = if start.probe {
+            tokio::select! {
+                status = &mut wait => Some(status),
+                ready = wait_until_ready(start.port, pid, context, &start.name) => {
+                    if ready {
+                        let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
+                    } else {
+                        context.log.system(format!(
+                            "{} is not ready after {} s; killing it so that it restarts",
+                            start.name,
+                            context.boot_timeout.as_secs_f64()
+                        ));
+                        let _ = process::signal_group(pid, Signal::SIGKILL);
+                    }
+                    None
                 }
-                None
             }
+        } else {
+            None
+        };
+        match early {
+            Some(status) => status,
+            None => wait.await,
         }
-    } else {
-        None
     };
-    let status = match early {
-        Some(status) => status,
-        None => wait.await,
-    };
-    let exit = status.map_or_else(|err| Exit::SpawnFailed(error_chain(&err)), Exit::from);
+    let exit = status.unwrap_or_else(|err| Exit::SpawnFailed(error_chain(&err)));
 
     clear_group(pid, context.stop.clone()).await;
     if let Some(watchdog) = &context.watchdog {
@@ -183,7 +196,7 @@ async fn run_once(context: &Context, start: &Start) -> Exit {
     if drained.is_err() {
         readers.abort_all();
     }
-    exit
+    (exit, Some(leader))
 }
 
 /// After the main process `pgid` exited: kill what it left in its group at once, or, while

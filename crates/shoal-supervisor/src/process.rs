@@ -13,6 +13,7 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -20,8 +21,14 @@ use std::sync::mpsc as std_mpsc;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
+
+use crate::exit::Exit;
 
 /// What a child needs to start: the command and where and with what it runs.
 #[derive(Debug, Clone)]
@@ -49,10 +56,11 @@ fn instance_path(env: &[(String, String)]) -> Option<std::ffi::OsString> {
         .or_else(|| std::env::var_os("PATH"))
 }
 
-/// Starts `sh -c COMMAND` with a parent-death signal, in its own process group unless it runs
-/// in the foreground.
-pub async fn spawn(launch: &Launch<'_>) -> io::Result<Child> {
-    let mut command = Command::new("/bin/sh");
+/// `sh -c COMMAND` with its directory, environment and parent-death signal; in its own process
+/// group with piped output unless it runs in the foreground.
+fn shell(launch: &Launch<'_>) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(shell_command(
@@ -60,8 +68,7 @@ pub async fn spawn(launch: &Launch<'_>) -> io::Result<Child> {
             instance_path(launch.env).as_deref(),
         ))
         .current_dir(launch.dir)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .kill_on_drop(false);
+        .envs(launch.env.iter().map(|(k, v)| (k, v)));
     if !launch.foreground {
         command
             .process_group(0)
@@ -92,7 +99,84 @@ pub async fn spawn(launch: &Launch<'_>) -> io::Result<Child> {
             Ok(())
         });
     }
+    command
+}
+
+/// Starts a command in the foreground (`shoal run`), waited for with tokio.
+pub async fn spawn(launch: &Launch<'_>) -> io::Result<Child> {
+    let mut command = Command::from(shell(launch));
+    command.kill_on_drop(false);
     on_spawner_thread(move || command.spawn()).await
+}
+
+/// A formation instance's main process: its pid, its output, and its exit — observed without
+/// reaping it, so that its pid, which is also its process group's id, cannot be reused by an
+/// unrelated process until [`InstanceProcess::reap`] is called. Until then shoal can signal
+/// the group safely.
+pub struct InstanceProcess {
+    pub pid: u32,
+    pub stdout: Option<pipe::Receiver>,
+    pub stderr: Option<pipe::Receiver>,
+    pidfd: AsyncFd<OwnedFd>,
+}
+
+impl InstanceProcess {
+    /// Starts an instance in its own process group.
+    pub async fn spawn(launch: &Launch<'_>) -> io::Result<InstanceProcess> {
+        let mut command = shell(launch);
+        let mut child = on_spawner_thread(move || command.spawn()).await?;
+        let pid = child.id();
+        // The child is not reaped (std never reaps on drop), so its pid cannot be reused
+        // before the pidfd is open.
+        // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let stdout = child
+            .stdout
+            .take()
+            .map(|p| pipe::Receiver::from_owned_fd(p.into()))
+            .transpose()?;
+        let stderr = child
+            .stderr
+            .take()
+            .map(|p| pipe::Receiver::from_owned_fd(p.into()))
+            .transpose()?;
+        // SAFETY: the `OwnedFd` stays open, and refers to the same pidfd, for as long as the
+        // `AsyncFd` owns it.
+        let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE)? };
+        Ok(InstanceProcess {
+            pid,
+            stdout,
+            stderr,
+            pidfd,
+        })
+    }
+
+    /// Waits until the process has exited, and says how; it stays a zombie until reaped.
+    pub async fn exited(&self) -> io::Result<Exit> {
+        loop {
+            let mut ready = self.pidfd.readable().await?;
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+            match waitid(Id::PIDFd(self.pidfd.get_ref().as_fd()), flags) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+                Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Exit::Signal(signal as i32)),
+                Ok(_) => ready.clear_ready(),
+                Err(errno) => return Err(io::Error::from(errno)),
+            }
+        }
+    }
+
+    /// Reaps the exited process: from now on its pid may be reused.
+    pub fn reap(self) {
+        let _ = waitid(
+            Id::PIDFd(self.pidfd.get_ref().as_fd()),
+            WaitPidFlag::WEXITED,
+        );
+    }
 }
 
 /// Runs `job` on the one long-lived spawning thread, inside the caller's tokio runtime.

@@ -339,11 +339,13 @@ impl Controller {
                 generation,
                 exit,
                 ran,
+                noted,
             } => {
-                if self.slots[slot].generation != generation {
-                    return;
+                if self.slots[slot].generation == generation {
+                    self.on_exit(slot, exit, ran);
                 }
-                self.on_exit(slot, exit, ran);
+                // The slot no longer holds the pid: the process may be reaped.
+                let _ = noted.send(());
             }
             Event::StopDue { slot, generation } => {
                 let s = &self.slots[slot];

@@ -185,24 +185,23 @@ fn a_stalled_stdout_does_not_stop_shoal_from_stopping() {
         .spawn()
         .unwrap();
     let pipe = child.stdout.take().unwrap();
-    // Wait until the pipe is full: shoal's log writer then blocks.
+    // Wait until the pipe is full: shoal's log writer then blocks. (Its capacity is usually
+    // 64 KiB, but the kernel gives new pipes a single page once a user has many.)
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
+    // SAFETY: F_GETPIPE_SZ only reads the pipe's capacity.
+    let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    let full = (capacity - 4096).max(1);
     let deadline = Instant::now() + crate::support::DEADLINE;
     loop {
         let mut queued: libc::c_int = 0;
         // SAFETY: FIONREAD writes an int into `queued`.
-        unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&pipe),
-                libc::FIONREAD,
-                &mut queued,
-            )
-        };
-        if queued >= 60_000 {
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        if queued >= full {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the pipe never filled ({queued} bytes)"
+            "the pipe never filled ({queued} of {capacity} bytes)"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
