@@ -338,7 +338,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn programs_are_execed_builtins_and_compound_commands_are_not() {
+    fn programs_on_path_are_execed_others_are_not() {
+        // Which commands are simple is `shoal_procfile::command`'s to test; here: the lookup.
         let path = std::env::var_os("PATH");
         let path = path.as_deref();
         assert_eq!(shell_command("sleep 10", path), "exec sleep 10");
@@ -346,26 +347,11 @@ mod tests {
             shell_command("./server -p $PORT", path),
             "exec ./server -p $PORT"
         );
-        for unchanged in [
-            "a && b",
-            "a; b",
-            "a | b",
-            "FOO=1 b",
-            "exec b",
-            "(a)",
-            "if true; then a; fi",
-            "a\nb",
-            "./server > log",
-            "exit 3",
-            "eval echo hi",
-            ". ./env.sh",
-            ": nothing",
-            "wait",
-            "$CMD --flag",
-            "no-such-program-here --x",
-        ] {
-            assert_eq!(shell_command(unchanged, path), unchanged);
-        }
+        assert_eq!(
+            shell_command("no-such-program-here --x", path),
+            "no-such-program-here --x"
+        );
+        assert_eq!(shell_command("exit 3", path), "exit 3");
         assert_eq!(shell_command("sleep 1", None), "sleep 1");
     }
 }
