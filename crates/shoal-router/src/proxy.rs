@@ -50,13 +50,24 @@ struct Head {
 }
 
 impl Head {
-    fn request(&self, body: RequestBody) -> Request<RequestBody> {
+    /// The request, once: the head is moved into it.
+    fn into_request(self, body: RequestBody) -> Request<RequestBody> {
         let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = self.headers;
         request
+    }
+
+    /// The request again, for one more attempt.
+    fn request(&self, body: RequestBody) -> Request<RequestBody> {
+        Head {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers: self.headers.clone(),
+        }
+        .into_request(body)
     }
 }
 
@@ -65,7 +76,7 @@ impl Head {
 #[allow(clippy::large_enum_variant)]
 enum Payload {
     Stream(Option<Request<RequestBody>>),
-    Replay(Bytes),
+    Replay(Head, Bytes),
 }
 
 /// Handles one client request; never fails (router failures are responses).
@@ -116,7 +127,7 @@ pub(crate) async fn handle(
 
     let payload = if !upgrade && replayable(&head, &body, shared.config.retry_body_limit) {
         match body.collect().await {
-            Ok(collected) => Payload::Replay(collected.to_bytes()),
+            Ok(collected) => Payload::Replay(head, collected.to_bytes()),
             // The client went away while sending its body.
             Err(_) => {
                 return Ok(fail(
@@ -126,11 +137,11 @@ pub(crate) async fn handle(
             }
         }
     } else {
-        Payload::Stream(Some(head.request(Either::Left(body))))
+        Payload::Stream(Some(head.into_request(Either::Left(body))))
     };
 
     let deadline = tokio::time::Instant::from_std(started + shared.config.first_byte_timeout);
-    match forward(&shared, &head, payload, upgrade, deadline, &mut pending).await {
+    match forward(&shared, payload, upgrade, deadline, &mut pending).await {
         Ok(answer) => {
             pending.instance = Some(answer.backend.name.clone());
             let reuse = answer
@@ -170,7 +181,6 @@ struct Answer {
 /// Tries instances until one answers with a response head.
 async fn forward(
     shared: &Shared,
-    head: &Head,
     mut payload: Payload,
     upgrade: bool,
     deadline: tokio::time::Instant,
@@ -226,7 +236,7 @@ async fn forward(
         pending.connect = connect_started.elapsed();
 
         let request = match &mut payload {
-            Payload::Replay(bytes) => head.request(Either::Right(Full::new(bytes.clone()))),
+            Payload::Replay(head, bytes) => head.request(Either::Right(Full::new(bytes.clone()))),
             Payload::Stream(request) => request
                 .take()
                 .expect("a streamed request is sent at most once"),
@@ -253,7 +263,7 @@ async fn forward(
                 }
                 failure = Failure::InstanceFailed;
                 match payload {
-                    Payload::Replay(_) if !replayed => {
+                    Payload::Replay(..) if !replayed => {
                         replayed = true;
                         continue;
                     }

@@ -34,13 +34,6 @@ pub struct Source {
     color: &'static str,
 }
 
-impl Source {
-    /// The label shown before the `|`.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-}
-
 struct Record {
     source: Arc<Source>,
     /// One or more complete lines, each ending in `\n`.
@@ -153,13 +146,6 @@ impl Log {
     /// work (stopping the formation, above all) never waits for a slow or stalled stdout.
     pub fn system(&self, message: impl Into<String>) {
         self.line_now(&self.system, message.into());
-    }
-
-    /// Writes one line from `source`.
-    pub async fn line(&self, source: &Arc<Source>, message: impl Into<String>) {
-        let mut line = message.into().into_bytes();
-        line.push(b'\n');
-        self.lines(source, line).await;
     }
 }
 
@@ -307,7 +293,7 @@ mod tests {
         let out = MemoryOut::default();
         let (log, writer) = Log::start(Box::new(out.clone()), Style { color: true }, 5);
         let web = log.source("web.1".into(), 0);
-        log.line(&web, "hi").await;
+        log.line_now(&web, "hi".into());
         drop((log, web));
         writer.finish();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();

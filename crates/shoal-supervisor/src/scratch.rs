@@ -229,18 +229,11 @@ impl RuntimeDir {
         remove_all(&self.scratch(name))
     }
 
-    /// Removes the whole runtime directory.
-    pub fn remove(&self) -> io::Result<()> {
-        remove_all(&self.root)
-    }
-
-    /// Removes the runtime directory if nothing else uses it any more: the scratch directories
-    /// of `names`, then the directory itself only when it is empty (a `shoal run` of the same
-    /// app may still be using its own scratch directory there).
-    pub fn remove_unused<'a>(&self, names: impl IntoIterator<Item = &'a InstanceName>) {
-        for name in names {
-            let _ = self.remove_scratch(name);
-        }
+    /// Removes what is left of the runtime directory once it is empty: each instance removes
+    /// its own scratch directory when it exits, and a `shoal run` of the same app may still be
+    /// using its own. A directory that still holds lock files stays, and a later `shoal start`
+    /// sweeps it once nobody holds them.
+    pub fn remove_unused(&self) {
         let _ = std::fs::remove_dir(self.root.join("scratch"));
         let _ = std::fs::remove_dir(&self.root);
     }
@@ -361,7 +354,8 @@ mod tests {
         let again = dir.fresh_scratch(&name).unwrap();
         assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0);
         assert_eq!(std::fs::metadata(&again).unwrap().mode() & 0o777, 0o700);
-        dir.remove().unwrap();
+        dir.remove_scratch(&name).unwrap();
+        dir.remove_unused();
         assert!(!dir.path().exists());
     }
 

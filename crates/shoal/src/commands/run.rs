@@ -67,7 +67,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     });
-    runtime_dir.remove_unused([&name]);
+    let _ = runtime_dir.remove_scratch(&name);
+    runtime_dir.remove_unused();
     Ok(result?.shell_code())
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use shoal_control::{ChaosSpec, ControlServer};
-use shoal_procfile::InstanceName;
 use shoal_router::{Router, RouterConfig};
 use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, Watchdog};
 use tokio::signal::unix::{SignalKind, signal};
@@ -61,9 +60,6 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         ..RouterConfig::default()
     });
 
-    let mut names: Vec<InstanceName> = plan.instances().into_iter().map(|i| i.name).collect();
-    names.push(InstanceName::new(shoal_procfile::plan::RELEASE, 1));
-
     let rt = runtime()?;
     let code = rt.block_on(supervise(
         plan,
@@ -76,7 +72,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     // Tasks still parked (none should be) must not hold the log open.
     rt.shutdown_timeout(Duration::from_secs(1));
     writer.finish_within(Duration::from_secs(5));
-    runtime_dir.remove_unused(&names);
+    runtime_dir.remove_unused();
     code
 }
 
