@@ -185,25 +185,28 @@ fn a_stalled_stdout_does_not_stop_shoal_from_stopping() {
         .spawn()
         .unwrap();
     let pipe = child.stdout.take().unwrap();
-    // Wait until the pipe is full: shoal's log writer then blocks. (Its capacity is usually
-    // 64 KiB, but the kernel gives new pipes a single page once a user has many.)
+    // Wait until the pipe is full: shoal's log writer then blocks. Its capacity is usually
+    // 64 KiB (the kernel gives new pipes a single page once a user has many), but the kernel
+    // fills it page by page and a write that does not fit the last page starts a new one, so
+    // "full" is: more than half of the capacity queued, and no longer growing.
     let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
     // SAFETY: F_GETPIPE_SZ only reads the pipe's capacity.
     let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-    let full = (capacity - 4096).max(1);
     let deadline = Instant::now() + crate::support::DEADLINE;
+    let mut last = -1;
     loop {
         let mut queued: libc::c_int = 0;
         // SAFETY: FIONREAD writes an int into `queued`.
         unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
-        if queued >= full {
+        if queued >= capacity / 2 && queued == last {
             break;
         }
+        last = queued;
         assert!(
             Instant::now() < deadline,
             "the pipe never filled ({queued} of {capacity} bytes)"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(100));
     }
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
