@@ -1,0 +1,1 @@
+//! The URL fetcher (being written).
