@@ -1,0 +1,1 @@
+//! A byte stream through the hashers into scratch (being written).
