@@ -149,6 +149,10 @@ impl Log {
     }
 }
 
+/// How long the writer pauses after writing what was waiting, so that lines arriving in a
+/// steady stream are written in batches rather than one write (and one wake-up) each.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+
 fn write_loop(
     mut rx: mpsc::Receiver<Record>,
     mut out: Box<dyn Write + Send>,
@@ -187,7 +191,15 @@ fn write_loop(
             // supervising and drop the log.
             broken = out.write_all(&buffer).and_then(|()| out.flush()).is_err();
         }
+        let drained = buffer.len() < BATCH;
         buffer.clear();
+        if drained {
+            // Many small lines (a router's access log under load) would otherwise wake this
+            // thread and cost a write each. Pausing after a write that emptied the queue lets
+            // the next lines gather: a steady stream is written in batches at most every
+            // `COALESCE`, while a line after a quiet moment is still written at once.
+            std::thread::sleep(COALESCE);
+        }
     }
     let _ = out.flush();
 }
