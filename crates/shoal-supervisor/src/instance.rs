@@ -70,6 +70,7 @@ pub(crate) struct Context {
     pub(crate) watchdog: Option<Arc<crate::Watchdog>>,
     pub(crate) health_path: Option<String>,
     pub(crate) boot_timeout: Duration,
+    pub(crate) work_dirs: Option<Arc<dyn crate::WorkDirs>>,
 }
 
 /// One start of one instance.
@@ -117,9 +118,23 @@ async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstancePro
         Err(err) => return (Exit::SpawnFailed(error_chain(&err)), None),
     };
     let env = context.plan.instance_env(&start.name, start.port, &scratch);
+    let dir = match &context.work_dirs {
+        None => context.plan.app_dir.clone(),
+        Some(work_dirs) => match work_dirs.prepare(&start.name) {
+            Ok(dir) => dir,
+            Err(err) => {
+                let exit = Exit::SpawnFailed(format!(
+                    "cannot prepare the working directory of {}: {}",
+                    start.name,
+                    error_chain(&err)
+                ));
+                return (exit, None);
+            }
+        },
+    };
     let launch = Launch {
         command: &start.command,
-        dir: &context.plan.app_dir,
+        dir: &dir,
         env: &env,
         foreground: false,
     };

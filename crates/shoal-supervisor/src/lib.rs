@@ -18,6 +18,7 @@
 //! - [`backoff`]: restart delays.
 //! - [`exit`]: how a process ended, and the matching shell exit code.
 //! - [`watchdog`]: the guard that kills the formation if shoal itself is killed.
+//! - [`work_dir`]: where each instance runs (the app directory, or a directory of its own).
 
 pub mod backoff;
 pub mod exit;
@@ -30,6 +31,7 @@ pub mod scratch;
 mod snapshot;
 pub mod supervisor;
 pub mod watchdog;
+pub mod work_dir;
 
 pub use backoff::Backoff;
 pub use exit::Exit;
@@ -39,3 +41,4 @@ pub use scratch::RuntimeDir;
 pub use snapshot::{InstanceInfo, Outcome, Snapshot, State};
 pub use supervisor::{Options, Supervisor};
 pub use watchdog::Watchdog;
+pub use work_dir::WorkDirs;

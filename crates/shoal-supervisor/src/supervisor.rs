@@ -38,6 +38,9 @@ pub struct Options {
     pub health_path: Option<String>,
     /// How long a probed instance may take to become ready; then it is killed and restarted.
     pub boot_timeout: Duration,
+    /// Gives each start of an instance its own working directory; `None` runs every instance
+    /// in the plan's app directory.
+    pub work_dirs: Option<Arc<dyn crate::WorkDirs>>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             watchdog: None,
             health_path: None,
             boot_timeout: Duration::from_secs(60),
+            work_dirs: None,
         }
     }
 }
@@ -79,6 +83,7 @@ impl Supervisor {
             watchdog: options.watchdog.clone(),
             health_path: options.health_path.clone(),
             boot_timeout: options.boot_timeout,
+            work_dirs: options.work_dirs.clone(),
         });
         let controller = Controller {
             slots: Vec::new(),

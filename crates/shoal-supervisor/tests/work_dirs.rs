@@ -1,0 +1,155 @@
+//! A `WorkDirs` provider gives every start of every instance its own working directory; without
+//! one, instances run in the app directory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_procfile::{InstanceName, Plan, PlanOptions};
+use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, WorkDirs};
+
+/// Makes `base/NAME-K` for the K-th start of instance NAME, and remembers every call.
+#[derive(Debug)]
+struct Numbered {
+    base: PathBuf,
+    calls: Mutex<Vec<PathBuf>>,
+}
+
+impl WorkDirs for Numbered {
+    fn prepare(&self, name: &InstanceName) -> io::Result<PathBuf> {
+        let mut calls = self.calls.lock().unwrap();
+        let count = calls
+            .iter()
+            .filter(|p| p.to_string_lossy().contains(&format!("/{name}-")))
+            .count();
+        let dir = self.base.join(format!("{name}-{}", count + 1));
+        std::fs::create_dir_all(&dir)?;
+        calls.push(dir.clone());
+        Ok(dir)
+    }
+}
+
+fn wait_for_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{}` never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_start_runs_in_the_directory_the_provider_gives() {
+    let app = tempfile::tempdir().unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let runtime_base = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("Procfile"),
+        "release: pwd > here\nworker: pwd > here; exec sleep 60\n",
+    )
+    .unwrap();
+    let plan = Plan::load(&PlanOptions {
+        procfile: app.path().join("Procfile"),
+        ..PlanOptions::default()
+    })
+    .unwrap();
+    let runtime = RuntimeDir::under(runtime_base.path(), &plan.procfile);
+    runtime.create().unwrap();
+    let provider = Arc::new(Numbered {
+        base: dirs.path().to_path_buf(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let (log, writer) = Log::start(Box::new(io::sink()), Style { color: false }, 10);
+    let options = Options {
+        grace: Duration::from_secs(5),
+        probe_type: None,
+        work_dirs: Some(provider.clone()),
+        ..Options::default()
+    };
+    let (handle, task) = Supervisor::start(Arc::new(plan), runtime, log, options);
+
+    let release = dirs.path().join("release.1-1");
+    let first = dirs.path().join("worker.1-1");
+    assert_eq!(
+        wait_for_file(&release.join("here")).trim(),
+        release.to_str().unwrap()
+    );
+    assert_eq!(
+        wait_for_file(&first.join("here")).trim(),
+        first.to_str().unwrap()
+    );
+
+    // A restart asks the provider again: the new run gets a new directory.
+    let worker = InstanceName::new("worker", 1);
+    handle.chaos_kill(&worker).await.unwrap();
+    let second = dirs.path().join("worker.1-2");
+    assert_eq!(
+        wait_for_file(&second.join("here")).trim(),
+        second.to_str().unwrap()
+    );
+
+    handle.stop();
+    assert_eq!(task.await.unwrap(), Outcome::Stopped);
+    writer.finish();
+    assert!(
+        !app.path().join("here").exists(),
+        "nothing ran in the app directory"
+    );
+    assert_eq!(provider.calls.lock().unwrap().len(), 3);
+}
+
+#[derive(Debug)]
+struct Failing;
+
+impl WorkDirs for Failing {
+    fn prepare(&self, _: &InstanceName) -> io::Result<PathBuf> {
+        Err(io::Error::other("disk full"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_cannot_be_prepared_is_a_failed_start() {
+    let app = tempfile::tempdir().unwrap();
+    let runtime_base = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("Procfile"), "worker: sleep 60\n").unwrap();
+    let plan = Plan::load(&PlanOptions {
+        procfile: app.path().join("Procfile"),
+        ..PlanOptions::default()
+    })
+    .unwrap();
+    let runtime = RuntimeDir::under(runtime_base.path(), &plan.procfile);
+    runtime.create().unwrap();
+    let (log, writer) = Log::start(Box::new(io::sink()), Style { color: false }, 10);
+    let options = Options {
+        restart: false,
+        probe_type: None,
+        work_dirs: Some(Arc::new(Failing)),
+        ..Options::default()
+    };
+    let (_handle, task) = Supervisor::start(Arc::new(plan), runtime, log, options);
+    let outcome = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the formation stops")
+        .unwrap();
+    writer.finish();
+    match outcome {
+        Outcome::InstanceExited { name, exit } => {
+            assert_eq!(name, InstanceName::new("worker", 1));
+            let text = exit.to_string();
+            assert!(
+                text.contains("cannot prepare the working directory of worker.1: disk full"),
+                "{text}"
+            );
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
