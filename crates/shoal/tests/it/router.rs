@@ -1,6 +1,6 @@
 //! The router in front of real `web` instances run by `shoal start`.
 
-use crate::support::{App, free_port, http};
+use crate::support::{App, Running, free_port, http};
 
 /// One `GET /` through the router on a new connection; the whole answer.
 fn get(port: u16) -> String {
@@ -9,9 +9,19 @@ fn get(port: u16) -> String {
 
 #[test]
 fn kill_9_of_an_instance_under_steady_traffic_fails_no_request() {
+    kill_9_under_steady_traffic(None);
+}
+
+/// The same on a current-thread runtime, which shoal uses when it may run on one CPU only.
+#[test]
+fn kill_9_of_an_instance_under_steady_traffic_fails_no_request_on_one_thread() {
+    kill_9_under_steady_traffic(Some(1));
+}
+
+fn kill_9_under_steady_traffic(threads: Option<usize>) {
     let app = App::new("web: FAKE serve\n");
     let port = free_port();
-    let shoal = app.spawn(&[
+    let mut command = app.command(&[
         "start",
         "-m",
         "web=3",
@@ -20,6 +30,10 @@ fn kill_9_of_an_instance_under_steady_traffic_fails_no_request() {
         "-p",
         &port.to_string(),
     ]);
+    if let Some(threads) = threads {
+        command.env("TOKIO_WORKER_THREADS", threads.to_string());
+    }
+    let shoal = Running::spawn(command);
     shoal.wait_ready(3);
     let started = shoal.wait_for("web.2 started (pid ");
     let pid: i32 = started
