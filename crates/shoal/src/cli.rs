@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Restart(TargetArgs),
     /// Stop a process type, one instance, or (without TARGET) the whole formation
     Stop(TargetArgs),
+    /// Prove the app is stateless: replay scenarios against one long-lived instance, then against shuffled, restarting instances, and compare
+    Verify(VerifyArgs),
     /// (internal) The guard process `shoal start` runs to clean up if it is killed
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
@@ -145,6 +147,42 @@ pub(crate) struct RouterArgs {
     /// Client connections served at once; more wait to be accepted
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    pub(crate) app: AppArgs,
+    /// Scenarios to replay: `.http` files (VS Code REST Client / JetBrains format) or `.har` files
+    #[arg(required = true, value_name = "SCENARIO")]
+    pub(crate) scenarios: Vec<PathBuf>,
+    /// The formation of the shuffled rounds, e.g. `web=3,worker=1`; the baseline runs it with one web instance [default: web=3, one of every other type]
+    #[arg(short = 'm', long, value_name = "SPEC")]
+    pub(crate) formation: Option<String>,
+    /// How many shuffled rounds to replay the scenarios in
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) rounds: u32,
+    /// The seed of the shuffled rounds (which instance serves each request, which are restarted); the report prints it [default: random]
+    #[arg(long, value_name = "S")]
+    pub(crate) seed: Option<u64>,
+    /// Also write the report as JSON to FILE (`-`: print it instead of the text report)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
+    /// Also write the report as JUnit XML to FILE, for CI
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+    /// Write everything the instances print to FILE (by default only their last lines are shown, on errors)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log: Option<PathBuf>,
+    /// Seconds between SIGTERM and SIGKILL when an instance is stopped
+    #[arg(short = 't', long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub(crate) timeout: f64,
+    /// A path that must answer 2xx to GET before a web instance gets requests
+    #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
+    pub(crate) health_path: Option<String>,
+    /// Seconds a web instance may take to become ready; then verify stops with an error
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub(crate) boot_timeout: f64,
 }
 
 #[derive(Debug, Args)]

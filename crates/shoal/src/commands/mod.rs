@@ -5,6 +5,7 @@ mod control;
 mod export;
 mod run;
 mod start;
+mod verify;
 
 pub(crate) use control::NotRunning;
 
@@ -31,6 +32,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(crate::exit::OK)
         }
         Command::Export(args) => export::export(args),
+        Command::Verify(args) => verify::verify(args),
     }
 }
 

@@ -1,0 +1,308 @@
+//! Private copies of the app directory, one per instance start: what one instance writes to
+//! its working directory no other instance sees, and a restart starts from a fresh copy — as
+//! on separate machines, where a restart (a deploy, a move to another host) brings back the
+//! app as it was built. Absolute paths are untouched: a SQLite file or an upload directory
+//! named by an absolute path in the environment stays shared, as a backing service is.
+//!
+//! Each copy's files are listed when it is made; when the copy is replaced or the run ends,
+//! the files the instance created, changed or deleted are recorded, so that the report can
+//! say *which* local files carried state. Python's bytecode caches (`__pycache__`) are not
+//! counted. `.git` is not copied: each copy links to the original.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use shoal_procfile::InstanceName;
+use shoal_supervisor::WorkDirs;
+use shoal_supervisor::scratch::remove_all;
+
+/// Copies larger than this are refused: the app directory is copied at every instance start.
+const MAX_FILES: usize = 20_000;
+const MAX_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A file an instance created, changed or deleted in its working directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalWrite {
+    /// The run: `baseline 1`, `round 2`…
+    pub run: String,
+    pub instance: String,
+    /// Relative to the app directory.
+    pub path: String,
+    /// `created`, `changed` or `deleted`.
+    pub change: &'static str,
+}
+
+type Manifest = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
+
+/// The [`WorkDirs`] provider that gives every start a fresh copy of the app directory.
+#[derive(Debug)]
+pub(crate) struct PrivateCopies {
+    app_dir: PathBuf,
+    root: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    run: String,
+    manifests: HashMap<InstanceName, Manifest>,
+    writes: Vec<LocalWrite>,
+}
+
+impl PrivateCopies {
+    /// Copies of `app_dir` under `root` (which must exist).
+    pub(crate) fn new(app_dir: &Path, root: &Path) -> PrivateCopies {
+        PrivateCopies {
+            app_dir: app_dir.to_path_buf(),
+            root: root.to_path_buf(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Names the run whose writes are recorded from now on.
+    pub(crate) fn begin_run(&self, run: &str) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).run = run.to_owned();
+    }
+
+    /// Records the writes of every copy still in place (the formation has stopped) and returns
+    /// those of the current run.
+    pub(crate) fn end_run(&self) -> Vec<LocalWrite> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let manifests: Vec<(InstanceName, Manifest)> = state.manifests.drain().collect();
+        for (name, manifest) in manifests {
+            let dir = self.root.join(name.to_string());
+            let run = state.run.clone();
+            state.writes.extend(changes(&dir, &manifest, &run, &name));
+            let _ = remove_all(&dir);
+        }
+        let run = state.run.clone();
+        state
+            .writes
+            .iter()
+            .filter(|w| w.run == run)
+            .cloned()
+            .collect()
+    }
+
+    /// Makes a fresh copy for `name`; checks the app directory's size first.
+    fn fresh_copy(&self, name: &InstanceName) -> io::Result<(PathBuf, Manifest)> {
+        let dir = self.root.join(name.to_string());
+        remove_all(&dir)?;
+        let mut manifest = Manifest::new();
+        let mut budget = Budget::default();
+        copy_tree(
+            &self.app_dir,
+            &dir,
+            Path::new(""),
+            &self.root,
+            &mut manifest,
+            &mut budget,
+        )
+        .map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "cannot copy the app directory `{}` to `{}`: {err}",
+                    self.app_dir.display(),
+                    dir.display()
+                ),
+            )
+        })?;
+        Ok((dir, manifest))
+    }
+}
+
+impl WorkDirs for PrivateCopies {
+    fn prepare(&self, name: &InstanceName) -> io::Result<PathBuf> {
+        // `release` prepares the app for every instance (migrations, built assets): it runs in
+        // the app directory itself, before any copy is made.
+        if name.kind == shoal_procfile::plan::RELEASE {
+            return Ok(self.app_dir.clone());
+        }
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(manifest) = state.manifests.remove(name) {
+                let dir = self.root.join(name.to_string());
+                let run = state.run.clone();
+                let found = changes(&dir, &manifest, &run, name);
+                state.writes.extend(found);
+            }
+        }
+        let (dir, manifest) = self.fresh_copy(name)?;
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .manifests
+            .insert(name.clone(), manifest);
+        Ok(dir)
+    }
+}
+
+#[derive(Default)]
+struct Budget {
+    files: usize,
+    bytes: u64,
+}
+
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    relative: &Path,
+    skip: &Path,
+    manifest: &mut Manifest,
+    budget: &mut Budget,
+) -> io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let mut entries: Vec<_> = std::fs::read_dir(from)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let source = entry.path();
+        if source == skip {
+            continue;
+        }
+        let name = entry.file_name();
+        let target = to.join(&name);
+        let rel = relative.join(&name);
+        let kind = entry.file_type()?;
+        if relative.as_os_str().is_empty() && name == ".git" {
+            std::os::unix::fs::symlink(&source, &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_dir() {
+            copy_tree(&source, &target, &rel, skip, manifest, budget)?;
+            let permissions = std::fs::metadata(&source)?.permissions();
+            std::fs::set_permissions(&target, permissions)?;
+        } else if kind.is_file() {
+            let len = std::fs::copy(&source, &target)?;
+            budget.files += 1;
+            budget.bytes += len;
+            if budget.files > MAX_FILES || budget.bytes > MAX_BYTES {
+                return Err(io::Error::other(format!(
+                    "it holds more than {MAX_FILES} files or {} MiB; verify copies it at every instance start — run the app from a smaller directory (`-d`)",
+                    MAX_BYTES / 1024 / 1024
+                )));
+            }
+            let modified = std::fs::metadata(&target)?.modified().ok();
+            manifest.insert(rel, (len, modified));
+        }
+        // Sockets, pipes and devices are not copied.
+    }
+    Ok(())
+}
+
+/// What changed in `dir` since `manifest` was made.
+fn changes(dir: &Path, manifest: &Manifest, run: &str, name: &InstanceName) -> Vec<LocalWrite> {
+    let mut now = Manifest::new();
+    list(dir, Path::new(""), &mut now);
+    let write = |path: &Path, change| LocalWrite {
+        run: run.to_owned(),
+        instance: name.to_string(),
+        path: path.display().to_string(),
+        change,
+    };
+    let mut found = Vec::new();
+    for (path, meta) in &now {
+        match manifest.get(path) {
+            None => found.push(write(path, "created")),
+            Some(before) if before != meta => found.push(write(path, "changed")),
+            Some(_) => {}
+        }
+    }
+    for path in manifest.keys().filter(|p| !now.contains_key(*p)) {
+        found.push(write(path, "deleted"));
+    }
+    found
+}
+
+fn list(dir: &Path, relative: &Path, out: &mut Manifest) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name == "__pycache__" || (relative.as_os_str().is_empty() && name == ".git") {
+            continue;
+        }
+        let rel = relative.join(&name);
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            list(&entry.path(), &rel, out);
+        } else if kind.is_file()
+            && let Ok(meta) = entry.metadata()
+        {
+            out.insert(rel, (meta.len(), meta.modified().ok()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_start_gets_a_fresh_copy_and_writes_are_recorded() {
+        let app = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(app.path().join("app.py"), "print(1)").unwrap();
+        std::fs::create_dir(app.path().join("data")).unwrap();
+        std::fs::write(app.path().join("data/seed.txt"), "seed").unwrap();
+        std::os::unix::fs::symlink("app.py", app.path().join("link.py")).unwrap();
+        let copies = PrivateCopies::new(app.path(), root.path());
+        copies.begin_run("round 1");
+        let web1 = InstanceName::new("web", 1);
+        let dir = copies.prepare(&web1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("data/seed.txt")).unwrap(),
+            "seed"
+        );
+        assert_eq!(
+            std::fs::read_link(dir.join("link.py")).unwrap(),
+            Path::new("app.py")
+        );
+        std::fs::write(dir.join("data/cache.json"), "{}").unwrap();
+        std::fs::write(dir.join("data/seed.txt"), "changed!").unwrap();
+        std::fs::create_dir(dir.join("__pycache__")).unwrap();
+        std::fs::write(dir.join("__pycache__/app.pyc"), "x").unwrap();
+
+        // A restart: the writes are recorded, and the new copy is as the app was.
+        let again = copies.prepare(&web1).unwrap();
+        assert!(!again.join("data/cache.json").exists());
+        assert_eq!(
+            std::fs::read_to_string(again.join("data/seed.txt")).unwrap(),
+            "seed"
+        );
+        std::fs::remove_file(again.join("app.py")).unwrap();
+        let writes = copies.end_run();
+        let summary: Vec<(&str, &str)> =
+            writes.iter().map(|w| (w.path.as_str(), w.change)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("data/cache.json", "created"),
+                ("data/seed.txt", "changed"),
+                ("app.py", "deleted")
+            ]
+        );
+        assert!(
+            writes
+                .iter()
+                .all(|w| w.instance == "web.1" && w.run == "round 1")
+        );
+        assert!(!again.exists(), "copies are removed at the end of a run");
+        // The original was never touched.
+        assert_eq!(
+            std::fs::read_to_string(app.path().join("data/seed.txt")).unwrap(),
+            "seed"
+        );
+        assert_eq!(
+            copies.prepare(&InstanceName::new("release", 1)).unwrap(),
+            app.path()
+        );
+    }
+}

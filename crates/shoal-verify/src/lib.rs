@@ -1,0 +1,47 @@
+//! `shoal verify`: proves that an app is stateless, by differential replay. A scenario (an
+//! `.http` file or a HAR file) is replayed twice against a formation with one long-lived
+//! `web` instance — the baseline, whose two runs tell which parts of the answers change by
+//! themselves — and then in rounds against a formation of several `web` instances, each
+//! request sent to another instance than the one before and instances restarted in between,
+//! every instance in a private copy of the app directory. Every answer that differs from the
+//! baseline, beyond the learned noise, is a divergence: the app kept state in a process.
+//!
+//! This crate talks to the supervisor (through its handle and snapshots) and to the instances
+//! (over HTTP); the `shoal` binary only parses the flags, draws the progress and writes the
+//! reports.
+//!
+//! # Layout
+//! - [`scenario`]: `.http` and HAR parsing, and the checks made before anything starts.
+//! - [`jsonpath`]: the JSON paths of captures and `{{name.response.body.$.…}}`.
+//! - `resolve`: one client's replay state: variables, captures, named requests, cookies.
+//! - `cookies`, `client`: the cookie jar and the HTTP client.
+//! - `observe`: an answer as compared, normalised (the instance's identity, generated values).
+//! - `tokens`, `lines`, `json_diff`, [`compare`]: noise learning and comparison.
+//! - [`schedule`]: the seeded plan of the shuffled rounds.
+//! - `copies`, `formation`: private copies of the app, and one formation per run.
+//! - [`run`]: the whole run; [`reading`]: what a divergence most likely means.
+//! - [`report`]: the outcome as text, JSON and JUnit XML.
+
+mod client;
+mod clock;
+pub mod compare;
+mod cookies;
+mod copies;
+pub mod error;
+mod formation;
+mod json_diff;
+pub mod jsonpath;
+mod lines;
+pub mod observe;
+pub mod reading;
+pub mod report;
+mod resolve;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+mod tokens;
+
+pub use copies::LocalWrite;
+pub use error::{ScenarioError, VerifyError};
+pub use report::{Report, Verdict};
+pub use run::{Event, Options, Progress, verify};

@@ -1,0 +1,173 @@
+//! The plain-language reading of a divergence: what most likely made the answer differ, from
+//! what verify knows about the round — which instance served the request, which ones served
+//! the client's earlier requests, which were restarted in between, and which files instances
+//! wrote to their working directories.
+
+use serde::Serialize;
+
+use crate::copies::LocalWrite;
+use crate::schedule::Signal;
+
+/// The kind of cause a reading names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// Another process served it than the one that kept the state.
+    Process,
+    /// The process that kept the state was restarted.
+    Restart,
+    /// The instance gave no answer.
+    NoAnswer,
+    /// The request could not even be built: a value it needs was not in an earlier answer.
+    MissingValue,
+}
+
+/// What is known about one divergent request of a round.
+pub struct Facts<'a> {
+    /// The request's position in its scenario.
+    pub index: usize,
+    pub served_by: &'a str,
+    /// Earlier requests of the same client in this round: (index, instance).
+    pub earlier: &'a [(usize, String)],
+    /// Restarts of the serving instance after it last served this client: the request before
+    /// which it happened, and the signal.
+    pub restarted_since: Option<(usize, Signal)>,
+    /// The first divergent request of this client in this round, when it is an earlier one.
+    pub follows: Option<usize>,
+    /// Files instances wrote to their working directories during the round.
+    pub writes: &'a [LocalWrite],
+    /// The instance gave no answer (the error), or the request could not be built.
+    pub no_answer: Option<&'a str>,
+    pub not_built: Option<&'a str>,
+}
+
+/// The cause and the sentence that explains it.
+pub fn read(facts: &Facts<'_>) -> (Cause, String) {
+    let (cause, mut text) = if let Some(why) = facts.not_built {
+        (
+            Cause::MissingValue,
+            format!(
+                "the request could not be sent as in the baseline: {why} — an earlier answer already lacked it"
+            ),
+        )
+    } else if let Some(error) = facts.no_answer {
+        (
+            Cause::NoAnswer,
+            format!(
+                "{} gave no answer ({error}); the app may fail on a request that needs what only another process had",
+                facts.served_by
+            ),
+        )
+    } else if let Some((before, signal)) = facts.restarted_since {
+        let served: Vec<String> = facts
+            .earlier
+            .iter()
+            .filter(|(_, who)| who == facts.served_by)
+            .map(|(i, _)| format!("#{i}"))
+            .collect();
+        (
+            Cause::Restart,
+            format!(
+                "the answer changed after a restart: {} served this client before ({}) and was restarted with {} before request #{before} — state kept in its memory or on its local disk was lost",
+                facts.served_by,
+                served.join(", "),
+                signal.name()
+            ),
+        )
+    } else {
+        let others: Vec<String> = {
+            let mut seen: Vec<String> = Vec::new();
+            for (_, who) in facts.earlier {
+                if who != facts.served_by && !seen.contains(who) {
+                    seen.push(who.clone());
+                }
+            }
+            seen
+        };
+        let earlier = if others.is_empty() {
+            "other processes".to_owned()
+        } else {
+            others.join(" and ")
+        };
+        (
+            Cause::Process,
+            format!(
+                "the answer depended on which process served it: {} answered, but this client's earlier requests went to {earlier} — state kept in one process is not seen by another",
+                facts.served_by
+            ),
+        )
+    };
+    if matches!(cause, Cause::Process | Cause::Restart) {
+        if facts.writes.is_empty() {
+            text.push_str(
+                "; no instance wrote to its working directory, so it was most likely kept in process memory (or in its temporary directory)",
+            );
+        } else {
+            let mut files: Vec<String> = facts
+                .writes
+                .iter()
+                .take(4)
+                .map(|w| format!("{} {} `{}`", w.instance, w.change, w.path))
+                .collect();
+            if facts.writes.len() > 4 {
+                files.push(format!("{} more", facts.writes.len() - 4));
+            }
+            text.push_str(&format!(
+                "; instances wrote to their working directories ({}): state kept on local disk",
+                files.join(", ")
+            ));
+        }
+    }
+    if let Some(first) = facts.follows {
+        text = format!("probably a consequence of the divergence at request #{first}: {text}");
+    }
+    (cause, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(earlier: &'a [(usize, String)], writes: &'a [LocalWrite]) -> Facts<'a> {
+        Facts {
+            index: 3,
+            served_by: "web.2",
+            earlier,
+            restarted_since: None,
+            follows: None,
+            writes,
+            no_answer: None,
+            not_built: None,
+        }
+    }
+
+    #[test]
+    fn readings_name_the_cause() {
+        let earlier = vec![(1, "web.1".to_owned()), (2, "web.3".to_owned())];
+        let (cause, text) = read(&facts(&earlier, &[]));
+        assert_eq!(cause, Cause::Process);
+        assert!(text.starts_with("the answer depended on which process served it: web.2 answered, but this client's earlier requests went to web.1 and web.3"), "{text}");
+        assert!(
+            text.contains("most likely kept in process memory"),
+            "{text}"
+        );
+
+        let writes = vec![LocalWrite {
+            run: "round 1".into(),
+            instance: "web.1".into(),
+            path: "cache/7.json".into(),
+            change: "created",
+        }];
+        let earlier = vec![(1, "web.2".to_owned()), (2, "web.1".to_owned())];
+        let mut f = facts(&earlier, &writes);
+        f.restarted_since = Some((3, Signal::Kill));
+        f.follows = Some(2);
+        let (cause, text) = read(&f);
+        assert_eq!(cause, Cause::Restart);
+        assert!(text.starts_with("probably a consequence of the divergence at request #2: the answer changed after a restart: web.2 served this client before (#1) and was restarted with SIGKILL before request #3"), "{text}");
+        assert!(
+            text.ends_with("(web.1 created `cache/7.json`): state kept on local disk"),
+            "{text}"
+        );
+    }
+}
