@@ -58,41 +58,45 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
                 facts.served_by
             ),
         )
-    } else if let Some((before, signal)) = facts.restarted_since {
-        let served: Vec<String> = facts
-            .earlier
-            .iter()
-            .filter(|(_, who)| who == facts.served_by)
-            .map(|(i, _)| format!("#{i}"))
-            .collect();
+    } else if let Some((before, signal)) = facts
+        .restarted_since
+        .filter(|_| facts.earlier.iter().all(|(_, who)| who == facts.served_by))
+    {
+        // Every earlier request went to this very instance: only the restart can explain it.
         (
             Cause::Restart,
             format!(
-                "the answer changed after a restart: {} served this client before ({}) and was restarted with {} before request #{before} — state kept in its memory or on its local disk was lost",
+                "the answer changed after a restart: {} served this client's earlier requests and was restarted with {} before request #{before} — state kept in its memory or on its local disk was lost",
                 facts.served_by,
-                served.join(", "),
                 signal.name()
             ),
         )
     } else {
-        let others: Vec<String> = {
-            let mut seen: Vec<String> = Vec::new();
-            for (_, who) in facts.earlier {
-                if who != facts.served_by && !seen.contains(who) {
-                    seen.push(who.clone());
-                }
+        let mut others: Vec<String> = Vec::new();
+        for (_, who) in facts.earlier {
+            if who != facts.served_by && !others.contains(who) {
+                others.push(who.clone());
             }
-            seen
-        };
+        }
         let earlier = if others.is_empty() {
             "other processes".to_owned()
         } else {
             others.join(" and ")
         };
+        let restarted = facts
+            .restarted_since
+            .map(|(before, signal)| {
+                format!(
+                    ", and {} itself was restarted with {} before request #{before}",
+                    facts.served_by,
+                    signal.name()
+                )
+            })
+            .unwrap_or_default();
         (
             Cause::Process,
             format!(
-                "the answer depended on which process served it: {} answered, but this client's earlier requests went to {earlier} — state kept in one process is not seen by another",
+                "the answer depended on which process served it: {} answered, but this client's earlier requests went to {earlier}{restarted} — state kept in one process is not seen by another",
                 facts.served_by
             ),
         )
@@ -160,13 +164,31 @@ mod tests {
         }];
         let earlier = vec![(1, "web.2".to_owned()), (2, "web.1".to_owned())];
         let mut f = facts(&earlier, &writes);
-        f.restarted_since = Some((3, Signal::Kill));
+        f.restarted_since = Some((2, Signal::Kill));
         f.follows = Some(2);
         let (cause, text) = read(&f);
-        assert_eq!(cause, Cause::Restart);
-        assert!(text.starts_with("probably a consequence of the divergence at request #2: the answer changed after a restart: web.2 served this client before (#1) and was restarted with SIGKILL before request #3"), "{text}");
+        assert_eq!(cause, Cause::Process);
+        assert!(
+            text.starts_with(
+                "probably a consequence of the divergence at request #2: the answer depended on which process served it: web.2 answered, but this client's earlier requests went to web.1, and web.2 itself was restarted with SIGKILL before request #2"
+            ),
+            "{text}"
+        );
         assert!(
             text.ends_with("(web.1 created `cache/7.json`): state kept on local disk"),
+            "{text}"
+        );
+
+        // With one instance, only restarts can lose state.
+        let earlier = vec![(1, "web.2".to_owned()), (2, "web.2".to_owned())];
+        let mut f = facts(&earlier, &[]);
+        f.restarted_since = Some((3, Signal::Term));
+        let (cause, text) = read(&f);
+        assert_eq!(cause, Cause::Restart);
+        assert!(
+            text.starts_with(
+                "the answer changed after a restart: web.2 served this client's earlier requests and was restarted with SIGTERM before request #3"
+            ),
             "{text}"
         );
     }
