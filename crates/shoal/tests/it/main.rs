@@ -9,3 +9,4 @@ mod run;
 mod start;
 mod stop;
 mod support;
+mod verify;

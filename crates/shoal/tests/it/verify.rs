@@ -1,0 +1,426 @@
+//! `shoal verify` against the fixture apps of `crates/shoal-verify/fixtures` (Python and Node,
+//! stateful and stateless), and against scenarios and apps it must refuse to judge.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{App, Output, shoal_bin};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shoal-verify/fixtures")
+        .join(name)
+}
+
+/// `shoal verify -f FIXTURE/Procfile FIXTURE/scenario.http ARGS` with a private TMPDIR.
+fn verify(name: &str, args: &[&str]) -> Output {
+    let dir = fixture(name);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new(shoal_bin());
+    command
+        .arg("verify")
+        .arg("-f")
+        .arg(dir.join("Procfile"))
+        .args(args)
+        .env("TMPDIR", tmp.path())
+        .env("NO_COLOR", "1")
+        .env_remove("PORT");
+    if !args
+        .iter()
+        .any(|a| a.ends_with(".http") || a.ends_with(".har"))
+    {
+        command.arg(dir.join("scenario.http"));
+    }
+    let output = command.output().expect("run shoal verify");
+    Output {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn assert_verdict(output: &Output, stateful: bool) {
+    let (code, first) = if stateful {
+        (1, "shoal verify: STATEFUL")
+    } else {
+        (0, "shoal verify: stateless")
+    };
+    assert_eq!(
+        output.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        output.stdout,
+        output.stderr
+    );
+    assert!(
+        output.stdout.starts_with(first),
+        "stdout:\n{}\nstderr:\n{}",
+        output.stdout,
+        output.stderr
+    );
+}
+
+/// An env file for the Redis-backed fixtures, or `None` after saying the test did not run.
+fn redis_env(test: &str) -> Option<(tempfile::TempDir, String)> {
+    let Ok(url) = std::env::var("SHOAL_TEST_REDIS_URL") else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOT RUN: {test}: `SHOAL_TEST_REDIS_URL` is not set (scripts/test sets it)"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("redis.env");
+    let prefix = format!("shoal-verify-test:{test}:{}:", std::process::id());
+    std::fs::write(&file, format!("REDIS_URL={url}\nKEY_PREFIX={prefix}\n")).unwrap();
+    let file = file.display().to_string();
+    Some((dir, file))
+}
+
+/// An env file naming a SQLite database at an absolute path, shared by every instance.
+fn sqlite_env() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("sqlite.env");
+    std::fs::write(
+        &file,
+        format!("DATABASE_PATH={}\n", dir.path().join("app.db").display()),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    (dir, file)
+}
+
+#[test]
+fn a_counter_in_process_memory_is_stateful() {
+    let output = verify("counter-memory", &["--seed", "1"]);
+    assert_verdict(&output, true);
+    assert!(
+        output.stdout.contains("body $.visits: 2 → 1"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output
+            .stdout
+            .contains("the answer depended on which process served it")
+            && output.stdout.contains("most likely kept in process memory"),
+        "{}",
+        output.stdout
+    );
+    // Progress went to stderr, phase by phase.
+    for phase in [
+        "baseline 1/2",
+        "baseline 2/2",
+        "round 1/3",
+        "round 3/3 done",
+    ] {
+        assert!(output.stderr.contains(phase), "{}", output.stderr);
+    }
+}
+
+#[test]
+fn the_same_counter_in_redis_is_stateless() {
+    let Some((_dir, env)) = redis_env("counter") else {
+        return;
+    };
+    assert_verdict(
+        &verify("counter-redis", &["-e", &env, "--seed", "1"]),
+        false,
+    );
+}
+
+#[test]
+fn sessions_in_process_memory_are_stateful() {
+    let output = verify("sessions-memory", &["--seed", "2"]);
+    assert_verdict(&output, true);
+    assert!(
+        output
+            .stdout
+            .contains("-<p>Signed in as alice-{{generated#1}}</p>")
+            && output.stdout.contains("+<p>Not signed in</p>"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn the_same_sessions_in_redis_are_stateless() {
+    let Some((_dir, env)) = redis_env("sessions") else {
+        return;
+    };
+    assert_verdict(
+        &verify("sessions-redis", &["-e", &env, "--seed", "2"]),
+        false,
+    );
+}
+
+#[test]
+fn a_cache_in_a_local_file_is_stateful_and_the_file_is_named() {
+    let output = verify("cache-local-file", &["--seed", "3"]);
+    assert_verdict(&output, true);
+    assert!(
+        output.stdout.contains("status: 200 → 404"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("created `cache/r-")
+            && output.stdout.contains("state kept on local disk"),
+        "{}",
+        output.stdout
+    );
+    // Instances wrote into private copies, never into the app directory itself.
+    assert!(!fixture("cache-local-file").join("cache").exists());
+}
+
+#[test]
+fn the_same_cache_in_sqlite_at_an_absolute_path_is_stateless() {
+    let (_dir, env) = sqlite_env();
+    assert_verdict(&verify("cache-sqlite", &["-e", &env, "--seed", "3"]), false);
+}
+
+#[test]
+fn uploads_on_local_disk_are_stateful() {
+    let output = verify("uploads-local-disk", &["--seed", "4"]);
+    assert_verdict(&output, true);
+    assert!(
+        output
+            .stdout
+            .contains("-Hello from a file uploaded by shoal verify.")
+            && output.stdout.contains("created `uploads/"),
+        "{}",
+        output.stdout
+    );
+    assert!(!fixture("uploads-local-disk").join("uploads").exists());
+}
+
+#[test]
+fn uploads_in_sqlite_digested_by_a_worker_are_stateless() {
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    let output = verify(
+        "uploads-sqlite",
+        &["-e", &env, "--seed", "4", "--json", json.to_str().unwrap()],
+    );
+    assert_verdict(&output, false);
+    // The report page was read once the worker had digested the upload.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let requests = &report["scenarios"][0]["requests"];
+    assert_eq!(requests[0]["baseline_status"], 303);
+    assert_eq!(requests[1]["baseline_status"], 200);
+}
+
+#[test]
+fn a_static_site_is_stateless_from_an_http_file_and_from_a_har_file() {
+    assert_verdict(&verify("static-site", &["--seed", "5"]), false);
+    let har = fixture("static-site").join("scenario.har");
+    let output = verify("static-site", &["--seed", "5", har.to_str().unwrap()]);
+    assert_verdict(&output, false);
+    assert!(
+        output
+            .stdout
+            .contains("left out the requests to other hosts"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn a_noisy_stateless_app_is_stateless_and_the_reports_are_well_formed() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("verify.json");
+    let junit = dir.path().join("verify.xml");
+    let output = verify(
+        "noisy",
+        &[
+            "--seed",
+            "6",
+            "--json",
+            json.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    assert_verdict(&output, false);
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["verdict"], "stateless");
+    assert_eq!(report["seed"], 6);
+    assert_eq!(report["rounds"], 3);
+    assert_eq!(report["web_instances"], 3);
+    let requests = report["scenarios"][0]["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 20);
+    // The form post carried the captured CSRF token (303), the forged one did not (403).
+    assert_eq!(requests[2]["baseline_status"], 303);
+    assert_eq!(requests[11]["baseline_status"], 403);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["divergences"].as_array().unwrap().is_empty())
+    );
+    // Each request went to another instance than the one before, and instances restarted.
+    for round in report["schedule"].as_array().unwrap() {
+        let served: Vec<u64> = round
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["instance"].as_u64().unwrap())
+            .collect();
+        assert_eq!(served.len(), 20);
+        assert!(served.windows(2).all(|w| w[0] != w[1]), "{served:?}");
+    }
+    assert!(report["restarts"].as_u64().unwrap() > 0);
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuites name=\"shoal verify\" tests=\"20\" failures=\"0\""),
+        "{xml}"
+    );
+    assert_well_formed_xml(&junit);
+}
+
+#[test]
+fn a_stateful_app_fails_its_junit_test_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("verify.xml");
+    let output = verify(
+        "counter-memory",
+        &["--seed", "1", "--junit", junit.to_str().unwrap()],
+    );
+    assert_verdict(&output, true);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"4\" failures=\"3\""), "{xml}");
+    assert!(
+        xml.contains(
+            "<failure type=\"stateful\" message=\"the answer depended on which process served it"
+        ),
+        "{xml}"
+    );
+    assert_well_formed_xml(&junit);
+}
+
+fn assert_well_formed_xml(path: &Path) {
+    let checked = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])",
+        ])
+        .arg(path)
+        .output()
+        .expect("run python3");
+    assert!(
+        checked.status.success(),
+        "not well-formed XML: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// A scenario file `bad.http` with `text` next to a small app; `shoal verify` on it.
+fn verify_scenario(app: &App, text: &str, args: &[&str]) -> Output {
+    app.write("bad.http", text);
+    let mut all = vec!["verify", "bad.http"];
+    all.extend_from_slice(args);
+    app.run(&all)
+}
+
+fn assert_no_verdict(output: &Output, message: &str) {
+    assert_eq!(
+        output.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        output.stdout,
+        output.stderr
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "no report without a verdict: {}",
+        output.stdout
+    );
+    assert!(
+        output.stderr.contains(message),
+        "expected `{message}` in:\n{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn bad_scenarios_are_refused_with_their_file_and_line() {
+    let app = App::new("web: python3 -m http.server \"$PORT\" --bind 127.0.0.1\n");
+    assert_no_verdict(
+        &verify_scenario(&app, "GET /\nthis is not a header\n", &[]),
+        "error: bad.http:2: expected a header `Name: value`, or an empty line before the body; found `this is not a header`",
+    );
+    assert_no_verdict(
+        &verify_scenario(&app, "@base = /a\n\n###\nGET {{bsae}}/x\n", &[]),
+        "error: bad.http:4: unknown variable `{{bsae}}` (did you mean `base`?)",
+    );
+    assert_no_verdict(
+        &verify_scenario(&app, "###\nGET /a\n\n###\nGET http://example.com/x\n", &[]),
+        "error: bad.http:5: `http://example.com` points at another host than the app under test",
+    );
+    assert_no_verdict(
+        &verify_scenario(
+            &app,
+            "GET /\n\n###\nGET /{{later}}\n\n###\n# @capture later = body (x)\nGET /\n",
+            &[],
+        ),
+        "error: bad.http:4: `{{later}}` is captured only later, by request #3",
+    );
+    assert_no_verdict(
+        &verify_scenario(&app, "# @captur x = body y\nGET /\n", &[]),
+        "error: bad.http:1: unknown directive `@captur`; did you mean `@capture`?",
+    );
+    assert_no_verdict(
+        &app.run(&["verify", "missing.http"]),
+        "error: cannot read the scenario `missing.http`",
+    );
+}
+
+#[test]
+fn a_capture_that_finds_nothing_in_the_baseline_is_a_scenario_error() {
+    let app = App::new("web: python3 -m http.server \"$PORT\" --bind 127.0.0.1\n");
+    app.write("index.html", "<p>no token here</p>\n");
+    let output = verify_scenario(
+        &app,
+        "# @capture csrf = body name=\"csrf\" value=\"([^\"]+)\"\nGET /index.html\n\n###\nGET /?t={{csrf}}\n",
+        &["--rounds", "1"],
+    );
+    assert_no_verdict(
+        &output,
+        "error: bad.http:1: `@capture csrf`: `name=\"csrf\" value=\"([^\"]+)\"` matches nothing in the body (status 200)",
+    );
+}
+
+#[test]
+fn an_app_that_never_becomes_ready_gets_no_verdict() {
+    let app = App::new("web: echo booting; exec sleep 600\n");
+    let output = verify_scenario(&app, "GET /\n", &["--boot-timeout", "1"]);
+    assert_no_verdict(&output, "error: `web.1` did not become ready within 1 s");
+    assert!(
+        output.stderr.contains("web.1") && output.stderr.contains("| booting"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("no verdict"), "{}", output.stderr);
+}
+
+#[test]
+fn an_app_that_keeps_crashing_gets_no_verdict() {
+    let app = App::new("web: echo cannot start >&2; exit 3\n");
+    let output = verify_scenario(&app, "GET /\n", &[]);
+    assert_no_verdict(
+        &output,
+        "error: `web.1` exited 3 times without becoming ready (last: exited with code 3)",
+    );
+}
+
+#[test]
+fn a_procfile_without_web_gets_no_verdict() {
+    let app = App::new("worker: sleep 600\n");
+    let output = verify_scenario(&app, "GET /\n", &[]);
+    assert_no_verdict(&output, "has no `web` process type");
+}
