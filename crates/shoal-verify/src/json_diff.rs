@@ -165,7 +165,45 @@ fn short(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0i64..5).prop_map(|n| json!(n)),
+            prop::sample::select(vec!["a", "b", "alice", "12:00:01"]).prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["id", "name", "items", "n"]).prop_map(str::to_owned),
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_baselines_match_what_was_learned_from_them(a in value(), b in value()) {
+            let noise = JsonNoise::learn(&a, &b);
+            prop_assert_eq!(noise.compare(&a, &b, 100), vec![]);
+            prop_assert_eq!(noise.compare(&a, &a, 100), vec![]);
+            prop_assert_eq!(JsonNoise::default().compare(&b, &b, 100), vec![]);
+        }
+
+        #[test]
+        fn a_change_where_the_baselines_agreed_is_found(a in value()) {
+            let noise = JsonNoise::learn(&a, &a);
+            let changed = json!({"wrapped": a.clone()});
+            prop_assert!(!noise.compare(&a, &changed, 100).is_empty());
+        }
+    }
 
     #[test]
     fn learned_paths_are_skipped() {

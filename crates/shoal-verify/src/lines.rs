@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use similar::DiffOp;
 use similar::algorithms::{Capture, Replace, myers};
 
-use crate::tokens::{equal_but_volatile, tokenize};
+use crate::tokens::{Token, equal_but_volatile, tokenize, tokens_equal_but_volatile};
 
 /// What a baseline line must be matched by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,10 @@ pub(crate) struct Hunk {
 /// Diffs give up looking for the shortest script after this long (the result is still a valid
 /// diff, only a coarser one).
 const DIFF_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Texts whose differing middles would need more cells than this to line up exactly are
+/// compared with a Myers diff instead (about 16 MB of memory).
+const MAX_CELLS: usize = 4_000_000;
 
 fn diff_ops<O, N: PartialEq<O>>(old: &[O], new: &[N]) -> Vec<DiffOp> {
     let mut hook = Replace::new(Capture::new());
@@ -127,8 +131,122 @@ impl LineTemplate {
         self.gaps.iter().any(|g| *g)
     }
 
-    /// Where `shuffled` leaves the baseline, beyond the learned noise.
+    /// Where `shuffled` leaves the baseline, beyond the learned noise: the alignment that
+    /// loses the fewest lines that must stay and adds the fewest lines where none may be
+    /// added (lines that may be anything cost nothing to drop, and lines next to them or where
+    /// the baselines differed in length cost nothing to add).
     pub(crate) fn compare(&self, shuffled: &[String]) -> Vec<Hunk> {
+        let expected: Vec<Vec<Token<'_>>> = self.lines.iter().map(|l| tokenize(l)).collect();
+        let got: Vec<Vec<Token<'_>>> = shuffled.iter().map(|l| tokenize(l)).collect();
+        let fits = |i: usize, j: usize| self.fits(i, &expected[i], &shuffled[j], &got[j]);
+        // Lines that fit at both ends are lined up as they are — where no line may be added
+        // next to them for free, so that lining them up cannot cost a better alignment.
+        let (n, m) = (self.lines.len(), shuffled.len());
+        let mut start = 0;
+        while start < n
+            && start < m
+            && !self.may_add_at(start)
+            && self.rules[start] != Rule::Any
+            && fits(start, start)
+        {
+            start += 1;
+        }
+        let (mut end_t, mut end_s) = (n, m);
+        while end_t > start
+            && end_s > start
+            && !self.may_add_at(end_t)
+            && self.rules[end_t - 1] != Rule::Any
+            && fits(end_t - 1, end_s - 1)
+        {
+            end_t -= 1;
+            end_s -= 1;
+        }
+        let (rows, cols) = (end_t - start, end_s - start);
+        if rows.saturating_mul(cols) > MAX_CELLS {
+            return self.compare_coarse(shuffled);
+        }
+        let drop_cost = |i: usize| u32::from(self.rules[start + i] != Rule::Any);
+        let add_cost = |i: usize| u32::from(!self.may_add_at(start + i));
+        // cost[i][j]: the least cost of lining up template lines i.. with shuffled lines j..
+        let width = cols + 1;
+        let mut cost = vec![0u32; (rows + 1) * width];
+        for i in (0..=rows).rev() {
+            for j in (0..=cols).rev() {
+                if i == rows && j == cols {
+                    continue;
+                }
+                let mut best = u32::MAX;
+                if i < rows {
+                    best = cost[(i + 1) * width + j] + drop_cost(i);
+                }
+                if j < cols {
+                    best = best.min(cost[i * width + j + 1] + add_cost(i));
+                }
+                if i < rows && j < cols && best > 0 && fits(start + i, start + j) {
+                    best = best.min(cost[(i + 1) * width + j + 1]);
+                }
+                cost[i * width + j] = best;
+            }
+        }
+        let mut hunks: Vec<Hunk> = Vec::new();
+        let mut open: Option<Hunk> = None;
+        let (mut i, mut j) = (0, 0);
+        while i < rows || j < cols {
+            let here = cost[i * width + j];
+            if i < rows
+                && j < cols
+                && cost[(i + 1) * width + j + 1] == here
+                && fits(start + i, start + j)
+            {
+                hunks.extend(open.take());
+                i += 1;
+                j += 1;
+            } else if i < rows && cost[(i + 1) * width + j] + drop_cost(i) == here {
+                if drop_cost(i) > 0 {
+                    open.get_or_insert_with(|| Hunk {
+                        line: start + i + 1,
+                        removed: Vec::new(),
+                        added: Vec::new(),
+                    })
+                    .removed
+                    .push(self.lines[start + i].clone());
+                }
+                i += 1;
+            } else {
+                if add_cost(i) > 0 {
+                    open.get_or_insert_with(|| Hunk {
+                        line: start + i + 1,
+                        removed: Vec::new(),
+                        added: Vec::new(),
+                    })
+                    .added
+                    .push(shuffled[start + j].clone());
+                }
+                j += 1;
+            }
+        }
+        hunks.extend(open);
+        hunks
+    }
+
+    /// Whether a shuffled line fits template line `i`.
+    fn fits(&self, i: usize, expected: &[Token<'_>], line: &str, got: &[Token<'_>]) -> bool {
+        match &self.rules[i] {
+            Rule::Any => false,
+            Rule::Exact => self.lines[i] == line || tokens_equal_but_volatile(expected, got),
+            Rule::Pattern(pieces) => glob(pieces, line) || tokens_equal_but_volatile(expected, got),
+        }
+    }
+
+    /// Whether lines may be added before template line `i` (`i == len`: at the end).
+    fn may_add_at(&self, i: usize) -> bool {
+        self.gaps[i]
+            || (i > 0 && self.rules[i - 1] == Rule::Any)
+            || self.rules.get(i) == Some(&Rule::Any)
+    }
+
+    /// The same comparison with a Myers diff, for texts too long to line up exactly.
+    fn compare_coarse(&self, shuffled: &[String]) -> Vec<Hunk> {
         let expected: Vec<Expected<'_>> = self
             .lines
             .iter()
@@ -193,7 +311,10 @@ struct Got<'a>(&'a str);
 impl PartialEq<Expected<'_>> for Got<'_> {
     fn eq(&self, expected: &Expected<'_>) -> bool {
         match expected.rule {
-            Rule::Any => true,
+            // Lines that may be anything are never lined up: they are always free to drop, and
+            // lines next to them are free to add. (Matching them to anything would let the
+            // diff trade one for a line that must stay.)
+            Rule::Any => false,
             Rule::Exact => equal_but_volatile(expected.line, self.0),
             Rule::Pattern(pieces) => {
                 glob(pieces, self.0) || equal_but_volatile(expected.line, self.0)
@@ -283,6 +404,51 @@ pub(crate) fn split_lines(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Lines from a small vocabulary, so that texts share and repeat lines.
+    fn text() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "<html>",
+                "</html>",
+                "<p>a</p>",
+                "<p>b</p>",
+                "",
+                "token 1f2e3d",
+                "token 9a8b7c",
+                "<li>x</li>",
+                "<li>y</li>",
+                "at 12:00:01",
+                "at 12:00:02",
+                "n = 3",
+                "n = 4",
+            ])
+            .prop_map(str::to_owned),
+            0..30,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn what_was_learned_from_matches_the_template(a in text(), b in text()) {
+            let template = LineTemplate::learn(&a, &b);
+            prop_assert_eq!(template.compare(&a), vec![]);
+            prop_assert_eq!(template.compare(&b), vec![]);
+        }
+
+        #[test]
+        fn a_new_line_where_the_baselines_agreed_is_a_divergence(a in text(), at in any::<prop::sample::Index>()) {
+            prop_assume!(!a.is_empty());
+            let template = LineTemplate::learn(&a, &a);
+            let mut changed = a.clone();
+            changed[at.index(a.len())] = "<p>signed in as nobody</p>".to_owned();
+            prop_assert!(!template.compare(&changed).is_empty());
+            let mut shorter = a.clone();
+            shorter.remove(at.index(a.len()));
+            prop_assert!(!template.compare(&shorter).is_empty());
+        }
+    }
 
     fn lines(text: &str) -> Vec<String> {
         split_lines(text)

@@ -86,7 +86,8 @@ impl<'s> Replay<'s> {
 
     /// `spec` with everything substituted, and the jar's cookies.
     pub(crate) fn build(&mut self, spec: &RequestSpec) -> Result<Outgoing, ResolveError> {
-        let url = self.render(&spec.target, Encoding::Url)?;
+        // Characters that cannot appear in a URL are encoded, wherever they come from.
+        let url = encode_as(&self.render(&spec.target, Encoding::None)?, Encoding::Url);
         let path = app_path(&url, self.public_port).map_err(|message| ResolveError {
             line: spec.line,
             message,

@@ -216,10 +216,11 @@ fn is_random_token(word: &str) -> bool {
 
 /// Whether two lines are equal but for words of the same volatile shape.
 pub(crate) fn equal_but_volatile(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    let (ta, tb) = (tokenize(a), tokenize(b));
+    a == b || tokens_equal_but_volatile(&tokenize(a), &tokenize(b))
+}
+
+/// [`equal_but_volatile`] for lines already cut into tokens.
+pub(crate) fn tokens_equal_but_volatile(ta: &[Token<'_>], tb: &[Token<'_>]) -> bool {
     if ta.len() != tb.len() {
         return false;
     }
@@ -230,13 +231,13 @@ pub(crate) fn equal_but_volatile(a: &str, b: &str) -> bool {
         })
     }
     ta.iter()
-        .zip(&tb)
+        .zip(tb)
         .enumerate()
         .all(|(i, (x, y))| match (x, y) {
             (Token::Word(x), Token::Word(y)) => {
                 x == y || {
-                    let sx = shape(x, next_word(&ta, i));
-                    sx.is_some() && sx == shape(y, next_word(&tb, i))
+                    let sx = shape(x, next_word(ta, i));
+                    sx.is_some() && sx == shape(y, next_word(tb, i))
                 }
             }
             (Token::Sep(x), Token::Sep(y)) => x == y,

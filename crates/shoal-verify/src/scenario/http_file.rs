@@ -301,7 +301,7 @@ impl Parser<'_> {
             Some((url, version)) if version.starts_with("HTTP/") => url.trim_end(),
             _ => url,
         };
-        if !looks_like_url(url) || url.contains(char::is_whitespace) {
+        if !looks_like_url(url) {
             return Err(self.error(
                 line,
                 format!(

@@ -11,6 +11,8 @@ pub mod check;
 pub mod har;
 pub mod http_file;
 pub mod template;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
