@@ -4,6 +4,11 @@
 //! app as it was built. Absolute paths are untouched: a SQLite file or an upload directory
 //! named by an absolute path in the environment stays shared, as a backing service is.
 //!
+//! A copy sits where the app directory's surroundings are mirrored, up to three levels up,
+//! with links to the originals: a command such as `../../target/release/app` finds from a
+//! copy what it finds from the app directory. What is outside the app directory is shared, as
+//! an absolute path is.
+//!
 //! Each copy's files are listed when it is made; when the copy is replaced or the run ends,
 //! the files the instance created, changed or deleted are recorded, so that the report can
 //! say *which* local files carried state. Python's bytecode caches (`__pycache__`) are not
@@ -23,6 +28,10 @@ use shoal_supervisor::scratch::remove_all;
 /// Copies larger than this are refused: the app directory is copied at every instance start.
 const MAX_FILES: usize = 20_000;
 const MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// How many levels above the app directory are mirrored around each copy.
+const MIRRORED_LEVELS: usize = 3;
+/// A directory above the app with more entries than this is not mirrored (a busy `/tmp`).
+const MAX_MIRRORED_ENTRIES: usize = 1000;
 
 /// A file an instance created, changed or deleted in its working directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,7 +58,8 @@ pub(crate) struct PrivateCopies {
 #[derive(Debug, Default)]
 struct State {
     run: String,
-    manifests: HashMap<InstanceName, Manifest>,
+    /// Each instance's current copy, and what it held when it was made.
+    manifests: HashMap<InstanceName, (PathBuf, Manifest)>,
     writes: Vec<LocalWrite>,
 }
 
@@ -72,12 +82,11 @@ impl PrivateCopies {
     /// those of the current run.
     pub(crate) fn end_run(&self) -> Vec<LocalWrite> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let manifests: Vec<(InstanceName, Manifest)> = state.manifests.drain().collect();
-        for (name, manifest) in manifests {
-            let dir = self.root.join(name.to_string());
+        let manifests: Vec<(InstanceName, (PathBuf, Manifest))> = state.manifests.drain().collect();
+        for (name, (copy, manifest)) in manifests {
             let run = state.run.clone();
-            state.writes.extend(changes(&dir, &manifest, &run, &name));
-            let _ = remove_all(&dir);
+            state.writes.extend(changes(&copy, &manifest, &run, &name));
+            let _ = remove_all(&self.root.join(name.to_string()));
         }
         let run = state.run.clone();
         state
@@ -88,10 +97,11 @@ impl PrivateCopies {
             .collect()
     }
 
-    /// Makes a fresh copy for `name`; checks the app directory's size first.
+    /// Makes a fresh copy for `name`, in a fresh mirror of the app's surroundings.
     fn fresh_copy(&self, name: &InstanceName) -> io::Result<(PathBuf, Manifest)> {
-        let dir = self.root.join(name.to_string());
-        remove_all(&dir)?;
+        let frame = self.root.join(name.to_string());
+        remove_all(&frame)?;
+        let dir = mirror(&self.app_dir, &frame)?;
         let mut manifest = Manifest::new();
         let mut budget = Budget::default();
         copy_tree(
@@ -125,10 +135,9 @@ impl WorkDirs for PrivateCopies {
         }
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(manifest) = state.manifests.remove(name) {
-                let dir = self.root.join(name.to_string());
+            if let Some((copy, manifest)) = state.manifests.remove(name) {
                 let run = state.run.clone();
-                let found = changes(&dir, &manifest, &run, name);
+                let found = changes(&copy, &manifest, &run, name);
                 state.writes.extend(found);
             }
         }
@@ -137,9 +146,51 @@ impl WorkDirs for PrivateCopies {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .manifests
-            .insert(name.clone(), manifest);
+            .insert(name.clone(), (dir.clone(), manifest));
         Ok(dir)
     }
+}
+
+/// Mirrors up to [`MIRRORED_LEVELS`] directories above `app_dir` under `frame`: a real
+/// directory per level, holding links to everything else at that level. Returns where the
+/// copy of `app_dir` goes.
+fn mirror(app_dir: &Path, frame: &Path) -> io::Result<PathBuf> {
+    // (directory above the app, the name of the next directory down towards it), top first.
+    let mut levels: Vec<(&Path, &std::ffi::OsStr)> = Vec::new();
+    let mut below = app_dir;
+    for above in app_dir.ancestors().skip(1).take(MIRRORED_LEVELS) {
+        let Some(name) = below.file_name() else { break };
+        if above.parent().is_none() {
+            break; // never mirror `/`
+        }
+        levels.push((above, name));
+        below = above;
+    }
+    levels.reverse();
+    let mut current = frame.to_path_buf();
+    std::fs::create_dir_all(&current)?;
+    for (above, towards) in levels {
+        let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(above) {
+            Ok(entries) => entries.flatten().take(MAX_MIRRORED_ENTRIES + 1).collect(),
+            Err(_) => Vec::new(),
+        };
+        if entries.len() <= MAX_MIRRORED_ENTRIES {
+            for entry in entries {
+                if entry.file_name() != towards {
+                    std::os::unix::fs::symlink(entry.path(), current.join(entry.file_name()))?;
+                }
+            }
+        }
+        current.push(towards);
+        std::fs::create_dir(&current)?;
+    }
+    let Some(name) = app_dir.file_name() else {
+        return Ok(frame.join("app"));
+    };
+    if current == frame {
+        current.push(name);
+    }
+    Ok(current)
 }
 
 #[derive(Default)]
@@ -247,7 +298,18 @@ mod tests {
 
     #[test]
     fn each_start_gets_a_fresh_copy_and_writes_are_recorded() {
-        let app = tempfile::tempdir().unwrap();
+        let outer = tempfile::tempdir().unwrap();
+        let app = outer.path().join("apps/app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::create_dir_all(outer.path().join("target/release")).unwrap();
+        std::fs::write(outer.path().join("target/release/tool"), "#!/bin/sh\n").unwrap();
+        struct Dir(PathBuf);
+        impl Dir {
+            fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+        let app = Dir(app);
         let root = tempfile::tempdir().unwrap();
         std::fs::write(app.path().join("app.py"), "print(1)").unwrap();
         std::fs::create_dir(app.path().join("data")).unwrap();
@@ -265,6 +327,12 @@ mod tests {
             std::fs::read_link(dir.join("link.py")).unwrap(),
             Path::new("app.py")
         );
+        // What is around the app directory is found from the copy as from the original.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("../../target/release/tool")).unwrap(),
+            "#!/bin/sh\n"
+        );
+        assert_ne!(dir, app.path());
         std::fs::write(dir.join("data/cache.json"), "{}").unwrap();
         std::fs::write(dir.join("data/seed.txt"), "changed!").unwrap();
         std::fs::create_dir(dir.join("__pycache__")).unwrap();
