@@ -1,0 +1,89 @@
+//! One download through digest's worker pipeline, for bench/digest.sh.
+//!
+//! `pipeline_bench URL SCRATCH_DIR` does what the worker does with a job: `digest_url` into a
+//! scratch file (download + SHA-256 + BLAKE3 + type scan + write), then removes the file.
+//! It prints one line of `key=value` fields on stdout:
+//! `bytes`, `seconds` (the pipeline only, not process start), `mb_per_s` (10^6 bytes),
+//! `max_rss_kib` (the process's peak resident memory, VmHWM), `chunks` and `max_chunk`
+//! (how the body arrived), `sha256`, `type`.
+//!
+//! The fetcher allows loopback (the benchmark serves from 127.0.0.1) and up to 64 GiB.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use digest_app::fetch::{FetchPolicy, Fetcher};
+use digest_app::pipeline::digest_url;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [url, scratch] = args.as_slice() else {
+        eprintln!("usage: pipeline_bench URL SCRATCH_DIR");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pipeline_bench: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(url, PathBuf::from(scratch))) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("pipeline_bench: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
+    let fetcher = Fetcher::new(FetchPolicy {
+        allow_loopback: true,
+        max_bytes: 64 << 30,
+        timeout: Duration::from_secs(3600),
+        max_redirects: 5,
+    })
+    .map_err(|e| e.to_string())?;
+    let dest = scratch.join(format!("pipeline-bench-{}", std::process::id()));
+    let mut chunks = 0u64;
+    let mut max_chunk = 0u64;
+    let mut last = 0u64;
+    let started = Instant::now();
+    let result = digest_url(&fetcher, url, &dest, |progress| {
+        if progress.done > last {
+            chunks += 1;
+            max_chunk = max_chunk.max(progress.done - last);
+            last = progress.done;
+        }
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&dest);
+    let report = result.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "bytes={} seconds={seconds:.4} mb_per_s={:.1} max_rss_kib={} chunks={chunks} max_chunk={max_chunk} sha256={} type={}",
+        report.size,
+        report.size as f64 / seconds / 1e6,
+        peak_rss_kib().unwrap_or(0),
+        report.sha256,
+        serde_json::to_value(report.file_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    ))
+}
+
+/// VmHWM from /proc/self/status: the peak resident set size in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
