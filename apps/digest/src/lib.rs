@@ -5,10 +5,14 @@
 //! - `pipeline`: a byte stream (an upload or a download) through the hashers into scratch.
 //! - `config`: the environment (`DATABASE_URL`, `SESSION_URL`, `DIGEST_*`).
 //! - `db`: users, jobs and reports in PostgreSQL or SQLite; `queue`: claiming jobs with leases.
+//! - `intake`: uploads and downloads into the pipeline; `web`: the `web` process (pages, JSON
+//!   API, assets).
 
 pub mod config;
 pub mod db;
 pub mod fetch;
 pub mod inspect;
+pub mod intake;
 pub mod pipeline;
 pub mod queue;
+pub mod web;

@@ -1,0 +1,99 @@
+//! An upload, handled entirely within its request: the multipart field is streamed through
+//! the hashers into a file in a fresh scratch directory, the report is stored, and the
+//! directory is removed before the response is sent. The browser's file name is kept as
+//! display text only; the scratch file always has the same fixed name.
+
+use axum::extract::Multipart;
+use axum::extract::multipart::MultipartError;
+use shoal_kit::Scratch;
+
+use super::AppState;
+use super::csrf;
+use super::error::AppError;
+use crate::db;
+use crate::db::jobs::{self, Job};
+use crate::intake;
+use crate::pipeline::PipelineError;
+
+/// Receives the form's `file` field and stores its report as a finished `upload` job of
+/// `user`. With `csrf_token`, a `csrf` field holding it must come before the file (a page's
+/// form puts its hidden fields first).
+pub(crate) async fn receive(
+    state: &AppState,
+    user: i64,
+    mut multipart: Multipart,
+    csrf_token: Option<&str>,
+) -> Result<Job, AppError> {
+    let mut token_seen = csrf_token.is_none();
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        match field.name() {
+            Some("csrf") => {
+                let presented = field.text().await.map_err(malformed)?;
+                if let Some(expected) = csrf_token {
+                    token_seen = csrf::matches(expected, &presented);
+                }
+            }
+            Some("file") => {
+                if !token_seen {
+                    return Err(csrf::refused());
+                }
+                let name = display_name(field.file_name());
+                let scratch =
+                    Scratch::new().map_err(|e| AppError::internal("creating scratch", &e))?;
+                let dest = scratch.path().join("upload");
+                let result = intake::upload(field, &dest, state.config.max_bytes).await;
+                // The file goes before anything is answered, whatever the outcome.
+                drop(scratch);
+                let report = result.map_err(|e| match e {
+                    PipelineError::TooLarge { .. } => AppError::TooLarge(e.to_string()),
+                    PipelineError::Input { .. } => AppError::BadRequest(e.to_string()),
+                    other => AppError::internal("digesting an upload", &other),
+                })?;
+                return Ok(
+                    jobs::create_upload(&state.db, user, &name, &report, db::now_ms()).await?,
+                );
+            }
+            _ => {}
+        }
+    }
+    if token_seen {
+        Err(AppError::BadRequest(
+            "the form has no file (a multipart field named `file`)".to_owned(),
+        ))
+    } else {
+        Err(csrf::refused())
+    }
+}
+
+fn malformed(e: MultipartError) -> AppError {
+    AppError::BadRequest(format!("the upload is not a valid form: {}", e.body_text()))
+}
+
+/// The last component of what the browser sent as the file name, without control
+/// characters, at most 255 characters: text to show, never a path.
+pub(crate) fn display_name(sent: Option<&str>) -> String {
+    let sent = sent.unwrap_or_default();
+    let last = sent.rsplit(['/', '\\']).next().unwrap_or_default();
+    let clean: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "upload".to_owned()
+    } else {
+        clean.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+
+    #[test]
+    fn file_names_are_text_not_paths() {
+        assert_eq!(display_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(display_name(Some("C:\\Users\\x\\report.pdf")), "report.pdf");
+        assert_eq!(display_name(Some("a\u{0}b\nc.txt")), "abc.txt");
+        assert_eq!(display_name(Some("..")), "upload");
+        assert_eq!(display_name(None), "upload");
+        assert_eq!(display_name(Some(&"x".repeat(300))).len(), 255);
+    }
+}

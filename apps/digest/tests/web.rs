@@ -1,0 +1,298 @@
+//! The web app in-process (no sockets): CSRF protection on every form and on the API,
+//! security headers, escaping, and the assets' cache headers.
+
+mod support;
+
+use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use hyper::{Request, StatusCode};
+use tower::ServiceExt;
+
+use digest_app::config::Config;
+use digest_app::db::{Db, schema};
+use digest_app::web::{self, AppState};
+use shoal_kit::{SessionStore, StoreOptions};
+
+struct App {
+    router: Router,
+    cookie: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: String,
+}
+
+impl App {
+    async fn new() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap().to_owned();
+        let config = Config::from_lookup(|k| (k == "XDG_DATA_HOME").then(|| data.clone())).unwrap();
+        let db = Db::connect(&config.database).await.unwrap();
+        schema::migrate(&db).await.unwrap();
+        let sessions = SessionStore::connect(
+            &config.session_url,
+            StoreOptions::default().with_namespace(web::SESSION_NAMESPACE),
+        )
+        .await
+        .unwrap();
+        App {
+            router: web::app(AppState::new(db, config), sessions),
+            cookie: None,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&mut self, request: http::request::Builder, body: Body) -> Reply {
+        let request = match &self.cookie {
+            Some(c) => request.header("cookie", c.as_str()),
+            None => request,
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        for value in response.headers().get_all("set-cookie") {
+            let pair = value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        self.send(Request::get(path), Body::empty()).await
+    }
+
+    async fn form(&mut self, path: &str, body: &str) -> Reply {
+        self.send(
+            Request::post(path).header("content-type", "application/x-www-form-urlencoded"),
+            Body::from(body.to_owned()),
+        )
+        .await
+    }
+
+    async fn api(&mut self, path: &str, header: bool, json: &str) -> Reply {
+        let mut request = Request::post(path).header("content-type", "application/json");
+        if header {
+            request = request.header("x-requested-with", "test");
+        }
+        self.send(request, Body::from(json.to_owned())).await
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    support::http::csrf_field(page)
+}
+
+#[tokio::test]
+async fn every_form_needs_the_sessions_token() {
+    let mut app = App::new().await;
+    // Without a session there is no token to present.
+    let r = app
+        .form("/signup", "username=ada&password=correct-horse")
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+
+    let page = app.get("/signup").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf_of(&page.body);
+    assert_eq!(token.len(), 64);
+    for body in [
+        "username=ada&password=correct-horse".to_owned(),
+        "username=ada&password=correct-horse&csrf=".to_owned(),
+        format!(
+            "username=ada&password=correct-horse&csrf={}",
+            "0".repeat(64)
+        ),
+        format!("username=ada&password=correct-horse&csrf={}", &token[..63]),
+    ] {
+        let r = app.form("/signup", &body).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}: {}", r.body);
+    }
+    let r = app
+        .form(
+            "/signup",
+            &format!("username=ada&password=correct-horse&csrf={token}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers["location"], "/files");
+
+    // Signing up signed in, under a new token.
+    let files = app.get("/files").await;
+    assert_eq!(files.status, StatusCode::OK);
+    let fresh = csrf_of(&files.body);
+    assert_ne!(fresh, token, "signing in renews the token");
+    for (path, fields) in [
+        ("/files/url", "url=https%3A%2F%2Fexample.com%2Fa"),
+        ("/signout", ""),
+    ] {
+        let r = app.form(path, &format!("{fields}&csrf={token}")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} with the old token");
+        let r = app.form(path, fields).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} without a token");
+    }
+    // The upload form: the token must come before the file.
+    let boundary = "b0undary";
+    let multipart = |csrf: Option<&str>| {
+        let mut body = String::new();
+        if let Some(c) = csrf {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{c}\r\n"
+            ));
+        }
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello\n\r\n--{boundary}--\r\n"
+        ));
+        body
+    };
+    for csrf in [None, Some("nope"), Some(token.as_str())] {
+        let r = app
+            .send(
+                Request::post("/files/upload").header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                ),
+                Body::from(multipart(csrf)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "upload with {csrf:?}");
+    }
+    let r = app
+        .send(
+            Request::post("/files/upload").header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            ),
+            Body::from(multipart(Some(&fresh))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let job_page = app.get(r.headers["location"].to_str().unwrap()).await;
+    assert!(
+        job_page.body.contains(&format!(
+            r#"id="report-sha256">{}<"#,
+            support::sha256_hex(b"hello\n")
+        )),
+        "{}",
+        job_page.body
+    );
+
+    let r = app.form("/signout", &format!("csrf={fresh}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/files").await.headers["location"], "/signin");
+}
+
+#[tokio::test]
+async fn api_writes_need_the_custom_header() {
+    let mut app = App::new().await;
+    let creds = r#"{"username":"bob","password":"correct-horse"}"#;
+    let r = app.api("/api/signup", false, creds).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("X-Requested-With"), "{}", r.body);
+    let r = app.api("/api/signup", true, creds).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app.api("/api/signup", true, creds).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let r = app
+        .api("/api/jobs", false, r#"{"url":"https://example.com/"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app
+        .api("/api/jobs", true, r#"{"url":"file:///etc/passwd"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = app
+        .api("/api/jobs", true, r#"{"url":"https://example.com/"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let r = app.api("/api/signout", false, "").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.api("/api/signout", true, "").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/jobs").await.status, StatusCode::UNAUTHORIZED);
+    let r = app
+        .api(
+            "/api/signin",
+            true,
+            r#"{"username":"bob","password":"wrong-horse"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app
+        .api(
+            "/api/signin",
+            true,
+            r#"{"username":"nobody","password":"wrong-horse"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn pages_escape_and_send_security_headers() {
+    let mut app = App::new().await;
+    let page = app.get("/signin").await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert!(!page.body.contains("<script>"), "no inline script");
+    assert!(!page.body.contains("style="), "no inline style");
+    let token = csrf_of(&page.body);
+    let r = app
+        .form(
+            "/signin",
+            &format!(
+                "username=%3Cscript%3Ealert(1)%3C%2Fscript%3E&password=whatever1&csrf={token}"
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.body.contains("<script>alert(1)"), "{}", r.body);
+    assert!(r.body.contains("&lt;script&gt;alert(1)"), "{}", r.body);
+
+    // The assets the page links to are served with a year-long immutable cache lifetime.
+    let css = page
+        .body
+        .split('"')
+        .find(|s| s.starts_with("/assets/app.") && s.ends_with(".css"))
+        .expect("a fingerprinted stylesheet link")
+        .to_owned();
+    let asset = app.get(&css).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(
+        asset.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        asset.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert_eq!(
+        app.get("/assets/app.0000.css").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+}
