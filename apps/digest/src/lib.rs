@@ -6,7 +6,7 @@
 //! - `config`: the environment (`DATABASE_URL`, `SESSION_URL`, `DIGEST_*`).
 //! - `db`: users, jobs and reports in PostgreSQL or SQLite; `queue`: claiming jobs with leases.
 //! - `intake`: uploads and downloads into the pipeline; `web`: the `web` process (pages, JSON
-//!   API, assets).
+//!   API, assets); `worker`: the `worker` process.
 
 pub mod config;
 pub mod db;
@@ -16,3 +16,4 @@ pub mod intake;
 pub mod pipeline;
 pub mod queue;
 pub mod web;
+pub mod worker;
