@@ -208,6 +208,9 @@ async fn api_writes_need_the_custom_header() {
     let r = app.api("/api/signup", false, creds).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert!(r.body.contains("X-Requested-With"), "{}", r.body);
+    let r = app.api("/api/signup", true, "{not json").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.starts_with(r#"{"error":"#), "{}", r.body);
     let r = app.api("/api/signup", true, creds).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let r = app.api("/api/signup", true, creds).await;

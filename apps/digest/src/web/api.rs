@@ -2,6 +2,8 @@
 //! need an `X-Requested-With` header (see [`super::csrf`]); errors are `{"error": "…"}`.
 
 use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +16,11 @@ use super::error::{Api, AppError};
 use super::{AppState, upload};
 use crate::db::{self, jobs};
 
+/// A body that is not the expected JSON (or has no JSON content type): 400, as JSON.
+fn bad_json(rejection: JsonRejection) -> Api {
+    Api(AppError::BadRequest(rejection.body_text()))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct Credentials {
     username: String,
@@ -24,8 +31,9 @@ pub(crate) struct Credentials {
 pub(crate) async fn signup(
     State(state): State<AppState>,
     session: Session,
-    Json(c): Json<Credentials>,
+    body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, Api> {
+    let Json(c) = body.map_err(bad_json)?;
     let user = auth::sign_up(&state.db, &c.username, &c.password).await?;
     auth::start(&session, &user)?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
@@ -35,8 +43,9 @@ pub(crate) async fn signup(
 pub(crate) async fn signin(
     State(state): State<AppState>,
     session: Session,
-    Json(c): Json<Credentials>,
+    body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, Api> {
+    let Json(c) = body.map_err(bad_json)?;
     let user = auth::sign_in(&state.db, &c.username, &c.password).await?;
     auth::start(&session, &user)?;
     Ok(Json(user).into_response())
@@ -69,9 +78,10 @@ pub(crate) struct NewUrlJob {
 pub(crate) async fn submit_url(
     State(state): State<AppState>,
     session: Session,
-    Json(body): Json<NewUrlJob>,
+    body: Result<Json<NewUrlJob>, JsonRejection>,
 ) -> Result<Response, Api> {
     let user = auth::required(&session)?;
+    let Json(body) = body.map_err(bad_json)?;
     let url = super::check_url(&body.url)?;
     let job = jobs::create_url_job(&state.db, user.id, &url, db::now_ms()).await?;
     Ok((
@@ -85,9 +95,10 @@ pub(crate) async fn submit_url(
 pub(crate) async fn upload(
     State(state): State<AppState>,
     session: Session,
-    multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, Api> {
     let user = auth::required(&session)?;
+    let multipart = multipart.map_err(|r| AppError::BadRequest(r.body_text()))?;
     let job = upload::receive(&state, user.id, multipart, None).await?;
     let (job, report) = jobs::get(&state.db, user.id, job.id)
         .await?
