@@ -574,7 +574,8 @@ impl FetchError {
 }
 
 fn describe_refusal(host: &str, address: &IpAddr, class: AddressClass) -> String {
-    let literal = host.trim_start_matches('[').trim_end_matches(']') == address.to_string();
+    // An address typed as such (`[::ffff:7f00:1]`, `127.1`) is not "resolved".
+    let literal = host.starts_with('[') || host.parse::<IpAddr>().is_ok();
     if literal {
         format!("it is {class}; only public internet addresses are fetched")
     } else {
