@@ -1,10 +1,11 @@
 //! One formation for one run, started with shoal's supervisor: every instance in a private
 //! copy of the app ([`crate::copies`]), waited for through the supervisor's snapshots (never
 //! with fixed sleeps), restarted on request with SIGTERM (a graceful stop, then a new start)
-//! or SIGKILL (a crash, restarted at once), and stopped at the end. The instances' output goes
+//! or SIGKILL (a crash, restarted at once) — the instance coming back while requests to the
+//! others go on — and stopped at the end. The instances' output goes
 //! to a [`Tail`], shown when something goes wrong.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use shoal_procfile::{InstanceName, Plan};
 use shoal_supervisor::{
-    Handle, InstanceInfo, Log, LogWriter, Options, Outcome, RuntimeDir, Snapshot, State, Style,
-    Supervisor, Watchdog,
+    Backoff, Handle, InstanceInfo, Log, LogWriter, Options, Outcome, RuntimeDir, Snapshot, State,
+    Style, Supervisor, Watchdog,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -125,6 +126,10 @@ pub(crate) struct Formation {
     writer: Option<LogWriter>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     setup: Setup,
+    /// Restarts under way: each instance's way back into the formation.
+    pending: HashMap<InstanceName, JoinHandle<Result<(), String>>>,
+    /// Killed instances whose old pid must not count as up again.
+    stale: HashMap<InstanceName, Option<u32>>,
 }
 
 impl Formation {
@@ -148,6 +153,13 @@ impl Formation {
             health_path: setup.health_path.clone(),
             boot_timeout: setup.boot_timeout,
             work_dirs: Some(setup.copies.clone()),
+            // A killed instance comes back at once: the rounds wait for it. An instance that
+            // keeps crashing is given up on after a few tries (see `up`), so no crash loop
+            // spins for long.
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                ..Backoff::default()
+            },
             ..Options::default()
         };
         let (handle, task) = Supervisor::start(plan.clone(), setup.runtime.clone(), log, options);
@@ -159,6 +171,8 @@ impl Formation {
             writer: Some(writer),
             snapshots,
             setup: setup.clone(),
+            pending: HashMap::new(),
+            stale: HashMap::new(),
         };
         let names: Vec<InstanceName> = formation
             .plan
@@ -181,51 +195,83 @@ impl Formation {
         web + (index - 1) as u16
     }
 
-    /// Waits until `name` is up (ready, for `web`), and returns how it is.
+    /// Waits until `name` is up (ready, for `web`) — after its restart, if one is under way —
+    /// and returns how it is.
     pub(crate) async fn ready(&mut self, name: &InstanceName) -> Result<InstanceInfo, VerifyError> {
-        self.up(name, None).await
+        if let Some(task) = self.pending.remove(name) {
+            let outcome = task
+                .await
+                .unwrap_or_else(|err| Err(format!("the restart task failed: {err}")));
+            outcome.map_err(|message| VerifyError::App {
+                message,
+                output: self.setup.tail.about(&name.to_string()),
+            })?;
+        }
+        let stale = self.stale.remove(name).flatten();
+        self.up(name, stale).await
     }
 
-    /// Restarts `name` with `signal` and waits until its new run is up.
+    /// Restarts `name` with `signal`. The signal is sent before this returns; the instance
+    /// comes back in the background (requests to other instances go on meanwhile), and
+    /// [`Formation::ready`] waits for it.
     pub(crate) async fn restart(
         &mut self,
         name: &InstanceName,
         signal: Signal,
     ) -> Result<(), VerifyError> {
-        let before = self.snapshot_of(name).and_then(|i| i.pid);
-        let tail = self.setup.tail.clone();
+        // An earlier restart of the same instance finishes first.
+        let before = self.ready(name).await?.pid;
         let failed = |action: &str, why: String| VerifyError::App {
             message: format!("cannot {action} `{name}`: {why}"),
-            output: tail.about(&name.to_string()),
+            output: self.setup.tail.about(&name.to_string()),
         };
         match signal {
             Signal::Kill => {
-                // An instance that is not running (it crashed and waits for its restart) needs
-                // no kill to come back fresh.
-                if self.handle.chaos_kill(name).await.is_ok() {
-                    self.up(name, before).await?;
-                } else {
-                    self.up(name, None).await?;
-                }
+                // The supervisor restarts a killed instance by itself, at once.
+                self.handle
+                    .chaos_kill(name)
+                    .await
+                    .map_err(|why| failed("kill", why))?;
+                self.stale.insert(name.clone(), before);
             }
             Signal::Term => {
                 self.handle
                     .retire(name)
                     .await
                     .map_err(|why| failed("stop", why))?;
-                self.gone(name).await?;
-                let added = self
-                    .handle
-                    .add(&name.kind)
-                    .await
-                    .map_err(|why| failed("start again", why))?;
-                if &added != name {
-                    return Err(failed(
-                        "start again",
-                        format!("the new instance is `{added}`"),
-                    ));
-                }
-                self.up(name, None).await?;
+                // Once it has exited, the lowest free index — its own — starts again.
+                let handle = self.handle.clone();
+                let mut snapshots = self.handle.watch();
+                let limit = self.setup.grace + Duration::from_secs(10);
+                let restarting = name.clone();
+                let task = tokio::spawn(async move {
+                    let name = restarting;
+                    let gone = tokio::time::timeout(limit, async {
+                        while snapshots
+                            .borrow_and_update()
+                            .instances
+                            .iter()
+                            .any(|i| i.name == name)
+                        {
+                            if snapshots.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    gone.await
+                        .map_err(|_| format!("`{name}` did not stop after SIGTERM and SIGKILL"))?;
+                    let added = handle
+                        .add(&name.kind)
+                        .await
+                        .map_err(|why| format!("cannot start `{name}` again: {why}"))?;
+                    if added != name {
+                        return Err(format!(
+                            "cannot start `{name}` again: the new instance is `{added}`"
+                        ));
+                    }
+                    Ok(())
+                });
+                self.pending.insert(name.clone(), task);
             }
         }
         Ok(())
@@ -233,6 +279,9 @@ impl Formation {
 
     /// Stops the formation (SIGTERM, SIGKILL after the grace period) and waits for the end.
     pub(crate) async fn stop(mut self) {
+        for (_, task) in self.pending.drain() {
+            task.abort();
+        }
         self.handle.stop();
         if let Some(task) = self.task.take() {
             let limit = self.setup.grace + Duration::from_secs(10);
@@ -339,25 +388,6 @@ impl Formation {
                     };
                     return Err(VerifyError::App {
                         message: what,
-                        output: self.setup.tail.about(&name.to_string()),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Waits until a retired `name` has left the formation.
-    async fn gone(&mut self, name: &InstanceName) -> Result<(), VerifyError> {
-        let deadline = tokio::time::Instant::now() + self.setup.grace + Duration::from_secs(10);
-        loop {
-            if self.snapshot_of(name).is_none() {
-                return Ok(());
-            }
-            match tokio::time::timeout_at(deadline, self.snapshots.changed()).await {
-                Ok(Ok(())) => {}
-                _ => {
-                    return Err(VerifyError::App {
-                        message: format!("`{name}` did not stop after SIGTERM and SIGKILL"),
                         output: self.setup.tail.about(&name.to_string()),
                     });
                 }
