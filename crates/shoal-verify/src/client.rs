@@ -96,7 +96,18 @@ async fn exchange(request: &Outgoing, route: Route) -> Result<Answer, String> {
         builder = builder.header("host", &host);
     }
     for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), value.as_str());
+        // The framing is the client's to set, from the body it really sends.
+        let framing = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h));
+        if !framing {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
     }
     let forwarded_host = request
         .headers

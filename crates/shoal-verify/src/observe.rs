@@ -37,17 +37,6 @@ pub enum Body {
     Binary { len: usize, hash: u64 },
 }
 
-impl Body {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Empty => "empty",
-            Body::Json(_) => "JSON",
-            Body::Text(_) => "text",
-            Body::Binary { .. } => "binary",
-        }
-    }
-}
-
 /// Who answered, and what the client made up: the parts of an answer that are expected to
 /// differ between runs.
 #[derive(Debug, Clone, Default)]

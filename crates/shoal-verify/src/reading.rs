@@ -24,8 +24,6 @@ pub enum Cause {
 
 /// What is known about one divergent request of a round.
 pub struct Facts<'a> {
-    /// The request's position in its scenario.
-    pub index: usize,
     pub served_by: &'a str,
     /// Earlier requests of the same client in this round: (index, instance).
     pub earlier: &'a [(usize, String)],
@@ -134,7 +132,6 @@ mod tests {
 
     fn facts<'a>(earlier: &'a [(usize, String)], writes: &'a [LocalWrite]) -> Facts<'a> {
         Facts {
-            index: 3,
             served_by: "web.2",
             earlier,
             restarted_since: None,

@@ -696,7 +696,6 @@ fn judge(
                     }
                 }
                 let (cause, reading) = reading::read(&Facts {
-                    index,
                     served_by: &served_by,
                     earlier: &earlier,
                     restarted_since,
