@@ -30,6 +30,11 @@
     const j = data.job;
     job.dataset.state = j.state;
     text("state", j.state);
+    const state = document.getElementById("state");
+    if (state) {
+      state.className = `state-${j.state}`;
+    }
+    text("attempts", String(j.attempts));
     const bar = document.getElementById("progress");
     if (j.bytes_total) {
       bar.max = j.bytes_total;
@@ -40,10 +45,8 @@
       text("progress-text", `${human(j.bytes_done)}`);
     }
     const error = document.getElementById("error");
-    if (j.error) {
-      error.hidden = false;
-      text("error", j.error);
-    }
+    error.hidden = !j.error;
+    text("error", j.error || "");
     if (data.report) {
       const r = data.report;
       bar.max = 1;
@@ -68,6 +71,18 @@
         credentials: "same-origin",
       });
       if (response.ok && show(await response.json())) {
+        return;
+      }
+      if (response.status === 401 || response.status === 404) {
+        // Signed out (perhaps in another tab), or the job is gone: asking again won't help.
+        const error = document.getElementById("error");
+        error.hidden = false;
+        text(
+          "error",
+          response.status === 401
+            ? "Signed out: sign in again to follow this job."
+            : "This job no longer exists.",
+        );
         return;
       }
       delay = 500;

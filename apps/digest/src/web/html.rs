@@ -57,6 +57,7 @@ pub(crate) fn page(title: &str, viewer: &Viewer<'_>, body: &str) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · digest</title>
+<link rel="icon" href="{icon}" type="image/svg+xml">
 <link rel="stylesheet" href="{css}">
 <script src="{js}" defer></script>
 </head>
@@ -70,6 +71,7 @@ pub(crate) fn page(title: &str, viewer: &Viewer<'_>, body: &str) -> String {
 </html>
 "#,
         title = esc(title),
+        icon = assets::path("favicon.svg"),
         css = assets::path("app.css"),
         js = assets::path("app.js"),
     )
