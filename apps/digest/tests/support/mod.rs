@@ -342,7 +342,8 @@ pub(crate) fn blake3_hex(data: &[u8]) -> String {
 }
 
 /// A local HTTP server answering every request with the same body, optionally trickled
-/// (`chunk` bytes every `pause`), counting the requests it got.
+/// (`chunk` bytes every `pause`) or held part-way ([`FileServer::start_held`]), counting the
+/// requests it got.
 pub(crate) struct FileServer {
     pub(crate) addr: std::net::SocketAddr,
     requests: Arc<AtomicUsize>,
@@ -351,6 +352,23 @@ pub(crate) struct FileServer {
 
 impl FileServer {
     pub(crate) async fn start(body: Vec<u8>, trickle: Option<(usize, Duration)>) -> FileServer {
+        FileServer::serve(body, trickle, None).await
+    }
+
+    /// A server that sends the first `held` bytes of `body`, then holds the rest back until
+    /// the returned [`Release`] is released (or for [`DEADLINE`] at most), so a test can look
+    /// at a download in progress for as long as it needs, without guessing at timing.
+    pub(crate) async fn start_held(body: Vec<u8>, held: usize) -> (FileServer, Release) {
+        let (release, released) = tokio::sync::watch::channel(false);
+        let server = FileServer::serve(body, None, Some((held, released))).await;
+        (server, Release(release))
+    }
+
+    async fn serve(
+        body: Vec<u8>,
+        trickle: Option<(usize, Duration)>,
+        hold: Option<(usize, tokio::sync::watch::Receiver<bool>)>,
+    ) -> FileServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the file server");
@@ -365,6 +383,7 @@ impl FileServer {
                 };
                 let body = body.clone();
                 let counter = counter.clone();
+                let mut hold = hold.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -382,9 +401,18 @@ impl FileServer {
                     if stream.write_all(response.as_bytes()).await.is_err() {
                         return;
                     }
+                    let mut body = &body[..];
+                    if let Some((held, released)) = &mut hold {
+                        let (first, rest) = body.split_at((*held).min(body.len()));
+                        if stream.write_all(first).await.is_err() || stream.flush().await.is_err() {
+                            return;
+                        }
+                        let _ = tokio::time::timeout(DEADLINE, released.wait_for(|r| *r)).await;
+                        body = rest;
+                    }
                     match trickle {
                         None => {
-                            let _ = stream.write_all(&body).await;
+                            let _ = stream.write_all(body).await;
                         }
                         Some((chunk, pause)) => {
                             for part in body.chunks(chunk) {
@@ -419,5 +447,14 @@ impl FileServer {
 impl Drop for FileServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Lets a [`FileServer::start_held`] send the rest of its body, to every request from now on.
+pub(crate) struct Release(tokio::sync::watch::Sender<bool>);
+
+impl Release {
+    pub(crate) fn release(&self) {
+        self.0.send_replace(true);
     }
 }
