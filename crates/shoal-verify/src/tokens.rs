@@ -5,10 +5,13 @@
 //! `value="…"` or `/items/…` is a word of its own.
 //!
 //! Noise that the two baseline runs did not show (both ran within the same second, say) is
-//! still recognised by its shape: when a baseline word and a shuffled word differ but have the
-//! same volatile shape — two clock times, two dates, two UUIDs, two long random tokens, two
-//! Unix timestamps, two durations (`3 ms`), two weekday or month names — the difference is not
-//! counted. A counter, a name or a short id never has such a shape, so state still shows.
+//! still recognised by its shape: when a baseline word and a shuffled word differ but both
+//! follow the clock — two clock times, two dates, two Unix timestamps, two durations (`3 ms`),
+//! two weekday or month names — the difference is not counted. A counter, a name or a short id
+//! never has such a shape, so state still shows. Random values (UUIDs, long tokens) are not
+//! forgiven this way: two baseline runs never agree on a random value, so they learn it as
+//! noise; one that both runs agree on is deterministic (a SHA-256 of an upload, say), and a
+//! shuffled run that answers another one has shown a real difference.
 
 /// A word or a separator, with its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,14 @@ pub(crate) enum Shape {
     Duration,
     Weekday,
     Month,
+}
+
+impl Shape {
+    /// Whether words of this shape change with the time of day, so that two baseline runs
+    /// close together can agree on one by chance.
+    pub(crate) fn follows_the_clock(self) -> bool {
+        !matches!(self, Shape::Uuid | Shape::RandomToken)
+    }
 }
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -237,7 +248,7 @@ pub(crate) fn tokens_equal_but_volatile(ta: &[Token<'_>], tb: &[Token<'_>]) -> b
             (Token::Word(x), Token::Word(y)) => {
                 x == y || {
                     let sx = shape(x, next_word(ta, i));
-                    sx.is_some() && sx == shape(y, next_word(tb, i))
+                    sx.is_some_and(Shape::follows_the_clock) && sx == shape(y, next_word(tb, i))
                 }
             }
             (Token::Sep(x), Token::Sep(y)) => x == y,
@@ -318,5 +329,18 @@ mod tests {
         ));
         assert!(!equal_but_volatile("<p>Visits: 3</p>", "<p>Visits: 4</p>"));
         assert!(!equal_but_volatile("Hello alice", "Hello bob"));
+    }
+
+    #[test]
+    fn random_values_are_not_forgiven_by_their_shape() {
+        // Both baselines agreed on this digest: another one is a real difference.
+        assert!(!equal_but_volatile(
+            "<td id=\"report-sha256\">ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad</td>",
+            "<td id=\"report-sha256\">e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855</td>"
+        ));
+        assert!(!equal_but_volatile(
+            "id 3f2a9c1e-0b7d-4e8a-9f00-123456789abc",
+            "id 9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
+        ));
     }
 }
