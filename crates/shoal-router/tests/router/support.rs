@@ -138,14 +138,26 @@ impl Captured {
 
     /// Waits until the log has a line containing `needle`.
     pub(crate) async fn wait_for(&self, needle: &str) -> String {
+        self.wait_for_n(1, needle).await.swap_remove(0)
+    }
+
+    /// Waits until the log has `n` lines containing `needle`; returns all of them.
+    pub(crate) async fn wait_for_n(&self, n: usize, needle: &str) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(line) = self.text().lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
+            let lines: Vec<String> = self
+                .text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= n {
+                return lines;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no log line with `{needle}`:\n{}",
+                "waited for {n} log line(s) with `{needle}`, saw {}:\n{}",
+                lines.len(),
                 self.text()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
