@@ -7,7 +7,8 @@
 //! `max_rss_kib` (the process's peak resident memory, VmHWM), `chunks` and `max_chunk`
 //! (how the body arrived), `sha256`, `type`.
 //!
-//! The fetcher allows loopback (the benchmark serves from 127.0.0.1) and up to 64 GiB.
+//! It runs on a current-thread runtime, as `digest worker` does. The fetcher allows loopback
+//! (the benchmark serves from 127.0.0.1) and up to 64 GiB.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         eprintln!("usage: pipeline_bench URL SCRATCH_DIR");
         return ExitCode::from(2);
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

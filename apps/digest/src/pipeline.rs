@@ -109,6 +109,7 @@ where
         stream,
         dest,
         max_bytes,
+        None,
         |error: E| PipelineError::Input {
             cause: error.to_string(),
         },
@@ -134,6 +135,7 @@ pub async fn digest_url(
         download,
         dest,
         fetcher.policy().max_bytes,
+        total,
         PipelineError::from,
         |done| progress(Progress { done, total }),
     )
@@ -157,6 +159,7 @@ async fn run<S, E>(
     stream: S,
     dest: &Path,
     max_bytes: u64,
+    expected: Option<u64>,
     input_error: impl Fn(E) -> PipelineError,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, PipelineError>
@@ -168,6 +171,12 @@ where
         error,
     };
     let file = File::create(dest).map_err(scratch_error)?;
+    if let Some(size) = expected.filter(|&size| size <= max_bytes) {
+        if let Err(error) = reserve(&file, size) {
+            remove_scratch(dest);
+            return Err(scratch_error(error));
+        }
+    }
     let lanes = match Lanes::start(file) {
         Ok(lanes) => lanes,
         Err(error) => {
@@ -211,6 +220,30 @@ where
         remove_scratch(dest);
     }
     result
+}
+
+/// Reserves disk space for the `size` bytes announced, without changing the file's length:
+/// a disk too full for the file fails now rather than part-way, and the file system
+/// allocates the blocks once instead of write by write (about half the kernel time of
+/// writing a GiB to ext4). File systems that cannot reserve space write as before.
+fn reserve(file: &File, size: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(size) else {
+        return Ok(());
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is open for writing.
+    let done = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if done == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => Err(error),
+        _ => Ok(()),
+    }
 }
 
 /// Removes a failed scratch file; only a regular file, never what a caller may have passed
