@@ -171,11 +171,11 @@ where
         error,
     };
     let file = File::create(dest).map_err(scratch_error)?;
-    if let Some(size) = expected.filter(|&size| size <= max_bytes) {
-        if let Err(error) = reserve(&file, size) {
-            remove_scratch(dest);
-            return Err(scratch_error(error));
-        }
+    if let Some(size) = expected.filter(|&size| size <= max_bytes)
+        && let Err(error) = reserve(&file, size)
+    {
+        remove_scratch(dest);
+        return Err(scratch_error(error));
     }
     let lanes = match Lanes::start(file) {
         Ok(lanes) => lanes,
