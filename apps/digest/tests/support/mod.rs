@@ -50,17 +50,24 @@ pub(crate) fn unique() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A port that is free now, as are the first ports of the next two blocks above it (where
-/// shoal puts the `web` and `worker` instances).
+/// A formation port P for `shoal start -p P`: P and the instance ports laid out after it (the
+/// first ten of each of three blocks, P+100+n, P+200+n, P+300+n) are free now, and all of them
+/// lie below the kernel's ephemeral range (32768 and up), so no outgoing connection (to the
+/// database, between tests) can be given one of them before the formation binds it.
 pub(crate) fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut x = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        | 1;
+    let free = |port: u16| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok();
     loop {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
-        let port = listener.local_addr().unwrap().port();
-        let blocks_free = port < 60000
-            && (1..=2).all(|block| {
-                std::net::TcpListener::bind(("127.0.0.1", port + 100 * block)).is_ok()
-            });
-        if blocks_free {
+        // xorshift64: a fresh candidate on every attempt.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 10_000 + (x % 22_000) as u16;
+        if free(port) && (1..=3).all(|block| (0..10).all(|n| free(port + 100 * block + n))) {
             return port;
         }
     }
