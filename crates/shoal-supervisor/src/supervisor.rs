@@ -320,6 +320,12 @@ impl Controller {
                 self.log(message);
                 // The stop began while this instance was being spawned.
                 match *self.stop.borrow() {
+                    // Retired while it was being spawned: stop it now that it has a pid (the
+                    // SIGKILL after the grace period is already scheduled).
+                    StopState::Running if self.slots[slot].retiring => {
+                        self.slots[slot].state = State::Stopping;
+                        let _ = process::signal_group(pid, Signal::SIGTERM);
+                    }
                     StopState::Running => {}
                     StopState::Stopping => {
                         self.slots[slot].state = State::Stopping;
@@ -369,7 +375,12 @@ impl Controller {
             }
             Event::RestartDue { slot, generation } => {
                 let s = &self.slots[slot];
-                if self.phase == Phase::Running && s.generation == generation && !s.active {
+                // A slot retired while it waited to restart stays down.
+                if self.phase == Phase::Running
+                    && s.generation == generation
+                    && !s.active
+                    && !s.retired
+                {
                     self.slots[slot].restarts += 1;
                     self.start_slot(slot);
                 }

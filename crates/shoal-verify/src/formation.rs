@@ -56,10 +56,11 @@ impl Tail {
     pub(crate) fn about(&self, name: &str) -> Vec<String> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let needle = format!("{name} ");
+        let stopping = format!("{name}:");
         let mut lines: Vec<String> = inner
             .lines
             .iter()
-            .filter(|l| l.contains(&needle) || l.ends_with(name))
+            .filter(|l| l.contains(&needle) || l.contains(&stopping) || l.ends_with(name))
             .cloned()
             .collect();
         let keep = lines.len().saturating_sub(20);

@@ -184,6 +184,36 @@ fn stop_a_type_an_instance_or_everything() {
 }
 
 #[test]
+fn an_instance_stopped_while_it_waits_to_restart_stays_stopped() {
+    let app = App::new("web: FAKE exit 1\nworker: FAKE exit 1\n");
+    let shoal = app.spawn(&["start", "-p", &free_port().to_string()]);
+    // The fourth crash waits 800 ms: the stop arrives while web.1 waits to restart.
+    shoal.wait_for("restarting web.1 in 800 ms");
+    assert_eq!(app.run(&["stop", "web.1"]).code(), Some(0));
+    let starts = |name: &str| {
+        shoal
+            .stdout()
+            .matches(&format!("{name} started (pid"))
+            .count()
+    };
+    let (web, worker) = (starts("web.1"), starts("worker.1"));
+    // worker.1 crash-loops on the same schedule: by its second start after the stop,
+    // web.1's restart would have been long due.
+    shoal.wait_for_n(worker + 2, "more starts of worker.1", |l| {
+        l.contains("worker.1 started (pid")
+    });
+    assert_eq!(starts("web.1"), web, "{}", shoal.stdout());
+    assert!(
+        ps_json(&app)
+            .iter()
+            .all(|i| i["name"].as_str() != Some("web.1")),
+        "{}",
+        shoal.stdout()
+    );
+    assert_eq!(app.run(&["stop"]).code(), Some(0));
+}
+
+#[test]
 fn errors_are_clear_with_their_exit_codes() {
     let app = App::new("web: FAKE serve\nworker: FAKE sleep\n");
     let out = app.run(&["ps"]);
