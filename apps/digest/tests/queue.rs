@@ -323,27 +323,31 @@ on_both!(a_release_gives_the_job_back_at_once);
 on_both!(failures_are_retried_then_the_job_fails_with_its_reason);
 on_both!(migrations_are_idempotent_and_concurrent);
 
-/// A fresh database and many processes' worth of concurrent first migrations: exactly one
-/// applies the schema.
+/// A fresh database and many processes' worth of concurrent first connections and migrations:
+/// every process connects (SQLite refuses concurrent switches of a fresh file to WAL at once,
+/// without waiting) and exactly one applies the schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_migrations_apply_once_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url =
-        DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("m.db").display())).unwrap();
-    let runs: Vec<_> = (0..4)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                let db = Db::connect(&url).await.unwrap();
-                schema::migrate(&db).await.unwrap()
+    for round in 0..25 {
+        let dir = tempfile::tempdir().unwrap();
+        let url =
+            DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("m.db").display())).unwrap();
+        let runs: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let db = Db::connect(&url).await.map_err(|e| e.to_string())?;
+                    schema::migrate(&db).await.map_err(|e| e.to_string())
+                })
             })
-        })
-        .collect();
-    let mut applied = Vec::new();
-    for run in runs {
-        applied.extend(run.await.unwrap());
+            .collect();
+        let mut applied = Vec::new();
+        for run in runs {
+            let result = run.await.unwrap();
+            applied.extend(result.unwrap_or_else(|e| panic!("round {round}: {e}")));
+        }
+        assert_eq!(applied, vec![schema::latest_version()], "round {round}");
     }
-    assert_eq!(applied, vec![schema::latest_version()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,3 +62,27 @@ async fn unreachable_stores_name_the_masked_url() {
         );
     }
 }
+
+/// Several processes starting at once on a fresh SQLite file: each of them connects (the first
+/// switches the file to WAL; SQLite refuses the others' concurrent switch at once, without
+/// waiting, so the kit must try again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_starting_at_once_on_a_fresh_sqlite_file_all_connect() {
+    for round in 0..25 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let options = StoreOptions::default().with_timeout(Duration::from_secs(10));
+                    SessionStore::connect(&url, options).await
+                })
+            })
+            .collect();
+        for start in starts {
+            let result = start.await.unwrap();
+            assert!(result.is_ok(), "round {round}: {:?}", result.err());
+        }
+    }
+}
