@@ -14,7 +14,8 @@ pub(crate) fn shoal_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
 }
 
-/// The fake child binary, built next to `shoal` by `cargo test --workspace`.
+/// The fake child binary, built next to `shoal` by `cargo test --workspace` (for its own
+/// integration tests).
 pub(crate) fn fake_bin() -> PathBuf {
     let path = shoal_bin().with_file_name("shoal-fake");
     assert!(
