@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{App, free_port, http};
+use crate::support::{App, DEADLINE, free_port, http};
 
 /// The formation's control socket, from `shoal check --json`'s runtime directory.
 fn socket_of(app: &App) -> std::path::PathBuf {
@@ -109,8 +109,10 @@ fn rolling_restart_under_load_fails_no_request_posts_included() {
         let (done, failures, sent) = (done.clone(), failures.clone(), sent.clone());
         std::thread::spawn(move || {
             let mut i = 0usize;
-            // Bounded: stops when told, or after 20 000 requests.
-            while !done.load(Ordering::SeqCst) && i < 20_000 {
+            // Bounded: stops when told, or after twice the test deadline (the main thread
+            // fails the test if the load ends before the restart has been seen through).
+            let stop_at = std::time::Instant::now() + 2 * DEADLINE;
+            while !done.load(Ordering::SeqCst) && std::time::Instant::now() < stop_at {
                 let method = if i.is_multiple_of(2) { "POST" } else { "GET" };
                 if let Err(answer) = request_ok(port, method) {
                     failures.lock().unwrap().push(format!("{method}: {answer}"));
@@ -122,6 +124,7 @@ fn rolling_restart_under_load_fails_no_request_posts_included() {
     };
     // The load is flowing before the restart begins.
     while sent.load(Ordering::SeqCst) < 20 {
+        assert!(!load.is_finished(), "the load ended before it began");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let before: Vec<String> = names_in(&ps_json(&app), "ready");
@@ -135,6 +138,10 @@ fn rolling_restart_under_load_fails_no_request_posts_included() {
     // A little more traffic after the last switch, then stop the load.
     let after_restart = sent.load(Ordering::SeqCst);
     while sent.load(Ordering::SeqCst) < after_restart + 50 {
+        assert!(
+            !load.is_finished(),
+            "the load ended before the restart was over"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     done.store(true, Ordering::SeqCst);

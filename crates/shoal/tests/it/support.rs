@@ -294,6 +294,8 @@ pub(crate) fn http(port: u16, method: &str) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return "connection refused".into();
     };
+    // A router that never answers fails the request instead of hanging the test.
+    let _ = stream.set_read_timeout(Some(DEADLINE));
     let body = if method == "POST" { "amount=1" } else { "" };
     let request = format!(
         "{method} / HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
