@@ -2,8 +2,9 @@
 # Benchmark shoal-kit's session layer against a raw client of each store doing the same
 # GET + SET, interleaved round by round in one run (crates/shoal-kit/examples/kit_bench.rs).
 # Starts memcached when missing and uses the test URLs (scripts/services.sh); a store whose
-# URL is empty is reported as not run. BENCH_OPS (requests per round, default 2000) and
-# BENCH_ROUNDS (default 7) tune it.
+# URL is empty is reported as not run. BENCH_OPS (requests per round, default 500) and
+# BENCH_ROUNDS (default 25; many short rounds cancel the machine's drift) tune it. BENCH_ONLY=raw
+# or BENCH_ONLY=layer runs one side alone, for profiling.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tower::{Layer, ServiceExt};
 
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 25;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -24,7 +24,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let ops = env_usize("BENCH_OPS", 2000);
+    let ops = env_usize("BENCH_OPS", 500);
     let rounds = env_usize("BENCH_ROUNDS", ROUNDS);
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -58,6 +58,20 @@ async fn main() {
         raw.run(ops / 10).await;
         layered.run(ops / 10).await;
         let (mut raw_t, mut layer_t) = (Vec::new(), Vec::new());
+        // For profiling one side alone: BENCH_ONLY=raw or BENCH_ONLY=layer.
+        match std::env::var("BENCH_ONLY").as_deref() {
+            Ok("raw") => {
+                let t = raw.run(ops * rounds).await;
+                println!("| {name} | {} | | | |", micros(t));
+                continue;
+            }
+            Ok("layer") => {
+                let t = layered.run(ops * rounds).await;
+                println!("| {name} | | {} | | |", micros(t));
+                continue;
+            }
+            _ => {}
+        }
         for round in 0..rounds {
             if round % 2 == 0 {
                 raw_t.push(raw.run(ops).await);
@@ -277,8 +291,11 @@ impl Raw {
                         .await
                         .unwrap();
                     let v: String = row.get(0);
+                    assert!(!v.is_empty());
+                    // A changed value: SQLite skips writing a row that an update leaves as
+                    // it was, which would make the baseline write nothing at all.
                     sqlx::query(q.update.clone())
-                        .bind(v)
+                        .bind(next_value(&mut n))
                         .bind("k")
                         .execute(&*p)
                         .await
@@ -291,8 +308,11 @@ impl Raw {
                         .await
                         .unwrap();
                     let v: String = row.get(0);
+                    assert!(!v.is_empty());
+                    // A changed value: SQLite skips writing a row that an update leaves as
+                    // it was, which would make the baseline write nothing at all.
                     sqlx::query(q.update.clone())
-                        .bind(v)
+                        .bind(next_value(&mut n))
                         .bind("k")
                         .execute(&*p)
                         .await
