@@ -5,6 +5,7 @@
 //!   lifetime enforced by the store, and **no lost updates** between processes.
 //! - [`Scratch`]: a per-transaction temporary directory that is removed when dropped.
 //! - [`listen`]: bind `0.0.0.0:$PORT`; [`shutdown_signal`]: SIGTERM/SIGINT for graceful shutdown.
+//! - [`sqlite::connect_pool`]: open an SQLite file that several processes open at once.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -30,7 +31,7 @@
 //! - `record`: the stored record and the expiry arithmetic.
 //! - `store`: the store front ([`SessionStore`]) and one module per backend.
 //! - `id`, `cookie`: session ids and the `Cookie`/`Set-Cookie` headers.
-//! - `scratch`, `listen`, `shutdown`: the rest of a stateless process.
+//! - `scratch`, `listen`, `shutdown`, `sqlite`: the rest of a stateless process.
 
 mod config;
 mod cookie;
@@ -42,6 +43,7 @@ mod record;
 mod scratch;
 mod session;
 mod shutdown;
+pub mod sqlite;
 mod store;
 
 pub use config::{SameSite, SecurePolicy, SessionConfig};

@@ -141,7 +141,15 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(WAIT)
                     .foreign_keys(true);
-                Pool::Sqlite(connect_sqlite(options).await.map_err(unreachable)?)
+                // Several processes of the formation may open a fresh file at once.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(WAIT);
+                Pool::Sqlite(
+                    shoal_kit::sqlite::connect_pool(pool, options, WAIT)
+                        .await
+                        .map_err(unreachable)?,
+                )
             }
         };
         let db = Db { pool };
@@ -184,40 +192,6 @@ impl Tx {
             Tx::Sqlite(t) => t.commit().await,
         }
     }
-}
-
-/// Opens the SQLite pool. The first connection to a fresh file switches it to WAL, which needs
-/// an exclusive lock; when several processes start at once, SQLite refuses all but one of them
-/// with `SQLITE_BUSY` at once (a lock upgrade its busy timeout does not cover). Those try again
-/// until [`WAIT`] has passed: by then the file is in WAL mode and the switch is a plain read.
-async fn connect_sqlite(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        let result = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(WAIT)
-            .connect_with(options.clone())
-            .await;
-        match result {
-            Err(e) if is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Whether `e` is SQLite's "database is locked" (`SQLITE_BUSY`, with any extended code).
-fn is_busy(e: &sqlx::Error) -> bool {
-    const SQLITE_BUSY: i32 = 5;
-    let sqlx::Error::Database(e) = e else {
-        return false;
-    };
-    e.code()
-        .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {

@@ -116,7 +116,11 @@ impl SqlStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(options.timeout);
-            Pool::Sqlite(connect_sqlite(connect, options.timeout).await?)
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .test_before_acquire(false)
+                .acquire_timeout(options.timeout);
+            Pool::Sqlite(crate::sqlite::connect_pool(pool, connect, options.timeout).await?)
         } else {
             let connect = PgConnectOptions::from_str(url).map_err(|_| ConnectFailure::Invalid)?;
             Pool::Pg(
@@ -225,44 +229,6 @@ impl Drop for SqlStore {
     fn drop(&mut self) {
         self.cleanup.abort();
     }
-}
-
-/// Opens the SQLite pool. The first connection to a fresh file switches it to WAL, which needs
-/// an exclusive lock; when several processes start at once, SQLite refuses all but one of them
-/// with `SQLITE_BUSY` at once (a lock upgrade its busy timeout does not cover). Those try again
-/// until `wait` has passed: by then the file is in WAL mode and the switch is a plain read.
-async fn connect_sqlite(
-    connect: SqliteConnectOptions,
-    wait: Duration,
-) -> Result<SqlitePool, sqlx::Error> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        let result = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .acquire_timeout(wait)
-            .connect_with(connect.clone())
-            .await;
-        match result {
-            Err(e) if is_busy(&e) && tokio::time::Instant::now() + pause < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Whether `e` is SQLite's "database is locked" (`SQLITE_BUSY`, with any extended code).
-fn is_busy(e: &sqlx::Error) -> bool {
-    const SQLITE_BUSY: i32 = 5;
-    let sqlx::Error::Database(e) = e else {
-        return false;
-    };
-    e.code()
-        .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
 async fn create_schema(pool: &Pool, sql: &Statements) -> Result<(), StoreError> {
