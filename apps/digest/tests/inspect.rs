@@ -1,6 +1,10 @@
 //! The streaming report against known digests, and chunking that must not change anything.
 
+mod support;
+
 use digest_app::inspect::{Encoding, FileType, Inspector, Report, TextInfo};
+
+use support::generated;
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const EMPTY_BLAKE3: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
@@ -55,20 +59,6 @@ fn million_a_matches_the_nist_vector() {
         "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
     );
     assert_eq!(report.text.unwrap().lines, 1);
-}
-
-/// A deterministic pseudo-random generator (xorshift), so the test needs no data file.
-fn generated(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(len);
-    data
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The pipeline: a stream through the hashers into a scratch file, its errors, a cancel, and a
 //! download from a loopback server.
 
+mod support;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::Path;
@@ -16,6 +18,8 @@ use futures_core::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+use support::generated;
 
 /// Tests that count the pipeline's threads must not see another test's threads.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -40,19 +44,6 @@ impl Stream for Channel {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().0.poll_recv(cx)
     }
-}
-
-fn generated(len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(len);
-    data
 }
 
 fn chunked(data: &[u8], sizes: &[usize]) -> Items<Infallible> {
@@ -97,7 +88,7 @@ async fn a_stream_in_odd_chunks_is_written_and_reported_like_one_shot_hashing() 
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("upload");
-    let data = generated(3 * 1024 * 1024 + 5);
+    let data = generated(3 * 1024 * 1024 + 5, 7);
     let mut seen = Vec::new();
     let report = digest_stream(
         chunked(&data, &[1, 65_536, 4099, 300_001]),
@@ -204,7 +195,7 @@ async fn a_scratch_file_that_cannot_be_written_is_named() {
         eprintln!("NOT RUN: the full-disk case needs /dev/full");
         return;
     }
-    let data = generated(1024 * 1024);
+    let data = generated(1024 * 1024, 7);
     let error = digest_stream(chunked(&data, &[65_536]), full, u64::MAX, |_| {})
         .await
         .unwrap_err();
@@ -281,7 +272,7 @@ async fn digest_url_downloads_hashes_and_reports_progress() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("download");
-    let data = generated(2 * 1024 * 1024 + 3);
+    let data = generated(2 * 1024 * 1024 + 3, 7);
     let url = serve_once_per_connection(data.clone()).await;
     let fetcher = Fetcher::new(FetchPolicy {
         allow_loopback: true,

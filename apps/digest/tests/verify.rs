@@ -9,13 +9,14 @@
 //! with the sessions in a file inside each instance's working directory is judged stateful:
 //! the scenario reaches the state it claims to check.
 //!
-//! Self-contained on purpose: it needs nothing of `tests/support` but the binaries' paths.
+mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use support::{CLEARED, app_dir, digest_bin, not_run, shoal_bin};
 
 /// A whole verify run takes 10–30 s on a small, busy machine; this only stops a hung one.
 const VERIFY_DEADLINE: Duration = Duration::from_secs(600);
@@ -50,43 +51,6 @@ const EXPECTED_STATUSES: [u64; 23] = [
     303, // GET /files → /signin
     401, // GET /api/jobs
 ];
-
-/// Environment variables the run must not inherit from the test's environment.
-const CLEARED: &[&str] = &[
-    "PORT",
-    "DATABASE_URL",
-    "SESSION_URL",
-    "DIGEST_MAX_BYTES",
-    "DIGEST_ALLOW_LOOPBACK",
-    "DIGEST_LEASE_SECS",
-    "DIGEST_MAX_ATTEMPTS",
-    "DIGEST_POLL_MAX_MS",
-    "XDG_DATA_HOME",
-];
-
-fn not_run(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "NOT RUN: {test}: {why}");
-}
-
-fn app_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn digest_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_digest"))
-}
-
-/// The `shoal` binary of the same build (`cargo test --workspace` builds it).
-fn shoal_bin() -> PathBuf {
-    let path = digest_bin().with_file_name("shoal");
-    assert!(
-        path.exists(),
-        "`{}` is missing: run `cargo build -p shoal` first, or the tests with `cargo test --workspace`",
-        path.display()
-    );
-    path
-}
 
 /// A finished `shoal verify` run: its exit status, what it printed, its JSON report.
 struct Verified {

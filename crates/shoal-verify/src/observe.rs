@@ -157,7 +157,7 @@ impl Normalizer<'_> {
             }
             _ => Body::Binary {
                 len: bytes.len(),
-                hash: fnv1a(bytes),
+                hash: shoal_supervisor::scratch::fnv1a(bytes),
             },
         }
     }
@@ -203,13 +203,6 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// FNV-1a, 64 bits.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

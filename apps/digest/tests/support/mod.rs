@@ -39,8 +39,27 @@ pub(crate) fn shoal_bin() -> PathBuf {
     path
 }
 
+/// The app's directory: its Procfile, its `verify/` scenario.
+pub(crate) fn app_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 pub(crate) fn procfile() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("Procfile")
+    app_dir().join("Procfile")
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift from `seed`), so tests need no data file.
+pub(crate) fn generated(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(len);
+    data
 }
 
 /// A random lowercase hex string, for names that must not collide between test runs.
@@ -142,7 +161,7 @@ pub(crate) fn redis_url(test: &str) -> Option<String> {
 }
 
 /// Environment variables a formation must not inherit from the test's environment.
-const CLEARED: &[&str] = &[
+pub(crate) const CLEARED: &[&str] = &[
     "PORT",
     "DATABASE_URL",
     "SESSION_URL",
