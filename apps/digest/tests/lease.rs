@@ -62,17 +62,31 @@ async fn wait_for_job(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_worker_s_job_finishes_exactly_once() {
+/// A URL job of a slow file, claimed by a worker and part-way through its download.
+struct SlowJob {
+    data: tempfile::TempDir,
+    body: Vec<u8>,
+    server: FileServer,
+    formation: Formation,
+    client: Client,
+    id: i64,
+    /// The output line of the first claim (it names the worker's pid), and its index.
+    claim_line: String,
+    claim_at: usize,
+}
+
+/// Starts `formation` (with leases of `lease_secs`), submits the slow file's URL and waits
+/// until a worker has claimed it and its progress has reached the database.
+async fn slow_job_in_progress(formation: &str, lease_secs: &str) -> SlowJob {
     let data = tempfile::tempdir().unwrap();
     let (body, trickle) = slow_file();
     let server = FileServer::start(body.clone(), trickle).await;
     let formation = Formation::start(
-        "web=1,worker=2",
+        formation,
         &[
             ("XDG_DATA_HOME", data.path().to_str().unwrap()),
             ("DIGEST_ALLOW_LOOPBACK", "1"),
-            ("DIGEST_LEASE_SECS", "2"),
+            ("DIGEST_LEASE_SECS", lease_secs),
         ],
     )
     .await;
@@ -86,9 +100,8 @@ async fn a_killed_worker_s_job_finishes_exactly_once() {
         .await;
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["job"]["id"].as_i64().unwrap();
-
     let claimed = format!("job {id}: claimed (attempt 1,");
-    let (_, line) = formation
+    let (claim_at, claim_line) = formation
         .wait_for_line(0, "of the first claim", |l| l.contains(&claimed))
         .await;
     // Mid-download: progress has reached the database, and the file is not complete.
@@ -98,7 +111,31 @@ async fn a_killed_worker_s_job_finishes_exactly_once() {
     .await;
     assert_eq!(running["job"]["state"], "running", "{running}");
     assert_eq!(running["job"]["bytes_total"], body.len());
-    support::signal(support::claimed_pid(&line), libc::SIGKILL);
+    SlowJob {
+        data,
+        body,
+        server,
+        formation,
+        client,
+        id,
+        claim_line,
+        claim_at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_finishes_exactly_once() {
+    let SlowJob {
+        data,
+        body,
+        server,
+        formation,
+        client,
+        id,
+        claim_line,
+        claim_at: _,
+    } = slow_job_in_progress("web=1,worker=2", "2").await;
+    support::signal(support::claimed_pid(&claim_line), libc::SIGKILL);
 
     let done = wait_for_job(&client, id, "done", |j| {
         j["job"]["state"] != "running" && j["job"]["state"] != "queued"
@@ -130,37 +167,20 @@ async fn a_killed_worker_s_job_finishes_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_releases_its_job_at_once() {
-    let data = tempfile::tempdir().unwrap();
-    let (body, trickle) = slow_file();
-    let server = FileServer::start(body.clone(), trickle).await;
     // A lease far longer than the test's deadline: only a release lets the job go on in time.
-    let formation = Formation::start(
-        "web=1,worker=1",
-        &[
-            ("XDG_DATA_HOME", data.path().to_str().unwrap()),
-            ("DIGEST_ALLOW_LOOPBACK", "1"),
-            ("DIGEST_LEASE_SECS", "600"),
-        ],
-    )
-    .await;
-    let client = signed_in(&formation).await;
-    let r = client
-        .api(
-            "POST",
-            "/api/jobs",
-            Some(json!({ "url": server.url("/slow.bin") })),
-        )
-        .await;
-    let id = r.json()["job"]["id"].as_i64().unwrap();
+    // The file server and the data directory are held to the end, not dropped here.
+    let SlowJob {
+        data: _data,
+        body,
+        server: _server,
+        formation,
+        client,
+        id,
+        claim_line,
+        claim_at: first,
+    } = slow_job_in_progress("web=1,worker=1", "600").await;
     let claimed = format!("job {id}: claimed (attempt 1,");
-    let (first, line) = formation
-        .wait_for_line(0, "of the first claim", |l| l.contains(&claimed))
-        .await;
-    wait_for_job(&client, id, "progress", |j| {
-        j["job"]["bytes_done"].as_i64().unwrap_or(0) > 0
-    })
-    .await;
-    support::signal(support::claimed_pid(&line), libc::SIGTERM);
+    support::signal(support::claimed_pid(&claim_line), libc::SIGTERM);
     formation
         .wait_for_line(first, "of the release", |l| {
             l.contains(&format!("job {id}: released (stopping)"))
