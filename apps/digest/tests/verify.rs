@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::{CLEARED, app_dir, digest_bin, not_run, shoal_bin};
+use support::{CLEARED, PgSchema, app_dir, digest_bin, redis_url, shoal_bin};
 
 /// A whole verify run takes 10–30 s on a small, busy machine; this only stops a hung one.
 const VERIFY_DEADLINE: Duration = Duration::from_secs(600);
@@ -175,23 +175,25 @@ fn the_journey_is_stateless_on_sqlite() {
 #[test]
 fn the_journey_is_stateless_on_postgres_with_redis_sessions() {
     const TEST: &str = "the_journey_is_stateless_on_postgres_with_redis_sessions";
-    let Some(base) = std::env::var("SHOAL_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        return not_run(TEST, "`SHOAL_TEST_DATABASE_URL` is not set");
+    let Some(schema) = block_on(PgSchema::create(TEST)) else {
+        return;
     };
-    let Some(redis) = std::env::var("SHOAL_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        return not_run(TEST, "`SHOAL_TEST_REDIS_URL` is not set");
+    let Some(redis) = redis_url(TEST) else {
+        return;
     };
-    let schema = PgSchema::create(&base);
     let run = verify(&[("DATABASE_URL", &schema.url), ("SESSION_URL", &redis)]);
     assert_stateless(&run);
     // Every replay signed up its own user: two baseline runs and three rounds.
-    assert_eq!(schema.count_users(), 5);
+    let users: i64 = block_on(async {
+        let pool = sqlx::PgPool::connect(&schema.url).await.expect("connect");
+        let (n,) = sqlx::query_as("SELECT count(*) FROM users")
+            .fetch_one(&pool)
+            .await
+            .expect("count users");
+        pool.close().await;
+        n
+    });
+    assert_eq!(users, 5);
 }
 
 /// The same journey with the session store in a file relative to the working directory, so
@@ -227,78 +229,11 @@ fn sessions_in_a_local_file_make_the_journey_stateful() {
     assert!(!app_dir().join("sessions.db").exists());
 }
 
-/// A fresh PostgreSQL schema, dropped at the end of the test.
-struct PgSchema {
-    base: String,
-    name: String,
-    /// The server URL with `search_path` set to the schema.
-    url: String,
-}
-
+/// Runs `future` on a runtime of its own (these tests are synchronous).
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime")
         .block_on(future)
-}
-
-fn random_hex() -> String {
-    let mut b = [0u8; 6];
-    getrandom::fill(&mut b).expect("random bytes");
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-impl PgSchema {
-    fn create(base: &str) -> PgSchema {
-        let name = format!("digest_verify_{}", random_hex());
-        block_on(async {
-            let pool = sqlx::PgPool::connect(base)
-                .await
-                .expect("connect to SHOAL_TEST_DATABASE_URL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-                .execute(&pool)
-                .await
-                .expect("create a test schema");
-            pool.close().await;
-        });
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
-        PgSchema {
-            base: base.to_owned(),
-            name,
-            url,
-        }
-    }
-
-    fn count_users(&self) -> i64 {
-        block_on(async {
-            let pool = sqlx::PgPool::connect(&self.base).await.expect("connect");
-            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM {}.users",
-                self.name
-            )))
-            .fetch_one(&pool)
-            .await
-            .expect("count users");
-            pool.close().await;
-            n
-        })
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        block_on(async {
-            if let Ok(pool) = sqlx::PgPool::connect(&self.base).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {} CASCADE",
-                    self.name
-                )))
-                .execute(&pool)
-                .await;
-                pool.close().await;
-            }
-        });
-    }
 }
