@@ -14,6 +14,7 @@
 //! - [`server`]: the accept loop, connection limit and HTTP/1 server settings.
 //! - `proxy`: one request, from the client to an instance and back, with retries.
 //! - `backends`: the ready instances, their in-flight counts and passive ejection.
+//! - `direct`: the router's own HTTP/1.1 client, for requests held in memory.
 //! - `pool`: idle keep-alive connections to each instance.
 //! - `headers`: hop-by-hop headers, forwarding headers, request ids, smuggling checks.
 //! - `upgrade`: HTTP/1.1 Upgrade (WebSocket) passthrough.
@@ -24,6 +25,7 @@ mod access_log;
 mod backends;
 mod body;
 pub mod config;
+mod direct;
 mod errors;
 mod headers;
 mod pool;

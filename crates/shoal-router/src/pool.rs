@@ -1,6 +1,7 @@
 //! Connections to one instance: idle HTTP/1.1 keep-alive connections are reused, new ones are
 //! opened on demand. A connection goes back to the pool only once it is ready for another
-//! request (its previous response was read to the end).
+//! request (its previous response was read to the end). The router's own client
+//! ([`crate::direct`]) and hyper's client (streamed uploads) each keep their idle connections.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
+use crate::direct::Conn;
 
 pub(crate) type Sender = http1::SendRequest<RequestBody>;
 
@@ -19,6 +21,7 @@ pub(crate) type Sender = http1::SendRequest<RequestBody>;
 pub(crate) struct Pool {
     port: u16,
     idle: Mutex<Vec<Sender>>,
+    conns: Mutex<Vec<Conn>>,
     max_idle: usize,
 }
 
@@ -27,6 +30,7 @@ impl Pool {
         Pool {
             port,
             idle: Mutex::new(Vec::new()),
+            conns: Mutex::new(Vec::new()),
             max_idle,
         }
     }
@@ -46,6 +50,27 @@ impl Pool {
         // A connection put back a moment ago may still be finishing its last response.
         let ready = idle.iter().rposition(|sender| sender.is_ready())?;
         Some(idle.swap_remove(ready))
+    }
+
+    /// An idle connection for the router's own client, or a new one.
+    pub(crate) async fn conn(&self, connect_timeout: Duration) -> io::Result<Conn> {
+        let idle = {
+            let mut conns = self.conns.lock().unwrap();
+            // The most recently used first: the least likely to have been closed by now.
+            std::iter::from_fn(|| conns.pop()).find(Conn::is_usable)
+        };
+        match idle {
+            Some(conn) => Ok(conn),
+            None => Ok(Conn::new(connect(self.port, connect_timeout).await?)),
+        }
+    }
+
+    /// Takes back a connection of the router's own client whose response has ended.
+    pub(crate) fn put_conn(&self, conn: Conn) {
+        let mut conns = self.conns.lock().unwrap();
+        if conns.len() < self.max_idle {
+            conns.push(conn);
+        }
     }
 
     /// Takes `sender` back once its response has been read to the end; it becomes usable as

@@ -18,20 +18,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Pending};
 use crate::backends::{Backend, Backends, InFlight};
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{RequestBody, ResponseBody, Upstream};
 use crate::config::RouterConfig;
+use crate::direct::{self, DirectBody, SendError};
 use crate::errors::Failure;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::pool::{self, Pool, Sender};
+use crate::pool;
 use crate::upgrade;
 
 /// What every request handler shares.
@@ -42,41 +43,19 @@ pub(crate) struct Shared {
     pub(crate) log: AccessLog,
 }
 
-/// The request head, kept to build the request again for a retry.
-struct Head {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Head {
-    /// The request, once: the head is moved into it.
-    fn into_request(self, body: RequestBody) -> Request<RequestBody> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = self.headers;
-        request
-    }
-
-    /// The request again, for one more attempt.
-    fn request(&self, body: RequestBody) -> Request<RequestBody> {
-        Head {
-            method: self.method.clone(),
-            uri: self.uri.clone(),
-            headers: self.headers.clone(),
-        }
-        .into_request(body)
-    }
-}
-
-/// The body of the request as it will be sent: streamed once, or buffered and replayable.
-// One per request, on its task's stack and moved nowhere: boxing would only add an allocation.
-#[allow(clippy::large_enum_variant)]
+/// The request as it will be sent.
 enum Payload {
+    /// Held in memory (its body is empty or at most `retry_body_limit` bytes) and written in
+    /// one go by the router's own client. `resend`: an idempotent request, which may be sent
+    /// once more after its instance failed.
+    Buffered {
+        method: Method,
+        wire: Vec<u8>,
+        resend: bool,
+    },
+    /// Streamed through hyper's client (a larger or unsized body, or an upgrade): it may go
+    /// elsewhere only while not a byte of it has been written.
     Stream(Option<Request<RequestBody>>),
-    Replay(Head, Bytes),
 }
 
 /// Handles one client request; never fails (router failures are responses).
@@ -115,43 +94,47 @@ pub(crate) async fn handle(
     // The router has already answered `Expect: 100-continue` by reading the body.
     parts.headers.remove(header::EXPECT);
     headers::set_forwarding(&mut parts.headers, client, shared.public_port, &request_id);
-    let head = Head {
-        method: parts.method,
-        uri: parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .map_or_else(|| Uri::from_static("/"), Uri::from),
-        headers: parts.headers,
-    };
+    let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
 
-    let payload = if !upgrade && replayable(&head, &body, shared.config.retry_body_limit) {
-        match body.collect().await {
-            Ok(collected) => Payload::Replay(head, collected.to_bytes()),
-            // The client went away while sending its body.
-            Err(_) => {
-                return Ok(fail(
-                    pending,
-                    Failure::BadRequest("incomplete_request_body"),
-                ));
+    let limit = shared.config.retry_body_limit as u64;
+    let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit);
+    let payload = if !upgrade && small {
+        let bytes = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                // The client went away while sending its body.
+                Err(_) => {
+                    return Ok(fail(
+                        pending,
+                        Failure::BadRequest("incomplete_request_body"),
+                    ));
+                }
             }
+        };
+        Payload::Buffered {
+            wire: direct::encode_request(&parts.method, target, &parts.headers, &bytes),
+            resend: idempotent(&parts.method),
+            method: parts.method,
         }
     } else {
-        Payload::Stream(Some(head.into_request(Either::Left(body))))
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = parts.headers;
+        Payload::Stream(Some(request))
     };
 
     let deadline = tokio::time::Instant::from_std(started + shared.config.first_byte_timeout);
     match forward(&shared, payload, upgrade, deadline, &mut pending).await {
         Ok(answer) => {
             pending.instance = Some(answer.backend.name.clone());
-            let reuse = answer
-                .sender
-                .map(|sender| (answer.backend.pool.clone(), sender));
             Ok(respond(
                 answer.response,
                 pending,
                 answer.in_flight,
-                reuse,
                 client_upgrade,
                 &request_id,
             ))
@@ -160,22 +143,29 @@ pub(crate) async fn handle(
     }
 }
 
-/// Whether the request can be buffered and sent again if its instance fails.
-fn replayable(head: &Head, body: &Incoming, limit: usize) -> bool {
-    let idempotent = matches!(
-        head.method,
+/// Whether repeating the request cannot repeat a side effect (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
-    idempotent
-        && (body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit as u64))
+    )
 }
 
-/// An instance's answer: its response head, and the connection to reuse once the body is read.
+/// An instance's answer: its response head, with the body still to be read.
 struct Answer {
     backend: Arc<Backend>,
-    sender: Option<Sender>,
-    response: Response<Incoming>,
+    response: Response<Upstream>,
     in_flight: InFlight,
+}
+
+/// How an attempt on one instance failed.
+enum Tried {
+    /// No connection could be opened.
+    ConnectFailed,
+    /// Not a byte of the request was written: safe to send anywhere else.
+    NotSent,
+    /// The instance failed after (part of) the request reached it.
+    Failed,
 }
 
 /// Tries instances until one answers with a response head.
@@ -206,19 +196,17 @@ async fn forward(
         tried.push(backend.clone());
         pending.retries = tried.len() as u32 - 1;
 
-        let connect_started = Instant::now();
-        let connected = tokio::time::timeout_at(deadline, async {
-            if upgrade {
-                let stream = pool::connect(backend.port, config.connect_timeout).await?;
-                pool::handshake(stream, true).await
-            } else {
-                backend.pool.get(config.connect_timeout).await
-            }
-        })
-        .await;
-        let mut sender = match connected {
+        let attempt = attempt(shared, &backend, &mut payload, upgrade, pending);
+        match tokio::time::timeout_at(deadline, attempt).await {
             Err(_elapsed) => return Err(Failure::InstanceTimeout),
-            Ok(Err(_refused)) => {
+            Ok(Ok(response)) => {
+                return Ok(Answer {
+                    backend,
+                    response,
+                    in_flight,
+                });
+            }
+            Ok(Err(Tried::ConnectFailed)) => {
                 if backend.connect_failed(config) {
                     shared.log.event(format!(
                         "taking {} out of rotation for {} s after {} failed connects",
@@ -228,45 +216,12 @@ async fn forward(
                     ));
                 }
                 failure = Failure::InstanceUnreachable;
-                continue;
             }
-            Ok(Ok(sender)) => sender,
-        };
-        backend.connect_succeeded();
-        pending.connect = connect_started.elapsed();
-
-        let request = match &mut payload {
-            Payload::Replay(head, bytes) => head.request(Either::Right(Full::new(bytes.clone()))),
-            Payload::Stream(request) => request
-                .take()
-                .expect("a streamed request is sent at most once"),
-        };
-        let sent = tokio::time::timeout_at(deadline, sender.try_send_request(request)).await;
-        match sent {
-            Err(_elapsed) => return Err(Failure::InstanceTimeout),
-            Ok(Ok(response)) => {
-                return Ok(Answer {
-                    sender: (!upgrade).then_some(sender),
-                    backend,
-                    response,
-                    in_flight,
-                });
-            }
-            Ok(Err(mut error)) => {
-                if let Some(request) = error.take_message() {
-                    // Not a byte of it was written: safe to send anywhere else.
-                    if let Payload::Stream(slot) = &mut payload {
-                        *slot = Some(request);
-                    }
-                    failure = Failure::InstanceUnreachable;
-                    continue;
-                }
+            Ok(Err(Tried::NotSent)) => failure = Failure::InstanceUnreachable,
+            Ok(Err(Tried::Failed)) => {
                 failure = Failure::InstanceFailed;
                 match payload {
-                    Payload::Replay(..) if !replayed => {
-                        replayed = true;
-                        continue;
-                    }
+                    Payload::Buffered { resend: true, .. } if !replayed => replayed = true,
                     _ => break,
                 }
             }
@@ -275,12 +230,73 @@ async fn forward(
     Err(failure)
 }
 
+/// Sends the request to one instance and reads its response head.
+async fn attempt(
+    shared: &Shared,
+    backend: &Arc<Backend>,
+    payload: &mut Payload,
+    upgrade: bool,
+    pending: &mut Pending,
+) -> Result<Response<Upstream>, Tried> {
+    let config = &shared.config;
+    let connect_started = Instant::now();
+    match payload {
+        Payload::Buffered { method, wire, .. } => {
+            let mut conn = backend
+                .pool
+                .conn(config.connect_timeout)
+                .await
+                .map_err(|_| Tried::ConnectFailed)?;
+            backend.connect_succeeded();
+            pending.connect = connect_started.elapsed();
+            conn.send(wire).await.map_err(|error| match error {
+                SendError::NotSent => Tried::NotSent,
+                SendError::Sent => Tried::Failed,
+            })?;
+            let head = conn.read_head(method).await.map_err(|_| Tried::Failed)?;
+            let body = DirectBody::new(conn, &head, backend.pool.clone());
+            let mut response = Response::new(Upstream::Direct(body));
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            Ok(response)
+        }
+        Payload::Stream(slot) => {
+            let connected = if upgrade {
+                match pool::connect(backend.port, config.connect_timeout).await {
+                    Ok(stream) => pool::handshake(stream, true).await,
+                    Err(error) => Err(error),
+                }
+            } else {
+                backend.pool.get(config.connect_timeout).await
+            };
+            let mut sender = connected.map_err(|_| Tried::ConnectFailed)?;
+            backend.connect_succeeded();
+            pending.connect = connect_started.elapsed();
+            let request = slot
+                .take()
+                .expect("a streamed request is sent at most once");
+            match sender.try_send_request(request).await {
+                Ok(response) => Ok(response.map(|body| Upstream::Hyper {
+                    body,
+                    reuse: (!upgrade).then(|| (backend.pool.clone(), sender)),
+                })),
+                Err(mut error) => match error.take_message() {
+                    Some(request) => {
+                        *slot = Some(request);
+                        Err(Tried::NotSent)
+                    }
+                    None => Err(Tried::Failed),
+                },
+            }
+        }
+    }
+}
+
 /// The instance's response, on its way to the client.
 fn respond(
-    mut response: Response<Incoming>,
+    mut response: Response<Upstream>,
     mut pending: Pending,
     in_flight: InFlight,
-    reuse: Option<(Arc<Pool>, Sender)>,
     client_upgrade: Option<OnUpgrade>,
     request_id: &str,
 ) -> Response<ResponseBody> {
@@ -297,10 +313,7 @@ fn respond(
         tokio::spawn(upgrade::splice(client, instance, in_flight));
         return Response::from_parts(parts, ResponseBody::empty());
     }
-    Response::from_parts(
-        parts,
-        ResponseBody::proxied(body, pending, in_flight, reuse),
-    )
+    Response::from_parts(parts, ResponseBody::proxied(body, pending, in_flight))
 }
 
 fn fail(mut pending: Pending, failure: Failure) -> Response<ResponseBody> {

@@ -3,6 +3,7 @@
 
 mod balance;
 mod failover;
+mod framing;
 mod hardening;
 mod headers;
 mod streaming;

@@ -39,7 +39,23 @@ pub(crate) fn full(text: impl Into<Bytes>) -> Body {
 /// A stand-in instance: an HTTP/1.1 server on a loopback port.
 pub(crate) struct Instance {
     pub(crate) port: u16,
+    /// Requests received.
     pub(crate) hits: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub(crate) connections: Arc<AtomicUsize>,
+    /// Connections the instance has closed.
+    pub(crate) closed: Arc<AtomicUsize>,
+}
+
+impl Instance {
+    fn new(port: u16) -> Self {
+        Instance {
+            port,
+            hits: Arc::default(),
+            connections: Arc::default(),
+            closed: Arc::default(),
+        }
+    }
 }
 
 /// Starts an instance answering with `handler`.
@@ -50,14 +66,15 @@ where
 {
     let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
+    let instance = Instance::new(listener.local_addr().unwrap().port());
+    let counted = instance.hits.clone();
+    let connections = instance.connections.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            connections.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             let counted = counted.clone();
             tokio::spawn(async move {
@@ -73,7 +90,7 @@ where
             });
         }
     });
-    Instance { port, hits }
+    instance
 }
 
 /// An instance that answers every request with its name.
@@ -90,31 +107,62 @@ pub(crate) fn dead_port() -> u16 {
 /// An instance that accepts connections, reads the request head, and closes without answering
 /// (as a process that dies mid-request does). Counts the requests it swallowed.
 pub(crate) async fn dies_after_reading() -> Instance {
+    scripted(b"", true).await
+}
+
+/// An instance that answers every request with the bytes of `reply`, whatever they are, and
+/// closes the connection after each answer when `close` is set (without saying so).
+pub(crate) async fn scripted(reply: &'static [u8], close: bool) -> Instance {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
+    let instance = Instance::new(listener.local_addr().unwrap().port());
+    let (hits, connections, closed) = (
+        instance.hits.clone(),
+        instance.connections.clone(),
+        instance.closed.clone(),
+    );
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
-            let counted = counted.clone();
+            connections.fetch_add(1, Ordering::SeqCst);
+            let (hits, closed) = (hits.clone(), closed.clone());
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                while read_request(&mut stream).await.is_some() {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    if stream.write_all(reply).await.is_err() || close {
+                        break;
                     }
                 }
-                counted.fetch_add(1, Ordering::SeqCst);
                 drop(stream);
+                closed.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    Instance { port, hits }
+    instance
+}
+
+/// Reads one request (its head, and as many body bytes as its `Content-Length` says);
+/// `None` when the connection ends first.
+async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |n| n.trim().parse().unwrap_or(0));
+            if request.len() >= end + 4 + length {
+                return Some(request);
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// The log, captured.

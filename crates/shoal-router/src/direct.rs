@@ -1,0 +1,706 @@
+//! The router's own HTTP/1.1 client, for the common request: one whose body is empty or small
+//! enough to be held in memory. The request is written to the instance in one go and the
+//! response is read by the request's own task, straight from the socket: no connection task and
+//! no channels between tasks, which is most of what hyper's client costs per request. Streamed
+//! uploads and protocol upgrades go through hyper's client instead (see `proxy`).
+//!
+//! The response's framing follows RFC 9112 §6.3: no body after a HEAD request or in a 1xx, 204
+//! or 304 response; `chunked` when it is the final transfer coding; else `Content-Length` (its
+//! values must agree, or the response is refused); else the body runs until the instance closes
+//! the connection. Interim 1xx responses are skipped. A connection carries another request only
+//! when its response ended exactly where its framing said and neither side asked to close it.
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use hyper::body::{Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::pool::Pool;
+
+/// Most header fields in an instance's response head, or in its trailer section.
+const MAX_HEADERS: usize = 128;
+/// Largest response head (or trailer section) accepted from an instance.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Room made in the read buffer before reading a response head.
+const HEAD_READ: usize = 8 * 1024;
+/// Most read from an instance at once while its body streams.
+const BODY_READ: usize = 256 * 1024;
+
+/// An open HTTP/1.1 connection to an instance, idle between requests.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    /// Bytes read from the instance and not consumed yet.
+    buf: BytesMut,
+}
+
+/// Why a request could not be sent.
+pub(crate) enum SendError {
+    /// Not a byte of the request was written: it can go to any other instance.
+    NotSent,
+    /// The instance may have received part or all of the request.
+    Sent,
+}
+
+/// An instance's response head, and how to read the body that follows it.
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Nothing follows the head.
+    Empty,
+    /// This many bytes are left.
+    Length(u64),
+    /// Chunked: where the decoder is.
+    Chunked(Chunk),
+    /// Everything until the instance closes the connection.
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: the trailer section, then the end.
+    Trailers,
+    /// The message has ended.
+    Done,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can still carry a request: the instance has not closed it
+    /// and has sent nothing unasked. Costs no system call unless the socket has been reported
+    /// readable since it was last read to the end.
+    pub(crate) fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes a request whose head is already encoded (see [`encode_request`]).
+    pub(crate) async fn send(&mut self, request: &[u8]) -> Result<(), SendError> {
+        let mut written = 0;
+        while written < request.len() {
+            match self.stream.write(&request[written..]).await {
+                Ok(n) if n > 0 => written += n,
+                _ if written == 0 => return Err(SendError::NotSent),
+                _ => return Err(SendError::Sent),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the response head to a request made with `method`, skipping interim responses.
+    pub(crate) async fn read_head(&mut self, method: &Method) -> io::Result<Head> {
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&self.buf, method)? {
+                    Some((len, head)) => {
+                        self.buf.advance(len);
+                        match head {
+                            Some(head) => return Ok(head),
+                            None => continue,
+                        }
+                    }
+                    None if self.buf.len() >= MAX_HEAD_BYTES => {
+                        return Err(invalid("the instance's response head is too large"));
+                    }
+                    None => {}
+                }
+            }
+            self.buf.reserve(HEAD_READ);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the instance closed the connection before its response head ended",
+                ));
+            }
+        }
+    }
+}
+
+/// Encodes a request head with `body_len` bytes of body; `Content-Length` is set from it
+/// (and left out for an empty body that had none).
+pub(crate) fn encode_request(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 48 * headers.len() + body.len());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() || headers.contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn invalid(message: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Parses a response head at the start of `buf`: `None` when it is not complete yet, else its
+/// length and the head (`None` for an interim 1xx response, which is skipped).
+fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<Head>)>> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(invalid("the instance's response head is malformed")),
+    };
+    let code = response.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| invalid("the instance's status is not valid"))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(invalid("the instance switched protocols unasked"));
+    }
+    if status.is_informational() {
+        return Ok(Some((len, None)));
+    }
+    let headers = header_map(response.headers)?;
+    let http11 = response.version == Some(1);
+    let (framing, framing_keeps_alive) = framing(method, status, &headers)?;
+    let keep_alive = framing_keeps_alive && connection_persists(&headers, http11);
+    Ok(Some((
+        len,
+        Some(Head {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        }),
+    )))
+}
+
+fn header_map(fields: &[httparse::Header<'_>]) -> io::Result<HeaderMap> {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| invalid("the instance sent an invalid header name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| invalid("the instance sent an invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// How the body is delimited, and whether the connection can be reused after it as far as the
+/// framing goes.
+fn framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> io::Result<(Framing, bool)> {
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, true));
+    }
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .peekable();
+    if codings.peek().is_some() {
+        let last_is_chunked = codings
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+        // With a Content-Length as well, the connection must not be reused (RFC 9112 §6.3).
+        let reusable = !headers.contains_key(header::CONTENT_LENGTH);
+        return Ok(if last_is_chunked {
+            (Framing::Chunked(Chunk::Size), reusable)
+        } else {
+            (Framing::UntilClose, false)
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii())
+                .ok_or_else(|| invalid("the instance sent an invalid Content-Length"))?;
+            if length.is_some_and(|earlier| earlier != n) {
+                return Err(invalid("the instance sent differing Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (Framing::Empty, true),
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::UntilClose, false),
+    })
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// Whether the instance lets the connection stay open: HTTP/1.1 unless it says `close`,
+/// HTTP/1.0 only when it says `keep-alive`.
+fn connection_persists(headers: &HeaderMap, http11: bool) -> bool {
+    let mut tokens = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    if http11 {
+        !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
+    } else {
+        tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
+    }
+}
+
+/// A response body read straight from the instance's connection; the connection goes back to
+/// its pool when the body has ended cleanly.
+pub(crate) struct DirectBody {
+    conn: Option<Conn>,
+    framing: Framing,
+    /// Where the connection goes once the body has ended, when it can carry another request.
+    reuse: Option<Arc<Pool>>,
+    /// The instance closed the connection before the body ended; reported on the next poll,
+    /// once what came before has been sent on.
+    cut_short: bool,
+}
+
+impl DirectBody {
+    pub(crate) fn new(conn: Conn, head: &Head, pool: Arc<Pool>) -> Self {
+        DirectBody {
+            conn: Some(conn),
+            framing: head.framing,
+            reuse: head.keep_alive.then_some(pool),
+            cut_short: false,
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        matches!(
+            self.framing,
+            Framing::Empty | Framing::Length(0) | Framing::Chunked(Chunk::Done)
+        )
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Chunked(Chunk::Done) => SizeHint::with_exact(0),
+            Framing::Chunked(_) | Framing::UntilClose => SizeHint::default(),
+        }
+    }
+
+    /// Gives the connection back to its pool if the body has ended and nothing unexpected
+    /// followed it; otherwise it is closed when dropped.
+    pub(crate) fn release(&mut self) {
+        if self.is_end_stream()
+            && let (Some(pool), Some(conn)) = (self.reuse.take(), self.conn.take())
+            && conn.buf.is_empty()
+        {
+            pool.put_conn(conn);
+        }
+        self.conn = None;
+    }
+
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        if self.cut_short {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the instance closed the connection before the response body ended",
+            ))));
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match decode(&mut self.framing, &mut conn.buf)? {
+                Decoded::Frame(frame) => return Poll::Ready(Some(Ok(frame))),
+                Decoded::End => {
+                    self.release();
+                    return Poll::Ready(None);
+                }
+                Decoded::NeedMore => {}
+            }
+            let want = match self.framing {
+                Framing::Length(n) => usize::try_from(n).unwrap_or(BODY_READ).min(BODY_READ),
+                _ => BODY_READ,
+            };
+            if conn.buf.capacity() - conn.buf.len() < want.min(4096) {
+                conn.buf.reserve(want.max(4096));
+            }
+            let read = ready!(pin!(conn.stream.read_buf(&mut conn.buf)).poll(cx))?;
+            if read == 0 {
+                if self.framing == Framing::UntilClose {
+                    self.framing = Framing::Empty;
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                // An error now would make hyper drop the connection with the body read so
+                // far still unsent: let it send that first.
+                self.cut_short = true;
+                self.conn = None;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+enum Decoded {
+    Frame(Frame<Bytes>),
+    End,
+    NeedMore,
+}
+
+/// Takes what it can of the body from `buf`, advancing `framing`.
+fn decode(framing: &mut Framing, buf: &mut BytesMut) -> io::Result<Decoded> {
+    match framing {
+        Framing::Empty | Framing::Length(0) | Framing::Chunked(Chunk::Done) => Ok(Decoded::End),
+        Framing::Length(left) => {
+            if buf.is_empty() {
+                return Ok(Decoded::NeedMore);
+            }
+            let n = usize::try_from(*left).map_or(buf.len(), |left| left.min(buf.len()));
+            *left -= n as u64;
+            Ok(Decoded::Frame(Frame::data(buf.split_to(n).freeze())))
+        }
+        Framing::UntilClose => {
+            if buf.is_empty() {
+                return Ok(Decoded::NeedMore);
+            }
+            Ok(Decoded::Frame(Frame::data(buf.split().freeze())))
+        }
+        Framing::Chunked(chunk) => decode_chunked(chunk, buf),
+    }
+}
+
+fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<Decoded> {
+    loop {
+        match *chunk {
+            Chunk::Size => {
+                let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+                    if buf.len() > MAX_CHUNK_LINE {
+                        return Err(invalid("the instance sent a chunk-size line too long"));
+                    }
+                    return Ok(Decoded::NeedMore);
+                };
+                let line = buf[..end]
+                    .strip_suffix(b"\r")
+                    .ok_or_else(|| invalid("the instance sent a chunk-size line without CRLF"))?;
+                let size = parse_chunk_size(line)
+                    .ok_or_else(|| invalid("the instance sent an invalid chunk size"))?;
+                buf.advance(end + 1);
+                *chunk = if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+                *chunk = if left == n as u64 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - n as u64)
+                };
+                return Ok(Decoded::Frame(Frame::data(buf.split_to(n).freeze())));
+            }
+            Chunk::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(Decoded::NeedMore);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(invalid("the instance sent a chunk longer than its size"));
+                }
+                buf.advance(2);
+                *chunk = Chunk::Size;
+            }
+            Chunk::Trailers => {
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let parsed = httparse::parse_headers(buf, &mut fields)
+                    .map_err(|_| invalid("the instance sent a malformed trailer section"))?;
+                let httparse::Status::Complete((len, fields)) = parsed else {
+                    if buf.len() > MAX_HEAD_BYTES {
+                        return Err(invalid("the instance sent a trailer section too large"));
+                    }
+                    return Ok(Decoded::NeedMore);
+                };
+                let trailers = header_map(fields)?;
+                buf.advance(len);
+                *chunk = Chunk::Done;
+                if trailers.is_empty() {
+                    return Ok(Decoded::End);
+                }
+                return Ok(Decoded::Frame(Frame::trailers(trailers)));
+            }
+            Chunk::Done => return Ok(Decoded::End),
+        }
+    }
+}
+
+/// A chunk-size line: hexadecimal digits, then optional whitespace and extensions (ignored).
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let rest = line[digits..].trim_ascii_start();
+    if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |n, &d| {
+        let value = (d as char).to_digit(16)?;
+        Some((n << 4) | u64::from(value))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str, method: &Method) -> io::Result<Option<(usize, Option<Head>)>> {
+        parse_head(raw.as_bytes(), method)
+    }
+
+    fn final_head(raw: &str, method: &Method) -> Head {
+        head(raw, method).unwrap().unwrap().1.unwrap()
+    }
+
+    /// Decodes `wire` fed `step` bytes at a time; returns the data and the trailers.
+    fn decode_all(framing: Framing, wire: &[u8], step: usize) -> io::Result<(Vec<u8>, HeaderMap)> {
+        let mut framing = framing;
+        let mut buf = BytesMut::new();
+        let mut data = Vec::new();
+        let mut trailers = HeaderMap::new();
+        let mut fed = 0;
+        loop {
+            match decode(&mut framing, &mut buf)? {
+                Decoded::Frame(frame) => match frame.into_data() {
+                    Ok(bytes) => data.extend_from_slice(&bytes),
+                    Err(frame) => trailers = frame.into_trailers().unwrap(),
+                },
+                Decoded::End => return Ok((data, trailers)),
+                Decoded::NeedMore => {
+                    if fed == wire.len() {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    let next = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..next]);
+                    fed = next;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let get = Method::GET;
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                Framing::Length(5),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n",
+                Framing::Length(5),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                Framing::Chunked(Chunk::Size),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+                Framing::Chunked(Chunk::Size),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 9\r\n\r\n",
+                Framing::Chunked(Chunk::Size),
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+                Framing::UntilClose,
+                false,
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", Framing::UntilClose, false),
+            (
+                "HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n",
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\n\r\n",
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+                Framing::Length(5),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n",
+                Framing::Length(5),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n",
+                Framing::Length(5),
+                true,
+            ),
+        ];
+        for (raw, framing, keep_alive) in cases {
+            let parsed = final_head(raw, &get);
+            assert_eq!(
+                (parsed.framing, parsed.keep_alive),
+                (framing, keep_alive),
+                "{raw}"
+            );
+        }
+        let to_head = final_head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            &Method::HEAD,
+        );
+        assert_eq!(to_head.framing, Framing::Empty);
+        assert_eq!(to_head.headers["content-length"], "5");
+    }
+
+    #[test]
+    fn bad_response_heads_are_refused() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            "HTTP/1.1 2000 Huge\r\n\r\n",
+            "SMTP ready\r\n\r\n",
+        ] {
+            assert!(head(raw, &Method::GET).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_partial_heads_wait() {
+        let raw = "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n";
+        let (len, parsed) = head(raw, &Method::GET).unwrap().unwrap();
+        assert_eq!(len, raw.len());
+        assert!(parsed.is_none());
+        assert!(
+            head("HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\n6 \r\nworld!\r\n0\r\nx-sum: 42\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (data, trailers) = decode_all(Framing::Chunked(Chunk::Size), wire, step).unwrap();
+            assert_eq!(data, b"hello world!", "step {step}");
+            assert_eq!(trailers["x-sum"], "42", "step {step}");
+        }
+        let (data, trailers) =
+            decode_all(Framing::Chunked(Chunk::Size), b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        assert_eq!((data.as_slice(), trailers.len()), (&b"abc"[..], 0));
+    }
+
+    #[test]
+    fn broken_chunked_bodies_are_errors() {
+        for wire in [
+            &b"5\r\nhello!\r\n0\r\n\r\n"[..],
+            b"zz\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"5\r\nhel",
+        ] {
+            assert!(
+                decode_all(Framing::Chunked(Chunk::Size), wire, 1).is_err(),
+                "{wire:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length() {
+        let (data, _) = decode_all(Framing::Length(5), b"hello", 2).unwrap();
+        assert_eq!(data, b"hello");
+        assert!(decode_all(Framing::Length(6), b"hello", 2).is_err());
+    }
+
+    #[test]
+    fn requests_are_encoded_with_their_length() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("app.test"));
+        headers.insert("content-length", HeaderValue::from_static("3"));
+        let wire = encode_request(&Method::POST, "/a?b=1", &headers, b"xyz");
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "POST /a?b=1 HTTP/1.1\r\nhost: app.test\r\ncontent-length: 3\r\n\r\nxyz"
+        );
+        let wire = encode_request(&Method::GET, "/", &HeaderMap::new(), b"");
+        assert_eq!(wire, b"GET / HTTP/1.1\r\n\r\n");
+    }
+}
