@@ -6,9 +6,11 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
 
 use shoal_supervisor::Log;
 use shoal_supervisor::output::Source;
@@ -36,41 +38,49 @@ impl AccessLog {
 /// has been sent.
 pub(crate) struct Pending {
     pub(crate) log: AccessLog,
-    pub(crate) method: String,
-    pub(crate) path: String,
+    pub(crate) method: Method,
+    pub(crate) path: PathAndQuery,
     pub(crate) status: u16,
     pub(crate) instance: Option<String>,
     pub(crate) connect: Duration,
     pub(crate) started: Instant,
-    pub(crate) request_id: String,
+    pub(crate) request_id: HeaderValue,
     pub(crate) retries: u32,
-    pub(crate) client: IpAddr,
+    /// The client's address (see `headers::client_address`).
+    pub(crate) client: HeaderValue,
     pub(crate) error: Option<&'static str>,
 }
 
 impl Pending {
     /// Writes the line: `bytes` of body were sent; `error` names what cut it short.
     pub(crate) fn finish(self, bytes: u64, error: Option<&'static str>) {
+        // One line per request, on the hot path: numbers are written with itoa, not fmt.
+        let mut numbers = itoa::Buffer::new();
         let mut line = String::with_capacity(200);
-        let _ = write!(line, "method={} path=", self.method);
-        push_value(&mut line, &self.path);
-        let _ = write!(line, " status={} bytes={bytes}", self.status);
-        match &self.instance {
-            Some(instance) => {
-                let _ = write!(line, " instance={instance}");
-            }
-            None => line.push_str(" instance=-"),
-        }
-        let _ = write!(
-            line,
-            " connect={}ms service={}ms request_id=",
-            self.connect.as_millis(),
-            self.started.elapsed().as_millis()
-        );
-        push_value(&mut line, &self.request_id);
-        let _ = write!(line, " retries={} client={}", self.retries, self.client);
+        line.push_str("method=");
+        push_value(&mut line, self.method.as_str());
+        line.push_str(" path=");
+        push_value(&mut line, self.path.as_str());
+        line.push_str(" status=");
+        line.push_str(numbers.format(self.status));
+        line.push_str(" bytes=");
+        line.push_str(numbers.format(bytes));
+        line.push_str(" instance=");
+        line.push_str(self.instance.as_deref().unwrap_or("-"));
+        line.push_str(" connect=");
+        line.push_str(numbers.format(self.connect.as_millis()));
+        line.push_str("ms service=");
+        line.push_str(numbers.format(self.started.elapsed().as_millis()));
+        line.push_str("ms request_id=");
+        // Both are checked header values: no quoting needed, but never trust that blindly.
+        push_value(&mut line, self.request_id.to_str().unwrap_or("-"));
+        line.push_str(" retries=");
+        line.push_str(numbers.format(self.retries));
+        line.push_str(" client=");
+        push_value(&mut line, self.client.to_str().unwrap_or("-"));
         if let Some(error) = error.or(self.error) {
-            let _ = write!(line, " error={error}");
+            line.push_str(" error=");
+            line.push_str(error);
         }
         self.log.log.line_now(&self.log.source, line);
     }

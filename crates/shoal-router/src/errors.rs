@@ -54,14 +54,15 @@ impl Failure {
     }
 
     /// The response sent to the client.
-    pub(crate) fn response(self, request_id: &str) -> Response<ResponseBody> {
+    pub(crate) fn response(self, request_id: &HeaderValue) -> Response<ResponseBody> {
         let status = self.status();
         let body = format!(
-            "{} {}: {} (shoal router error `{}`, request id {request_id})\n",
+            "{} {}: {} (shoal router error `{}`, request id {})\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             self.explanation(),
-            self.code()
+            self.code(),
+            request_id.to_str().unwrap_or("-")
         );
         let mut response = Response::new(ResponseBody::local(body));
         *response.status_mut() = status;
@@ -71,9 +72,7 @@ impl Failure {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         headers.insert("x-shoal-error", HeaderValue::from_static(self.code()));
-        if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert(X_REQUEST_ID, id);
-        }
+        headers.insert(X_REQUEST_ID, request_id.clone());
         if matches!(self, Failure::BadRequest(_)) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

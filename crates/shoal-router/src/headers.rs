@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and so are never
@@ -29,6 +30,10 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 /// `Upgrade` are what the upgrade is made of, so they stay. `TE: trailers` stays on requests:
 /// it tells the instance the client accepts trailers.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages have none: one pass over the names finds that out.
+    if !upgrade && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -56,56 +61,67 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// A client's address as it appears in `X-Forwarded-For` and in the access log; made once per
+/// connection (cloning it costs no copy).
+pub(crate) fn client_address(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()))
+        .expect("an IP address is a valid header value")
+}
+
 /// Sets the forwarding headers on a request: the client's address appended to
 /// `X-Forwarded-For` (whatever the client sent stays in front of it: only the last entry is
 /// known to be true), and `X-Forwarded-Proto`, `-Host` and `-Port` replaced.
 pub(crate) fn set_forwarding(
     headers: &mut HeaderMap,
-    client: IpAddr,
-    public_port: u16,
-    request_id: &str,
+    client: &HeaderValue,
+    public_port: &HeaderValue,
+    request_id: &HeaderValue,
 ) {
-    let earlier: Vec<&str> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    let chain = if earlier.is_empty() {
-        client.to_string()
-    } else {
-        format!("{}, {client}", earlier.join(", "))
-    };
-    headers.remove(X_FORWARDED_FOR);
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(X_FORWARDED_FOR, value);
+    let mut chain = client.clone();
+    if headers.contains_key(X_FORWARDED_FOR) {
+        let mut earlier: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        earlier.push(client.to_str().unwrap_or_default());
+        if let Ok(value) = HeaderValue::from_str(&earlier.join(", ")) {
+            chain = value;
+        }
     }
+    headers.insert(X_FORWARDED_FOR, chain);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match headers.get(header::HOST).cloned() {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(public_port));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(X_REQUEST_ID, id);
-    }
+    headers.insert(X_FORWARDED_PORT, public_port.clone());
+    headers.insert(X_REQUEST_ID, request_id.clone());
 }
 
 /// The request's id: the client's `X-Request-Id` when it is 20 to 200 characters of
-/// `[A-Za-z0-9+/=._-]` (as Heroku's router accepts), a new random one otherwise.
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    let given = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok());
-    match given {
+/// `[A-Za-z0-9+/=._-]` (as Heroku's router accepts), a new random one otherwise (32 hex
+/// digits).
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(X_REQUEST_ID) {
         Some(id)
             if (20..=200).contains(&id.len())
                 && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+/=._-".contains(&b)) =>
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=._-".contains(b)) =>
         {
-            id.to_owned()
+            id.clone()
         }
-        _ => format!("{:032x}", fastrand::u128(..)),
+        _ => {
+            let n = fastrand::u128(..);
+            let hex: [u8; 32] =
+                std::array::from_fn(|i| b"0123456789abcdef"[(n >> (124 - 4 * i)) as usize & 15]);
+            HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&hex))
+                .expect("hex digits are a valid header value")
+        }
     }
 }
 
@@ -197,7 +213,12 @@ mod tests {
             ("x-forwarded-port", "443"),
             ("host", "app.test:5000"),
         ]);
-        set_forwarding(&mut headers, "127.0.0.1".parse().unwrap(), 5000, "abc");
+        set_forwarding(
+            &mut headers,
+            &client_address("127.0.0.1".parse().unwrap()),
+            &HeaderValue::from(5000),
+            &HeaderValue::from_static("abc"),
+        );
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "app.test:5000");
@@ -209,6 +230,12 @@ mod tests {
     fn request_ids_are_kept_only_when_valid() {
         let valid = "0123456789abcdef0123456789";
         assert_eq!(request_id(&map(&[("x-request-id", valid)])), valid);
+        assert!(
+            request_id(&HeaderMap::new())
+                .as_bytes()
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+        );
         for bad in ["short", "has space in it 0123456789", &"x".repeat(201)] {
             let id = request_id(&map(&[("x-request-id", bad)]));
             assert_ne!(id, bad);

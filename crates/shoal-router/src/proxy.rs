@@ -13,7 +13,6 @@
 //! Attempts are bounded (`max_attempts`) and all of them happen within `first_byte_timeout`.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,8 @@ use crate::upgrade;
 /// What every request handler shares.
 pub(crate) struct Shared {
     pub(crate) config: RouterConfig,
-    pub(crate) public_port: u16,
+    /// The public port, as `X-Forwarded-Port` says it.
+    pub(crate) forwarded_port: HeaderValue,
     pub(crate) backends: Backends,
     pub(crate) log: AccessLog,
 }
@@ -61,19 +61,19 @@ enum Payload {
 /// Handles one client request; never fails (router failures are responses).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    client: IpAddr,
+    client: HeaderValue,
     mut request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(request.headers());
     let mut pending = Pending {
         log: shared.log.clone(),
-        method: request.method().to_string(),
+        method: request.method().clone(),
         path: request
             .uri()
             .path_and_query()
-            .map_or("/", PathAndQuery::as_str)
-            .to_owned(),
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         status: 0,
         instance: None,
         connect: Duration::ZERO,
@@ -93,7 +93,12 @@ pub(crate) async fn handle(
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
     // The router has already answered `Expect: 100-continue` by reading the body.
     parts.headers.remove(header::EXPECT);
-    headers::set_forwarding(&mut parts.headers, client, shared.public_port, &request_id);
+    headers::set_forwarding(
+        &mut parts.headers,
+        &pending.client,
+        &shared.forwarded_port,
+        &request_id,
+    );
     let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
 
     let limit = shared.config.retry_body_limit as u64;
@@ -298,15 +303,13 @@ fn respond(
     mut pending: Pending,
     in_flight: InFlight,
     client_upgrade: Option<OnUpgrade>,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let instance_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, switching);
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(X_REQUEST_ID, id);
-    }
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
     pending.status = parts.status.as_u16();
     if let (Some(client), Some(instance)) = (client_upgrade, instance_upgrade) {
         pending.finish(0, None);

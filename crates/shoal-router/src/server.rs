@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::access_log::AccessLog;
 use crate::backends::{Backends, RouterStats};
 use crate::config::RouterConfig;
+use crate::headers;
 use crate::proxy::{self, Shared};
 
 /// Why the router cannot start.
@@ -85,7 +87,7 @@ impl Router {
         } = self;
         let shared = Arc::new(Shared {
             backends: Backends::new(snapshots, &config, stats),
-            public_port,
+            forwarded_port: HeaderValue::from(public_port),
             log: AccessLog::new(log),
             config,
         });
@@ -125,10 +127,12 @@ impl Router {
             let _ = stream.set_nodelay(true);
             let shared = shared.clone();
             tokio::spawn(async move {
-                let client = peer.ip();
+                let client = headers::client_address(peer.ip());
                 let handler = shared.clone();
                 let service =
-                    service_fn(move |request| proxy::handle(handler.clone(), client, request));
+                    service_fn(move |request| {
+                        proxy::handle(handler.clone(), client.clone(), request)
+                    });
                 let _ = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(shared.config.header_timeout)

@@ -162,27 +162,19 @@ fn write_loop(
     const BATCH: usize = 64 * 1024;
     let mut buffer = Vec::with_capacity(BATCH * 2);
     let mut clock = Clock::default();
+    let mut prefix = Prefix::default();
     let mut broken = false;
     while let Some(record) = rx.blocking_recv() {
         let time = clock.now();
-        format_record(
-            &mut buffer,
-            &record,
-            style,
-            width.load(Ordering::Relaxed),
-            time,
-        );
+        let width = width.load(Ordering::Relaxed);
+        format_record(&mut buffer, &record, prefix.get(&record, style, width, time));
         // Take whatever else is already waiting, so a busy log is written in large batches
         // while a quiet one is written line by line without delay.
         while buffer.len() < BATCH {
             match rx.try_recv() {
-                Ok(record) => format_record(
-                    &mut buffer,
-                    &record,
-                    style,
-                    width.load(Ordering::Relaxed),
-                    time,
-                ),
+                Ok(record) => {
+                    format_record(&mut buffer, &record, prefix.get(&record, style, width, time));
+                }
                 Err(_) => break,
             }
         }
@@ -204,20 +196,50 @@ fn write_loop(
     let _ = out.flush();
 }
 
-fn format_record(buffer: &mut Vec<u8>, record: &Record, style: Style, width: usize, time: &str) {
-    let source = &record.source;
+fn format_record(buffer: &mut Vec<u8>, record: &Record, prefix: &[u8]) {
     for line in record.lines.split_inclusive(|&b| b == b'\n') {
         let text: Cow<'_, str> = String::from_utf8_lossy(line);
-        if style.color {
-            let _ = write!(
-                buffer,
-                "\x1b[{}m{time} {:<width$} |\x1b[0m ",
-                source.color, source.label
-            );
-        } else {
-            let _ = write!(buffer, "{time} {:<width$} | ", source.label);
-        }
+        buffer.extend_from_slice(prefix);
         buffer.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// The `HH:MM:SS name | ` prefix of the last source written, made again only when the source,
+/// the second or the column width changes: a busy router writes thousands of lines a second
+/// from one source.
+#[derive(Default)]
+struct Prefix {
+    source: Option<Arc<Source>>,
+    width: usize,
+    time: String,
+    bytes: Vec<u8>,
+}
+
+impl Prefix {
+    fn get(&mut self, record: &Record, style: Style, width: usize, time: &str) -> &[u8] {
+        let same = self
+            .source
+            .as_ref()
+            .is_some_and(|source| Arc::ptr_eq(source, &record.source))
+            && self.width == width
+            && self.time == time;
+        if !same {
+            let source = &record.source;
+            self.bytes.clear();
+            if style.color {
+                let _ = write!(
+                    self.bytes,
+                    "\x1b[{}m{time} {:<width$} |\x1b[0m ",
+                    source.color, source.label
+                );
+            } else {
+                let _ = write!(self.bytes, "{time} {:<width$} | ", source.label);
+            }
+            self.source = Some(source.clone());
+            self.width = width;
+            time.clone_into(&mut self.time);
+        }
+        &self.bytes
     }
 }
 
