@@ -91,8 +91,8 @@ impl Pending {
 fn push_value(line: &mut String, value: &str) {
     let plain = !value.is_empty()
         && value
-            .chars()
-            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\');
     if plain {
         line.push_str(value);
         return;

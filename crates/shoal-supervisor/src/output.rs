@@ -6,7 +6,6 @@
 //! writer falls behind, the channel fills and the readers stop reading: the children then block
 //! on their pipes instead of shoal buffering without bound.
 
-use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,9 +197,13 @@ fn write_loop(
 
 fn format_record(buffer: &mut Vec<u8>, record: &Record, prefix: &[u8]) {
     for line in record.lines.split_inclusive(|&b| b == b'\n') {
-        let text: Cow<'_, str> = String::from_utf8_lossy(line);
         buffer.extend_from_slice(prefix);
-        buffer.extend_from_slice(text.as_bytes());
+        // Checking is quicker than converting: most lines are valid UTF-8.
+        if std::str::from_utf8(line).is_ok() {
+            buffer.extend_from_slice(line);
+        } else {
+            buffer.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
+        }
     }
 }
 
