@@ -1,8 +1,16 @@
 //! The SQL backend, PostgreSQL and SQLite through one code path (the same statements; `$N`
-//! parameters work in both). A row is `(id, version, expires_at, data)`; `replace` is
-//! `UPDATE … WHERE id = $ AND version = $ AND expires_at > now`, so a row that was deleted,
-//! expired or changed in between is left alone. Expired rows are never served (every read
-//! checks `expires_at`) and a background task deletes them every cleanup interval.
+//! parameters work in both). A row is `(id, version, expires_at, expiry_bucket, data)`;
+//! `replace` is `UPDATE … WHERE id = $ AND version = $ AND expires_at > now`, so a row that was
+//! deleted, expired or changed in between is left alone. Expired rows are never served (every
+//! read checks `expires_at`) and a background task deletes them every cleanup interval.
+//!
+//! The cleanup finds expired rows through an index on `expiry_bucket`, the hour in which the
+//! row expires, rather than on `expires_at`, which every save moves. A save that keeps the
+//! session's expiry within the same hour then changes no indexed column, so PostgreSQL updates
+//! the row in place (a HOT update: no index entries written, less WAL), and the table is made
+//! with room on each page for it (`fillfactor = 90`). Tables made before the bucket existed get
+//! the column (rows already there count as bucket 0, so the cleanup still checks them) and lose
+//! the old `expires_at` index when a store first connects to them.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,9 +53,14 @@ macro_rules! with_pool {
 /// `StoreOptions` only accepts `[A-Za-z0-9_]` names; everything else is a bind parameter.
 struct Statements {
     create_table: SqlStr,
-    /// PostgreSQL only: the cleanup's index. On SQLite (development, small tables) keeping an
-    /// index current would cost every save more than the minute-ly cleanup's table scan.
+    /// Counts the `expiry_bucket` column (0 in a table made before it existed); bind the table.
+    has_bucket: SqlStr,
+    add_bucket: SqlStr,
+    /// PostgreSQL only: the cleanup's index, and the one it replaced. On SQLite (development,
+    /// small tables) keeping an index current would cost every save more than the minute-ly
+    /// cleanup's table scan.
     create_index: Option<SqlStr>,
+    drop_old_index: Option<SqlStr>,
     load: SqlStr,
     insert: SqlStr,
     replace: SqlStr,
@@ -64,26 +77,47 @@ impl Statements {
         Statements {
             create_table: statement(format!(
                 "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, version BIGINT NOT NULL, \
-                 expires_at BIGINT NOT NULL, data TEXT NOT NULL)"
+                 expires_at BIGINT NOT NULL, expiry_bucket BIGINT NOT NULL, data TEXT NOT NULL){}",
+                if postgres {
+                    " WITH (fillfactor = 90)"
+                } else {
+                    ""
+                }
+            )),
+            has_bucket: statement(
+                if postgres {
+                    "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = \
+                     current_schema() AND table_name = lower($1) AND column_name = 'expiry_bucket'"
+                } else {
+                    "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = 'expiry_bucket'"
+                }
+                .to_owned(),
+            ),
+            add_bucket: statement(format!(
+                "ALTER TABLE {table} ADD COLUMN expiry_bucket BIGINT NOT NULL DEFAULT 0"
             )),
             create_index: postgres.then(|| {
                 statement(format!(
-                    "CREATE INDEX IF NOT EXISTS {table}_expires_at ON {table} (expires_at)"
+                    "CREATE INDEX IF NOT EXISTS {table}_expiry_bucket ON {table} (expiry_bucket)"
                 ))
             }),
+            drop_old_index: postgres
+                .then(|| statement(format!("DROP INDEX IF EXISTS {table}_expires_at"))),
             load: statement(format!(
                 "SELECT version, data FROM {table} WHERE id = $1 AND expires_at > $2"
             )),
             insert: statement(format!(
-                "INSERT INTO {table} (id, version, expires_at, data) VALUES ($1, 1, $2, $3) \
-                 ON CONFLICT (id) DO NOTHING"
+                "INSERT INTO {table} (id, version, expires_at, expiry_bucket, data) \
+                 VALUES ($1, 1, $2, $3, $4) ON CONFLICT (id) DO NOTHING"
             )),
             replace: statement(format!(
-                "UPDATE {table} SET version = $1, expires_at = $2, data = $3 \
-                 WHERE id = $4 AND version = $5 AND expires_at > $6"
+                "UPDATE {table} SET version = $1, expires_at = $2, expiry_bucket = $3, data = $4 \
+                 WHERE id = $5 AND version = $6 AND expires_at > $7"
             )),
             delete: statement(format!("DELETE FROM {table} WHERE id = $1")),
-            purge: statement(format!("DELETE FROM {table} WHERE expires_at <= $1")),
+            purge: statement(format!(
+                "DELETE FROM {table} WHERE expiry_bucket <= $1 AND expires_at <= $2"
+            )),
         }
     }
 }
@@ -135,7 +169,7 @@ impl SqlStore {
             )
         };
         let sql = Statements::new(&options.namespace, matches!(pool, Pool::Pg(_)));
-        create_schema(&pool, &sql)
+        create_schema(&pool, &sql, &options.namespace)
             .await
             .map_err(ConnectFailure::Store)?;
         let cleanup = tokio::spawn(purge_expired(
@@ -175,12 +209,13 @@ impl SqlStore {
         record: &Record,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let expires = to_i64(now_ms().saturating_add(millis(ttl)));
+        let expires = now_ms().saturating_add(millis(ttl));
         let data = record.to_json();
         let done = with_pool!(&self.pool, |p| {
             sqlx::query(self.sql.insert.clone())
                 .bind(id)
-                .bind(expires)
+                .bind(to_i64(expires))
+                .bind(bucket(expires))
                 .bind(&data)
                 .execute(p)
                 .await?
@@ -197,13 +232,14 @@ impl SqlStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let expires = to_i64(now.saturating_add(millis(ttl)));
+        let expires = now.saturating_add(millis(ttl));
         let data = record.to_json();
         let (old, new) = (to_i64(version), to_i64(version + 1));
         let done = with_pool!(&self.pool, |p| {
             sqlx::query(self.sql.replace.clone())
                 .bind(new)
-                .bind(expires)
+                .bind(to_i64(expires))
+                .bind(bucket(expires))
                 .bind(&data)
                 .bind(id)
                 .bind(old)
@@ -231,13 +267,25 @@ impl Drop for SqlStore {
     }
 }
 
-async fn create_schema(pool: &Pool, sql: &Statements) -> Result<(), StoreError> {
+async fn create_schema(pool: &Pool, sql: &Statements, table: &str) -> Result<(), StoreError> {
     // Several processes may start at once; PostgreSQL's `IF NOT EXISTS` can still fail on a
-    // concurrent creation, so one retry after a short pause settles it.
+    // concurrent creation (and two may add the missing column at once), so a retry after a
+    // short pause settles it.
     let mut attempt = 0;
     loop {
         let result: Result<(), sqlx::Error> = with_pool!(pool, |p| async {
             p.execute(sql.create_table.clone()).await?;
+            // Checked first: altering a table on every start would lock it every time.
+            let has_bucket: i64 = sqlx::query_scalar(sql.has_bucket.clone())
+                .bind(table)
+                .fetch_one(p)
+                .await?;
+            if has_bucket == 0 {
+                p.execute(sql.add_bucket.clone()).await?;
+            }
+            if let Some(drop) = &sql.drop_old_index {
+                p.execute(drop.clone()).await?;
+            }
             if let Some(index) = &sql.create_index {
                 p.execute(index.clone()).await?;
             }
@@ -258,9 +306,10 @@ async fn purge_expired(pool: Pool, purge: SqlStr, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = to_i64(now_ms());
+        let now = now_ms();
         let result = with_pool!(&pool, |p| sqlx::query(purge.clone())
-            .bind(now)
+            .bind(bucket(now))
+            .bind(to_i64(now))
             .execute(p)
             .await
             .map(|_| ()));
@@ -268,6 +317,12 @@ async fn purge_expired(pool: Pool, purge: SqlStr, every: Duration) {
             crate::error::log_error("deleting expired sessions failed", &e);
         }
     }
+}
+
+/// The expiry bucket of a row that expires at `expires_ms`: its hour since the epoch. A row has
+/// expired at `now` only if its bucket is at most `bucket(now)`.
+fn bucket(expires_ms: u64) -> i64 {
+    to_i64(expires_ms / 3_600_000)
 }
 
 fn to_i64(n: u64) -> i64 {

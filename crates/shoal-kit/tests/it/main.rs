@@ -5,4 +5,5 @@ mod connect;
 mod listen;
 mod scratch;
 mod sessions;
+mod sql_table;
 mod support;
