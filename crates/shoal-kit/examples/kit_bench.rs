@@ -1,7 +1,11 @@
 //! Session round-trip cost per request through the layer, side by side with a raw client of
-//! the same store doing the same GET + SET of a same-sized value, interleaved round by round.
+//! the same store doing the same GET + SET of a same-sized value, interleaved request by request
+//! (a raw request, a layer request, and so on, the order swapped every other request), so that
+//! both sides meet the same machine: the round-trip time of a loopback connection here moves
+//! by half within seconds, with the CPUs' idle states and where the scheduler puts the store.
 //! Run it with `bench/kit.sh` (release build); stores whose URL variable is unset are skipped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -35,7 +39,7 @@ async fn main() {
         ("sqlite", Some(sqlite)),
     ];
     println!(
-        "session round trip per request (load + change one key + save), {ops} sequential requests x {rounds} interleaved rounds, median per request\n"
+        "session round trip per request (load + change one key + save), {ops} sequential requests per side x {rounds} rounds, interleaved request by request; median of the rounds' means\n"
     );
     println!("| store | raw client GET+SET | through SessionLayer | layer / raw | target |");
     println!("|---|---|---|---|---|");
@@ -48,6 +52,15 @@ async fn main() {
             println!("| {name} | not run: URL variable unset | | | |");
             continue;
         };
+        let pin = std::env::var("BENCH_PIN_CORE").ok();
+        let url = match (name, &pin) {
+            // Names this benchmark's connections, so their server processes can be pinned.
+            ("postgres", Some(_)) => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}application_name={PG_APP}")
+            }
+            _ => url,
+        };
         let namespace = format!("kit_bench_{}", std::process::id());
         let store = SessionStore::connect(&url, StoreOptions::default().with_namespace(&namespace))
             .await
@@ -57,6 +70,9 @@ async fn main() {
         // Warm both paths up (connections, prepared statements, script cache).
         raw.run(ops / 10).await;
         layered.run(ops / 10).await;
+        if let (Raw::Pg(pool, _), Some(core)) = (&raw, &pin) {
+            pin_pg_backends(pool, core).await;
+        }
         let (mut raw_t, mut layer_t) = (Vec::new(), Vec::new());
         // For profiling one side alone: BENCH_ONLY=raw or BENCH_ONLY=layer.
         match std::env::var("BENCH_ONLY").as_deref() {
@@ -72,14 +88,20 @@ async fn main() {
             }
             _ => {}
         }
-        for round in 0..rounds {
-            if round % 2 == 0 {
-                raw_t.push(raw.run(ops).await);
-                layer_t.push(layered.run(ops).await);
-            } else {
-                layer_t.push(layered.run(ops).await);
-                raw_t.push(raw.run(ops).await);
+        for _ in 0..rounds {
+            let (mut r, mut l) = (Duration::ZERO, Duration::ZERO);
+            for i in 0..ops {
+                if i % 2 == 0 {
+                    r += raw.run(1).await;
+                    l += layered.run(1).await;
+                } else {
+                    l += layered.run(1).await;
+                    r += raw.run(1).await;
+                }
             }
+            let ops = u32::try_from(ops.max(1)).unwrap();
+            raw_t.push(r / ops);
+            layer_t.push(l / ops);
         }
         let (r, l) = (median(raw_t), median(layer_t));
         println!(
@@ -89,6 +111,29 @@ async fn main() {
             l.as_secs_f64() / r.as_secs_f64()
         );
         raw.cleanup().await;
+    }
+}
+
+const PG_APP: &str = "shoal_kit_bench";
+
+/// Puts the PostgreSQL server processes of this benchmark's connections on `core`, with the
+/// benchmark; says so when it cannot (another user's processes need privileges).
+async fn pin_pg_backends(pool: &sqlx::PgPool, core: &str) {
+    let pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+            .bind(PG_APP)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for pid in &pids {
+        let pinned = std::process::Command::new("taskset")
+            .args(["-p", "-c", core, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !pinned {
+            eprintln!("kit_bench: could not pin PostgreSQL process {pid} to core {core}");
+        }
     }
 }
 
@@ -171,11 +216,12 @@ const VALUE: &str =
 
 /// The value the raw client writes back: like the layer, every write changes it (a store may
 /// skip writing an unchanged value, which would flatter the baseline).
-fn next_value(n: &mut u64) -> String {
-    *n += 1;
+fn next_value() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed) + 1;
     format!(
         r#"{{"c":1764380000000,"t":1764380000000,"d":{{"n":{},"user":"someone@example.com"}}}}"#,
-        10000 + *n % 90000
+        10000 + n % 90000
     )
 }
 
@@ -251,17 +297,13 @@ impl Raw {
     }
 
     async fn run(&mut self, ops: usize) -> Duration {
-        let mut n = 0;
         let start = Instant::now();
         for _ in 0..ops {
             match self {
                 Raw::Redis(c, key) => {
                     let v: String = c.get(&*key).await.unwrap();
                     assert!(!v.is_empty());
-                    let _: () = c
-                        .pset_ex(&*key, next_value(&mut n), 1_800_000)
-                        .await
-                        .unwrap();
+                    let _: () = c.pset_ex(&*key, next_value(), 1_800_000).await.unwrap();
                 }
                 Raw::Memcached(c, key) => {
                     c.get_mut()
@@ -275,7 +317,7 @@ impl Raw {
                         let mut buf = vec![0; len + 2];
                         c.read_exact(&mut buf).await.unwrap();
                     }
-                    let value = next_value(&mut n).into_bytes();
+                    let value = next_value().into_bytes();
                     let mut cmd = format!("ms {key} {} T1800\r\n", value.len()).into_bytes();
                     cmd.extend_from_slice(&value);
                     cmd.extend_from_slice(b"\r\n");
@@ -295,7 +337,7 @@ impl Raw {
                     // A changed value: SQLite skips writing a row that an update leaves as
                     // it was, which would make the baseline write nothing at all.
                     sqlx::query(q.update.clone())
-                        .bind(next_value(&mut n))
+                        .bind(next_value())
                         .bind("k")
                         .execute(&*p)
                         .await
@@ -312,7 +354,7 @@ impl Raw {
                     // A changed value: SQLite skips writing a row that an update leaves as
                     // it was, which would make the baseline write nothing at all.
                     sqlx::query(q.update.clone())
-                        .bind(next_value(&mut n))
+                        .bind(next_value())
                         .bind("k")
                         .execute(&*p)
                         .await

@@ -129,10 +129,9 @@ impl Router {
             tokio::spawn(async move {
                 let client = headers::client_address(peer.ip());
                 let handler = shared.clone();
-                let service =
-                    service_fn(move |request| {
-                        proxy::handle(handler.clone(), client.clone(), request)
-                    });
+                let service = service_fn(move |request| {
+                    proxy::handle(handler.clone(), client.clone(), request)
+                });
                 let _ = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(shared.config.header_timeout)

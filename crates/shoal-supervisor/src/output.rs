@@ -166,13 +166,21 @@ fn write_loop(
     while let Some(record) = rx.blocking_recv() {
         let time = clock.now();
         let width = width.load(Ordering::Relaxed);
-        format_record(&mut buffer, &record, prefix.get(&record, style, width, time));
+        format_record(
+            &mut buffer,
+            &record,
+            prefix.get(&record, style, width, time),
+        );
         // Take whatever else is already waiting, so a busy log is written in large batches
         // while a quiet one is written line by line without delay.
         while buffer.len() < BATCH {
             match rx.try_recv() {
                 Ok(record) => {
-                    format_record(&mut buffer, &record, prefix.get(&record, style, width, time));
+                    format_record(
+                        &mut buffer,
+                        &record,
+                        prefix.get(&record, style, width, time),
+                    );
                 }
                 Err(_) => break,
             }
