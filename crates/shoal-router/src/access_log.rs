@@ -41,7 +41,7 @@ pub(crate) struct Pending {
     pub(crate) method: Method,
     pub(crate) path: PathAndQuery,
     pub(crate) status: u16,
-    pub(crate) instance: Option<String>,
+    pub(crate) instance: Option<Arc<str>>,
     pub(crate) connect: Duration,
     pub(crate) started: Instant,
     pub(crate) request_id: HeaderValue,

@@ -59,21 +59,23 @@ impl RouterStats {
 
 /// One ready instance.
 pub(crate) struct Backend {
-    pub(crate) name: String,
+    /// `web.2`; shared with every access line that names it.
+    pub(crate) name: Arc<str>,
     pub(crate) port: u16,
     pid: Option<u32>,
     counters: Arc<Counters>,
     connect_failures: AtomicU32,
-    ejected_until: Mutex<Option<Instant>>,
+    /// Out of rotation until this many nanoseconds after `epoch`; 0 when it never was.
+    ejected_until: AtomicU64,
+    epoch: Instant,
     pub(crate) pool: Arc<Pool>,
 }
 
 impl Backend {
-    fn is_ejected(&self, now: Instant) -> bool {
-        self.ejected_until
-            .lock()
-            .unwrap()
-            .is_some_and(|until| until > now)
+    /// Whether the instance is out of rotation now; asks the clock only if it ever was.
+    fn is_ejected(&self) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && until > nanos_since(self.epoch)
     }
 
     /// Counts a failed connect; returns `true` when this failure takes the instance out of
@@ -82,7 +84,8 @@ impl Backend {
         let failures = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= config.eject_after {
             self.connect_failures.store(0, Ordering::Relaxed);
-            *self.ejected_until.lock().unwrap() = Some(Instant::now() + config.eject_for);
+            let until = nanos_since(self.epoch).saturating_add(nanos(config.eject_for));
+            self.ejected_until.store(until.max(1), Ordering::Relaxed);
             return true;
         }
         false
@@ -102,6 +105,14 @@ impl Backend {
     fn in_flight(&self) -> usize {
         self.counters.in_flight.load(Ordering::Relaxed)
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    nanos(epoch.elapsed())
 }
 
 /// A request in flight on a backend, from the moment the backend was picked for it.
@@ -163,17 +174,18 @@ impl Backends {
                         .find(|b| {
                             b.port == info.port
                                 && b.pid == info.pid
-                                && b.name == info.name.to_string()
+                                && *b.name == info.name.to_string()
                         })
                         .cloned()
                         .unwrap_or_else(|| {
                             Arc::new(Backend {
-                                name: info.name.to_string(),
+                                name: info.name.to_string().into(),
                                 port: info.port,
                                 pid: info.pid,
                                 counters: self.stats.counters(&info.name.to_string()),
                                 connect_failures: AtomicU32::new(0),
-                                ejected_until: Mutex::new(None),
+                                ejected_until: AtomicU64::new(0),
+                                epoch: Instant::now(),
                                 pool: Arc::new(Pool::new(info.port, self.idle_per_instance)),
                             })
                         })
@@ -198,36 +210,30 @@ impl Backends {
 
     fn choose(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {
         let list = self.current();
-        let now = Instant::now();
-        let untried: Vec<&Arc<Backend>> = list
-            .iter()
-            .filter(|b| !tried.iter().any(|t| Arc::ptr_eq(t, b)))
-            .collect();
-        let healthy: Vec<&Arc<Backend>> = untried
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ejected(now))
-            .collect();
-        let candidates = if healthy.is_empty() { untried } else { healthy };
-        match candidates.len() {
+        let untried = |b: &&Arc<Backend>| !tried.iter().any(|t| Arc::ptr_eq(t, b));
+        let healthy = |b: &&Arc<Backend>| untried(b) && !b.is_ejected();
+        // Counted and indexed in place rather than collected: this runs for every request.
+        let mut n = list.iter().filter(healthy).count();
+        let eligible: &dyn Fn(&&Arc<Backend>) -> bool = if n > 0 {
+            &healthy
+        } else {
+            n = list.iter().filter(untried).count();
+            &untried
+        };
+        let nth = |i: usize| list.iter().filter(eligible).nth(i).cloned();
+        match n {
             0 => None,
-            1 => Some(candidates[0].clone()),
-            n => Some(match self.balance {
-                Balance::RoundRobin => {
-                    candidates[self.next.fetch_add(1, Ordering::Relaxed) % n].clone()
-                }
-                Balance::Random => candidates[fastrand::usize(..n)].clone(),
+            1 => nth(0),
+            n => match self.balance {
+                Balance::RoundRobin => nth(self.next.fetch_add(1, Ordering::Relaxed) % n),
+                Balance::Random => nth(fastrand::usize(..n)),
                 Balance::P2c => {
                     let a = fastrand::usize(..n);
                     let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-                    let (a, b) = (candidates[a], candidates[b]);
-                    if b.in_flight() < a.in_flight() {
-                        b.clone()
-                    } else {
-                        a.clone()
-                    }
+                    let (a, b) = (nth(a)?, nth(b)?);
+                    Some(if b.in_flight() < a.in_flight() { b } else { a })
                 }
-            }),
+            },
         }
     }
 
