@@ -58,6 +58,12 @@ What skews the comparison (known, left as each proxy's default)
   - The three access logs differ in format and size (shoal's logfmt with
     timings, nginx's `combined`, haproxy's `httplog`) and in buffering.
   - Balancing: shoal uses power of two choices; nginx and haproxy round robin.
+  - Headers: shoal always sets X-Forwarded-For/-Proto/-Host/-Port and an
+    X-Request-Id (also returned to the client), and passes the client's Host.
+    nginx and haproxy are configured to do the same (BENCH_PEER_HEADERS=1,
+    the default), since the instances' work grows with the headers they parse;
+    with BENCH_PEER_HEADERS=0 they run their defaults (nginx sends only Host:
+    instances and Connection, haproxy adds nothing).
   - nginx's `keepalive 64` is one idle cache for both servers: with 64 client
     connections and round robin it sometimes finds no idle connection to the
     chosen server, opens one, and closes another (BENCH_NGINX_KEEPALIVE=128
@@ -90,6 +96,8 @@ Environment (defaults in brackets)
   BENCH_CONNECTIONS wrk connections [64] (one wrk thread)
   BENCH_DOWNLOAD   bytes in the streamed download [1073741824]
   BENCH_HAPROXY_LOG 1 = haproxy logs every request to a file, 0 = no log [1]
+  BENCH_PEER_HEADERS 1 = nginx and haproxy set the forwarding headers shoal
+                   always sets, 0 = their defaults [1]
   BENCH_DEADLINE   seconds for any startup or wait [60]
   BENCH_NGINX_KEEPALIVE  nginx's upstream `keepalive` (idle connections kept) [64]
   BENCH_KEEP       1 = keep the temp dir with configs and logs [0]
@@ -146,6 +154,7 @@ class Config:
     connections: int
     download_bytes: int
     haproxy_log: bool
+    peer_headers: bool
     nginx_keepalive: int
     deadline: float
     port: int
@@ -178,6 +187,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--download", type=int, default=int(env("BENCH_DOWNLOAD") or 1 << 30))
     p.add_argument("--haproxy-log", type=int, choices=(0, 1),
                    default=int(env("BENCH_HAPROXY_LOG") or 1))
+    p.add_argument("--peer-headers", type=int, choices=(0, 1),
+                   default=int(env("BENCH_PEER_HEADERS") or 1))
     p.add_argument("--nginx-keepalive", type=int,
                    default=int(env("BENCH_NGINX_KEEPALIVE") or 64))
     p.add_argument("--deadline", type=float, default=float(env("BENCH_DEADLINE") or 60))
@@ -494,6 +505,8 @@ def start_nginx(cfg: Config, procs: Processes, backends: list[int]) -> Proxy:
     servers = "".join(f"        server 127.0.0.1:{p};\n" for p in backends)
     temp_paths = "".join(f"    {kind}_temp_path {d}/{kind}_temp;\n"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    nginx_headers = "".join(f"            {line};\n" for line in NGINX_HEADERS) \
+        if cfg.peer_headers else ""
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""daemon off;
@@ -515,7 +528,7 @@ http {{
             proxy_pass http://instances;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-        }}
+{nginx_headers}        }}
     }}
 }}
 """)
@@ -526,7 +539,35 @@ http {{
     return Proxy("nginx", port, proc,
                  lambda: [proc.pid] + [st.pid for st in descendants(proc.pid)],
                  os.path.join(d, "access.log"), b"\n",
-                 f"worker_processes 1, upstream keepalive {cfg.nginx_keepalive}, access_log -> file")
+                 f"worker_processes 1, upstream keepalive {cfg.nginx_keepalive}, access_log -> file"
+                 + PEER_HEADERS_NOTE[cfg.peer_headers])
+
+
+# What shoal's router always does to a request and its response, asked of the peers too
+# (BENCH_PEER_HEADERS=1), so that all three hand the instances the same work: the client's
+# Host, X-Forwarded-For/-Proto/-Host/-Port, and an X-Request-Id sent to the instance and
+# returned to the client.
+NGINX_HEADERS = (
+    "proxy_set_header Host $http_host",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for",
+    "proxy_set_header X-Forwarded-Proto $scheme",
+    "proxy_set_header X-Forwarded-Host $http_host",
+    "proxy_set_header X-Forwarded-Port $server_port",
+    "proxy_set_header X-Request-Id $request_id",
+    "add_header X-Request-Id $request_id",
+)
+HAPROXY_HEADERS = (
+    "option forwardfor",
+    "http-request set-header X-Forwarded-Proto http",
+    "http-request set-header X-Forwarded-Host %[req.hdr(host)]",
+    "http-request set-header X-Forwarded-Port %[dst_port]",
+    "unique-id-format %[uuid]",
+    "unique-id-header X-Request-Id",
+    "http-response set-header X-Request-Id %[unique-id]",
+)
+
+
+PEER_HEADERS_NOTE = {True: ", shoal's forwarding headers and X-Request-Id", False: ""}
 
 
 def start_haproxy(cfg: Config, procs: Processes, backends: list[int]) -> Proxy:
@@ -536,6 +577,8 @@ def start_haproxy(cfg: Config, procs: Processes, backends: list[int]) -> Proxy:
     servers = "".join(f"    server web{i} 127.0.0.1:{p}\n" for i, p in enumerate(backends, 1))
     logging = ("    log stdout format raw local0\n", "    log global\n    option httplog\n") \
         if cfg.haproxy_log else ("", "")
+    haproxy_headers = "".join(f"    {line}\n" for line in HAPROXY_HEADERS) \
+        if cfg.peer_headers else ""
     conf = os.path.join(d, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(f"""global
@@ -551,7 +594,7 @@ defaults
 
 frontend bench
     bind 127.0.0.1:{port}
-    default_backend instances
+{haproxy_headers}    default_backend instances
 
 backend instances
     balance roundrobin
@@ -561,7 +604,8 @@ backend instances
     wait_http(f"http://127.0.0.1:{port}/", proc, cfg.deadline, "haproxy", log)
     setup = ("nbthread 1, http-keep-alive, roundrobin, httplog to stdout -> file"
              if cfg.haproxy_log else "nbthread 1, http-keep-alive, roundrobin, no logging")
-    return Proxy("haproxy", port, proc, lambda: [proc.pid], log, b"\n", setup)
+    return Proxy("haproxy", port, proc, lambda: [proc.pid], log, b"\n",
+                 setup + PEER_HEADERS_NOTE[cfg.peer_headers])
 
 
 # --------------------------------------------------------------------------
@@ -864,6 +908,7 @@ def print_report(cfg: Config, proxies: list[Proxy], skipped: dict[str, str],
                    "connections": cfg.connections, "wrk_threads": 1,
                    "download_bytes": cfg.download_bytes, "cores": cfg.cores,
                    "haproxy_logging": cfg.haproxy_log,
+                   "peer_headers": cfg.peer_headers,
                    "nginx_keepalive": cfg.nginx_keepalive},
         "versions": versions,
         "setup": {p.name: p.setup for p in proxies},
@@ -982,7 +1027,8 @@ def main() -> int:
     os.chmod(workdir, 0o755)
     cfg = Config(rounds=args.rounds, seconds=args.seconds, warmup=args.warmup,
                  connections=args.connections, download_bytes=args.download,
-                 haproxy_log=bool(args.haproxy_log), nginx_keepalive=args.nginx_keepalive,
+                 haproxy_log=bool(args.haproxy_log),
+                 peer_headers=bool(args.peer_headers), nginx_keepalive=args.nginx_keepalive,
                  deadline=args.deadline, port=args.port,
                  workdir=workdir, shoal=os.path.abspath(args.shoal), backend=backend, cores=cores)
     versions = {"wrk": tool_version(["wrk", "-v"]), "curl": tool_version(["curl", "--version"])}
