@@ -220,7 +220,15 @@ impl Backends {
             n = list.iter().filter(untried).count();
             &untried
         };
-        let nth = |i: usize| list.iter().filter(eligible).nth(i).cloned();
+        // An instance ejected between the count and the pick shortens the list; any untried
+        // one then does rather than none.
+        let nth = |i: usize| {
+            list.iter()
+                .filter(eligible)
+                .nth(i)
+                .or_else(|| list.iter().find(|b| untried(b)))
+                .cloned()
+        };
         match n {
             0 => None,
             1 => nth(0),

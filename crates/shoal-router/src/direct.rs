@@ -41,14 +41,21 @@ pub(crate) struct Conn {
     stream: TcpStream,
     /// Bytes read from the instance and not consumed yet.
     buf: BytesMut,
+    /// Part of an answer to the current request (an interim response) has come.
+    answered: bool,
 }
 
-/// Why a request could not be sent.
-pub(crate) enum SendError {
-    /// Not a byte of the request was written: it can go to any other instance.
+/// Why an exchange (a request written, its response head read) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExchangeError {
+    /// Not a byte of the request was written: it can go anywhere.
     NotSent,
-    /// The instance may have received part or all of the request.
-    Sent,
+    /// The request was written, then the connection ended before a byte of an answer came:
+    /// on a connection that was idle in the pool, most likely because the instance closed it
+    /// just as the request went out.
+    Closed,
+    /// Anything else: the instance may have received the request, and it failed.
+    Failed,
 }
 
 /// An instance's response head, and how to read the body that follows it.
@@ -90,6 +97,7 @@ impl Conn {
         Conn {
             stream,
             buf: BytesMut::new(),
+            answered: false,
         }
     }
 
@@ -101,26 +109,46 @@ impl Conn {
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Writes a request whose head is already encoded (see [`encode_request`]).
-    pub(crate) async fn send(&mut self, request: &[u8]) -> Result<(), SendError> {
+    /// Writes a request whose head is already encoded (see [`encode_request`]) and reads the
+    /// head of its response.
+    pub(crate) async fn exchange(
+        &mut self,
+        request: &[u8],
+        method: &Method,
+    ) -> Result<Head, ExchangeError> {
+        self.answered = false;
         let mut written = 0;
         while written < request.len() {
             match self.stream.write(&request[written..]).await {
                 Ok(n) if n > 0 => written += n,
-                _ if written == 0 => return Err(SendError::NotSent),
-                _ => return Err(SendError::Sent),
+                _ if written == 0 => return Err(ExchangeError::NotSent),
+                _ => return Err(ExchangeError::Failed),
             }
         }
-        Ok(())
+        self.read_head(method).await.map_err(|error| {
+            let ended = matches!(
+                error.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            );
+            if ended && self.buf.is_empty() && !self.answered {
+                ExchangeError::Closed
+            } else {
+                ExchangeError::Failed
+            }
+        })
     }
 
     /// Reads the response head to a request made with `method`, skipping interim responses.
-    pub(crate) async fn read_head(&mut self, method: &Method) -> io::Result<Head> {
+    async fn read_head(&mut self, method: &Method) -> io::Result<Head> {
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&self.buf, method)? {
                     Some((len, head)) => {
                         self.buf.advance(len);
+                        self.answered = true;
                         match head {
                             Some(head) => return Ok(head),
                             None => continue,
@@ -198,9 +226,9 @@ fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<H
     if status.is_informational() {
         return Ok(Some((len, None)));
     }
-    let headers = header_map(response.headers)?;
+    let mut headers = header_map(response.headers)?;
     let http11 = response.version == Some(1);
-    let (framing, framing_keeps_alive) = framing(method, status, &headers)?;
+    let (framing, framing_keeps_alive) = framing(method, status, &mut headers, http11)?;
     let keep_alive = framing_keeps_alive && connection_persists(&headers, http11);
     Ok(Some((
         len,
@@ -226,11 +254,13 @@ fn header_map(fields: &[httparse::Header<'_>]) -> io::Result<HeaderMap> {
 }
 
 /// How the body is delimited, and whether the connection can be reused after it as far as the
-/// framing goes.
+/// framing goes. A `Content-Length` that a transfer coding overrides is removed, so that it is
+/// not passed on (RFC 9112 §6.3).
 fn framing(
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
+    http11: bool,
 ) -> io::Result<(Framing, bool)> {
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -248,8 +278,10 @@ fn framing(
         let last_is_chunked = codings
             .last()
             .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
-        // With a Content-Length as well, the connection must not be reused (RFC 9112 §6.3).
-        let reusable = !headers.contains_key(header::CONTENT_LENGTH);
+        // With a Content-Length as well, or in HTTP/1.0 (which has no transfer codings), the
+        // framing is suspect and the connection is not reused (RFC 9112 §6.1, §6.3).
+        let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
+        let reusable = http11 && !had_length;
         return Ok(if last_is_chunked {
             (Framing::Chunked(Chunk::Size), reusable)
         } else {
@@ -609,6 +641,11 @@ mod tests {
                 Framing::Length(5),
                 true,
             ),
+            (
+                "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n",
+                Framing::Chunked(Chunk::Size),
+                false,
+            ),
         ];
         for (raw, framing, keep_alive) in cases {
             let parsed = final_head(raw, &get);
@@ -624,6 +661,14 @@ mod tests {
         );
         assert_eq!(to_head.framing, Framing::Empty);
         assert_eq!(to_head.headers["content-length"], "5");
+        let both = final_head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+            &get,
+        );
+        assert!(
+            !both.headers.contains_key("content-length"),
+            "a Content-Length that chunked overrides is not passed on"
+        );
     }
 
     #[test]

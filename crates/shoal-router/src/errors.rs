@@ -21,6 +21,9 @@ pub(crate) enum Failure {
     InstanceTimeout,
     /// The request itself is not acceptable (400, with the reason as code).
     BadRequest(&'static str),
+    /// `CONNECT`: the router forwards requests, it does not open tunnels (501
+    /// `method_not_supported`).
+    MethodNotSupported,
 }
 
 impl Failure {
@@ -30,6 +33,7 @@ impl Failure {
             Failure::InstanceUnreachable | Failure::InstanceFailed => StatusCode::BAD_GATEWAY,
             Failure::InstanceTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Failure::MethodNotSupported => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -40,6 +44,7 @@ impl Failure {
             Failure::InstanceFailed => "instance_failed",
             Failure::InstanceTimeout => "instance_timeout",
             Failure::BadRequest(code) => code,
+            Failure::MethodNotSupported => "method_not_supported",
         }
     }
 
@@ -50,6 +55,7 @@ impl Failure {
             Failure::InstanceFailed => "the instance failed before it answered",
             Failure::InstanceTimeout => "the instance did not answer in time",
             Failure::BadRequest(_) => "the request's framing is ambiguous or not supported",
+            Failure::MethodNotSupported => "the router does not open tunnels (CONNECT)",
         }
     }
 
@@ -73,7 +79,7 @@ impl Failure {
         );
         headers.insert("x-shoal-error", HeaderValue::from_static(self.code()));
         headers.insert(X_REQUEST_ID, request_id.clone());
-        if matches!(self, Failure::BadRequest(_)) {
+        if matches!(self, Failure::BadRequest(_) | Failure::MethodNotSupported) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

@@ -52,17 +52,23 @@ impl Pool {
         Some(idle.swap_remove(ready))
     }
 
-    /// An idle connection for the router's own client, or a new one.
-    pub(crate) async fn conn(&self, connect_timeout: Duration) -> io::Result<Conn> {
+    /// An idle connection for the router's own client (`true`: it carried requests before),
+    /// or a new one.
+    pub(crate) async fn conn(&self, connect_timeout: Duration) -> io::Result<(Conn, bool)> {
         let idle = {
             let mut conns = self.conns.lock().unwrap();
             // The most recently used first: the least likely to have been closed by now.
             std::iter::from_fn(|| conns.pop()).find(Conn::is_usable)
         };
         match idle {
-            Some(conn) => Ok(conn),
-            None => Ok(Conn::new(connect(self.port, connect_timeout).await?)),
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.fresh(connect_timeout).await?, false)),
         }
+    }
+
+    /// A new connection for the router's own client.
+    pub(crate) async fn fresh(&self, connect_timeout: Duration) -> io::Result<Conn> {
+        Ok(Conn::new(connect(self.port, connect_timeout).await?))
     }
 
     /// Takes back a connection of the router's own client whose response has ended.

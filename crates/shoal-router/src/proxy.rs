@@ -28,7 +28,7 @@ use crate::access_log::{AccessLog, Pending};
 use crate::backends::{Backend, Backends, InFlight};
 use crate::body::{RequestBody, ResponseBody, Upstream};
 use crate::config::RouterConfig;
-use crate::direct::{self, DirectBody, SendError};
+use crate::direct::{self, DirectBody, ExchangeError};
 use crate::errors::Failure;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool;
@@ -83,6 +83,9 @@ pub(crate) async fn handle(
         client,
         error: None,
     };
+    if request.method() == Method::CONNECT {
+        return Ok(fail(pending, Failure::MethodNotSupported));
+    }
     if let Err(code) = headers::check_framing(request.headers()) {
         return Ok(fail(pending, Failure::BadRequest(code)));
     }
@@ -246,19 +249,36 @@ async fn attempt(
     let config = &shared.config;
     let connect_started = Instant::now();
     match payload {
-        Payload::Buffered { method, wire, .. } => {
-            let mut conn = backend
+        Payload::Buffered {
+            method,
+            wire,
+            resend,
+        } => {
+            let (mut conn, mut reused) = backend
                 .pool
                 .conn(config.connect_timeout)
                 .await
                 .map_err(|_| Tried::ConnectFailed)?;
             backend.connect_succeeded();
             pending.connect = connect_started.elapsed();
-            conn.send(wire).await.map_err(|error| match error {
-                SendError::NotSent => Tried::NotSent,
-                SendError::Sent => Tried::Failed,
-            })?;
-            let head = conn.read_head(method).await.map_err(|_| Tried::Failed)?;
+            let head = loop {
+                match conn.exchange(wire, method).await {
+                    Ok(head) => break head,
+                    // An idle connection the instance closed as the request went out: once
+                    // more on a new connection to the same instance, if nothing was written
+                    // or the request may be repeated.
+                    Err(ExchangeError::NotSent) if reused => {}
+                    Err(ExchangeError::Closed) if reused && *resend => {}
+                    Err(ExchangeError::NotSent) => return Err(Tried::NotSent),
+                    Err(_) => return Err(Tried::Failed),
+                }
+                conn = backend
+                    .pool
+                    .fresh(config.connect_timeout)
+                    .await
+                    .map_err(|_| Tried::ConnectFailed)?;
+                reused = false;
+            };
             let body = DirectBody::new(conn, &head, backend.pool.clone());
             let mut response = Response::new(Upstream::Direct(body));
             *response.status_mut() = head.status;

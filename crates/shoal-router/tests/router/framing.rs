@@ -5,11 +5,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::support::{Client, named, raw, request, router, scripted};
+use crate::support::{Client, named, raw, read_request, request, router, scripted};
 
 #[tokio::test]
 async fn responses_of_every_framing_reach_the_client_intact() {
-    let cases: [(&str, &[u8], u16, &str); 5] = [
+    let cases: [(&str, &[u8], u16, &str); 6] = [
         (
             "chunked",
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=1\r\n, world\r\n0\r\n\r\n",
@@ -21,6 +21,14 @@ async fn responses_of_every_framing_reach_the_client_intact() {
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it",
             200,
             "all of it",
+        ),
+        (
+            // The Content-Length is wrong and overridden by chunked: passed on, it would cut
+            // the body short for the client.
+            "chunked with a content-length",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
+            200,
+            "hello world",
         ),
         (
             "no content",
@@ -142,4 +150,68 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "waited for: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// An instance that answers the first request on each connection and closes the connection when
+/// a second one arrives on it, without answering: what a server whose keep-alive timeout
+/// expires just as the router reuses the connection looks like. Counts every request it read.
+async fn closes_reused_connections() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = read.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                if read_request(&mut stream).await.is_none() {
+                    return;
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(reply).await.is_err() {
+                    return;
+                }
+                if read_request(&mut stream).await.is_some() {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, read)
+}
+
+#[tokio::test]
+async fn a_get_on_a_connection_the_instance_just_closed_goes_again_on_a_new_one() {
+    // One instance only: the request has nowhere else to go.
+    let (port, read) = closes_reused_connections().await;
+    let running = router(&[port], |_| {}).await;
+    let mut client = Client::connect(running.addr).await;
+    for n in 1..=3 {
+        let answer = client.get("/").await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "ok"),
+            "GET {n}"
+        );
+    }
+    // Each GET after the first was read once on the reused connection, then again on a new one.
+    assert_eq!(read.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_post_on_a_connection_the_instance_just_closed_is_not_sent_again() {
+    let (port, read) = closes_reused_connections().await;
+    let running = router(&[port], |_| {}).await;
+    let mut client = Client::connect(running.addr).await;
+    assert_eq!(client.send(request("POST", "/", "x")).await.status, 200);
+    let answer = client.send(request("POST", "/", "x")).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.headers["x-shoal-error"], "instance_failed");
+    assert_eq!(
+        read.load(Ordering::SeqCst),
+        2,
+        "the second POST was sent once"
+    );
 }

@@ -190,3 +190,21 @@ async fn differing_content_lengths_are_refused() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
 }
+
+#[tokio::test]
+async fn connect_is_not_tunnelled() {
+    let app = named("app").await;
+    let running = router(&[app.port], |_| {}).await;
+    let answer = raw(
+        running.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    assert!(
+        answer.contains("x-shoal-error: method_not_supported"),
+        "{answer}"
+    );
+    assert_eq!(app.hits.load(Ordering::SeqCst), 0);
+}

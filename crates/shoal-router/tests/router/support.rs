@@ -144,7 +144,7 @@ pub(crate) async fn scripted(reply: &'static [u8], close: bool) -> Instance {
 
 /// Reads one request (its head, and as many body bytes as its `Content-Length` says);
 /// `None` when the connection ends first.
-async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+pub(crate) async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
