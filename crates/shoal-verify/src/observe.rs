@@ -185,7 +185,8 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
     while let Some(at) = rest.find(word) {
         let prev = rest[..at].chars().next_back().or(before);
         let next = rest[at + word.len()..].chars().next();
-        // `web.2` stands alone in `web.2.` but not in `web.20`.
+        // `web.2` stands alone in `web.2.` but not in `web.20`; pid 247 stands alone in
+        // `pid 247.` but not in `0.247 ms`.
         let next_inside = inside(next)
             || (next == Some('.')
                 && rest[at + word.len() + 1..]
@@ -193,7 +194,9 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
                     .next()
                     .is_some_and(|c| c.is_ascii_digit()));
         out.push_str(&rest[..at]);
-        if inside(prev) || next_inside {
+        let prev_inside = inside(prev)
+            || (prev == Some('.') && out.chars().rev().nth(1).is_some_and(|c| c.is_ascii_digit()));
+        if prev_inside || next_inside {
             out.push_str(word);
         } else {
             out.push_str(with);
@@ -223,6 +226,14 @@ mod tests {
             "hi {{generated#1}} from {{instance}} (pid {{pid}}, port {{port}}); web.20 51010"
         );
         assert_eq!(n.text("served by web.2."), "served by {{instance}}.");
+        let small = Normalizer {
+            pid: Some(247),
+            ..Normalizer::default()
+        };
+        assert_eq!(
+            small.text("pid 247. rendered in 0.247 ms, v1.247.3"),
+            "pid {{pid}}. rendered in 0.247 ms, v1.247.3"
+        );
     }
 
     #[test]
