@@ -30,13 +30,23 @@ bench="$target/release/examples/kit_bench"
 if [ "${BENCH_PIN:-1}" = 0 ]; then
     exec "$bench"
 fi
+if ! command -v taskset >/dev/null 2>&1; then
+    echo "kit.sh: taskset is missing (util-linux); running unpinned against the test URLs" >&2
+    exec "$bench"
+fi
 
 core="${BENCH_CORE:-$(python3 -c 'import os; print(max(os.sched_getaffinity(0)))')}"
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# Waits until server $2 (a pid) answers on port $1; fails if it exits first (another program
+# took the port between free_port and its start, say).
 wait_port() {
     for _ in $(seq 1 100); do
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "kit.sh: the server for port $1 exited; run again" >&2
+            return 1
+        fi
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -53,7 +63,7 @@ trap cleanup EXIT
 port="$(free_port)"
 taskset -c "$core" memcached -l 127.0.0.1 -p "$port" -t 1 -m 64 -u "$(id -un)" &
 servers+=($!)
-wait_port "$port"
+wait_port "$port" "$!"
 export SHOAL_TEST_MEMCACHED_URL="memcache://127.0.0.1:$port"
 
 if command -v redis-server >/dev/null 2>&1; then
@@ -61,7 +71,7 @@ if command -v redis-server >/dev/null 2>&1; then
     taskset -c "$core" redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
         --loglevel warning &
     servers+=($!)
-    wait_port "$port"
+    wait_port "$port" "$!"
     export SHOAL_TEST_REDIS_URL="redis://127.0.0.1:$port"
 else
     echo "kit.sh: no redis-server here; Redis is measured unpinned at $SHOAL_TEST_REDIS_URL" >&2

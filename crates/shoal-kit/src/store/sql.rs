@@ -9,8 +9,8 @@
 //! session's expiry within the same hour then changes no indexed column, so PostgreSQL updates
 //! the row in place (a HOT update: no index entries written, less WAL), and the table is made
 //! with room on each page for it (`fillfactor = 90`). Tables made before the bucket existed get
-//! the column (rows already there count as bucket 0, so the cleanup still checks them) and lose
-//! the old `expires_at` index when a store first connects to them.
+//! the column (rows already there count as bucket 0, so the cleanup still checks them) and the
+//! fill factor, and lose the old `expires_at` index, when a store first connects to them.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -56,16 +56,63 @@ struct Statements {
     /// Counts the `expiry_bucket` column (0 in a table made before it existed); bind the table.
     has_bucket: SqlStr,
     add_bucket: SqlStr,
-    /// PostgreSQL only: the cleanup's index, and the one it replaced. On SQLite (development,
-    /// small tables) keeping an index current would cost every save more than the minute-ly
-    /// cleanup's table scan.
-    create_index: Option<SqlStr>,
-    drop_old_index: Option<SqlStr>,
+    /// PostgreSQL only: the cleanup's index. On SQLite (development, small tables) keeping an
+    /// index current would cost every save more than the minute-ly cleanup's table scan.
+    pg: Option<PgSchema>,
     load: SqlStr,
     insert: SqlStr,
     replace: SqlStr,
     delete: SqlStr,
     purge: SqlStr,
+}
+
+/// What PostgreSQL's table has besides its columns. Each step is looked up in the catalog
+/// first, so that a store connecting to a table that is up to date takes no lock on it.
+struct PgSchema {
+    /// The cleanup's index, named so that it fits PostgreSQL's 63 bytes whatever the table.
+    index_name: String,
+    has_index: SqlStr,
+    create_index: SqlStr,
+    /// Indexes on `expires_at`, made by earlier versions: every save would have to update them.
+    old_indexes: SqlStr,
+    /// Room on each page for updates in place, for a table made before it was asked for.
+    fillfactor: SqlStr,
+}
+
+impl PgSchema {
+    fn new(table: &str) -> PgSchema {
+        let index_name = index_name(table);
+        PgSchema {
+            has_index: statement(
+                "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname = $1"
+                    .to_owned(),
+            ),
+            create_index: statement(format!(
+                "CREATE INDEX IF NOT EXISTS {index_name} ON {table} (expiry_bucket)"
+            )),
+            old_indexes: statement(
+                "SELECT indexname::TEXT FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = lower($1) AND indexdef LIKE '%(expires_at)'"
+                    .to_owned(),
+            ),
+            fillfactor: statement(format!("ALTER TABLE {table} SET (fillfactor = 90)")),
+            index_name,
+        }
+    }
+}
+
+/// `TABLE_expiry_bucket`, or for a long table name its first 40 characters and a hash of the
+/// rest: PostgreSQL cuts longer names short, which could make the index's name the table's.
+fn index_name(table: &str) -> String {
+    let table = table.to_ascii_lowercase();
+    if table.len() + "_expiry_bucket".len() <= 63 {
+        return format!("{table}_expiry_bucket");
+    }
+    let hash = table.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{}_{hash:08x}_expiry", &table[..40])
 }
 
 fn statement(sql: String) -> SqlStr {
@@ -76,8 +123,11 @@ impl Statements {
     fn new(table: &str, postgres: bool) -> Statements {
         Statements {
             create_table: statement(format!(
+                // The bucket's default lets a process of an earlier version, still running
+                // during a rolling deploy, go on creating sessions.
                 "CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, version BIGINT NOT NULL, \
-                 expires_at BIGINT NOT NULL, expiry_bucket BIGINT NOT NULL, data TEXT NOT NULL){}",
+                 expires_at BIGINT NOT NULL, expiry_bucket BIGINT NOT NULL DEFAULT 0, \
+                 data TEXT NOT NULL){}",
                 if postgres {
                     " WITH (fillfactor = 90)"
                 } else {
@@ -96,13 +146,7 @@ impl Statements {
             add_bucket: statement(format!(
                 "ALTER TABLE {table} ADD COLUMN expiry_bucket BIGINT NOT NULL DEFAULT 0"
             )),
-            create_index: postgres.then(|| {
-                statement(format!(
-                    "CREATE INDEX IF NOT EXISTS {table}_expiry_bucket ON {table} (expiry_bucket)"
-                ))
-            }),
-            drop_old_index: postgres
-                .then(|| statement(format!("DROP INDEX IF EXISTS {table}_expires_at"))),
+            pg: postgres.then(|| PgSchema::new(table)),
             load: statement(format!(
                 "SELECT version, data FROM {table} WHERE id = $1 AND expires_at > $2"
             )),
@@ -282,12 +326,27 @@ async fn create_schema(pool: &Pool, sql: &Statements, table: &str) -> Result<(),
                 .await?;
             if has_bucket == 0 {
                 p.execute(sql.add_bucket.clone()).await?;
+                if let Some(pg) = &sql.pg {
+                    p.execute(pg.fillfactor.clone()).await?;
+                }
             }
-            if let Some(drop) = &sql.drop_old_index {
-                p.execute(drop.clone()).await?;
-            }
-            if let Some(index) = &sql.create_index {
-                p.execute(index.clone()).await?;
+            if let Some(pg) = &sql.pg {
+                let old: Vec<String> = sqlx::query_scalar(pg.old_indexes.clone())
+                    .bind(table)
+                    .fetch_all(p)
+                    .await?;
+                for name in old {
+                    let name = name.replace('"', "\"\"");
+                    p.execute(statement(format!("DROP INDEX IF EXISTS \"{name}\"")))
+                        .await?;
+                }
+                let has_index: i64 = sqlx::query_scalar(pg.has_index.clone())
+                    .bind(&pg.index_name)
+                    .fetch_one(p)
+                    .await?;
+                if has_index == 0 {
+                    p.execute(pg.create_index.clone()).await?;
+                }
             }
             Ok(())
         }

@@ -105,13 +105,18 @@ async fn a_table_from_before_expiry_buckets_is_brought_up_to_date(kind: Kind) {
         };
         assert_eq!(db.count(indexes(format!("{table}_expires_at"))).await, 0);
         assert_eq!(db.count(indexes(format!("{table}_expiry_bucket"))).await, 1);
+        let fill = format!(
+            "SELECT COUNT(*) FROM pg_class WHERE relname = lower('{table}') \
+             AND reloptions::TEXT LIKE '%fillfactor=90%'"
+        );
+        assert_eq!(db.count(fill).await, 1, "room left on each page");
     }
 
     let app = crate::support::app(store.clone(), SessionConfig::default());
     assert_eq!(send(&app, "GET", "/get/a", Some(&live)).await.body, "1");
     send(&app, "POST", "/set/a/2", Some(&live)).await;
     assert_eq!(send(&app, "GET", "/get/a", Some(&live)).await.body, "2");
-    // The cleanup (every 500 ms in these tests) finds the expired row through the new index.
+    // The cleanup (every 500 ms in these tests) deletes the expired row of the old table.
     let gone = format!("SELECT COUNT(*) FROM {table} WHERE id = '{expired}'");
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -181,4 +186,32 @@ async fn saves_update_postgres_rows_in_place() {
         in_place >= updates - 1,
         "{in_place} of {updates} saves updated the row in place"
     );
+}
+
+/// A namespace of the longest length allowed (63): PostgreSQL cuts names longer than that, so
+/// an index named after the table could end up named as the table itself, and be skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cleanup_index_exists_for_the_longest_namespace() {
+    // `kit_{test}_{12 hex digits}`: 63 characters.
+    let Some(t) = target(Kind::Postgres, &"n".repeat(46)) else {
+        return;
+    };
+    assert_eq!(t.namespace.len(), 63);
+    let db = Db::open(&t.url).await;
+    let indexes = format!(
+        "SELECT COUNT(*) FROM pg_indexes WHERE tablename = lower('{}') \
+         AND indexdef LIKE '%(expiry_bucket)'",
+        t.namespace
+    );
+    let store = t.store().await;
+    assert_eq!(db.count(indexes.clone()).await, 1);
+    // A second process connecting finds it and makes no other.
+    let _again = t.store().await;
+    assert_eq!(db.count(indexes).await, 1);
+    let app = crate::support::app(store, SessionConfig::default());
+    let id = send(&app, "POST", "/set/a/1", None)
+        .await
+        .issued()
+        .expect("a session");
+    assert_eq!(send(&app, "GET", "/get/a", Some(&id)).await.body, "1");
 }
