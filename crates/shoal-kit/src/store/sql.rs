@@ -58,7 +58,7 @@ struct Statements {
     add_bucket: SqlStr,
     /// PostgreSQL only: the cleanup's index. On SQLite (development, small tables) keeping an
     /// index current would cost every save more than the minute-ly cleanup's table scan.
-    pg: Option<PgSchema>,
+    pg: Option<Box<PgSchema>>,
     load: SqlStr,
     insert: SqlStr,
     replace: SqlStr,
@@ -146,7 +146,7 @@ impl Statements {
             add_bucket: statement(format!(
                 "ALTER TABLE {table} ADD COLUMN expiry_bucket BIGINT NOT NULL DEFAULT 0"
             )),
-            pg: postgres.then(|| PgSchema::new(table)),
+            pg: postgres.then(|| Box::new(PgSchema::new(table))),
             load: statement(format!(
                 "SELECT version, data FROM {table} WHERE id = $1 AND expires_at > $2"
             )),
