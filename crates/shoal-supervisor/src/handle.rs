@@ -15,6 +15,8 @@ pub(crate) enum Command {
     Kill,
     Add {
         kind: String,
+        /// The index to start at; `None`: the lowest free one.
+        index: Option<u32>,
         reply: Reply<InstanceName>,
     },
     Drain {
@@ -54,6 +56,19 @@ impl Handle {
     pub async fn add(&self, kind: &str) -> Result<InstanceName, String> {
         self.ask(|reply| Command::Add {
             kind: kind.to_owned(),
+            index: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts instance `name` again, at its own index, once it has left the formation (an
+    /// error while an instance of that name is still there). Unlike [`Handle::add`], the
+    /// name does not depend on which other instances happen to be gone at that moment.
+    pub async fn add_as(&self, name: &InstanceName) -> Result<InstanceName, String> {
+        self.ask(|reply| Command::Add {
+            kind: name.kind.clone(),
+            index: Some(name.index),
             reply,
         })
         .await

@@ -208,8 +208,8 @@ impl Controller {
                 let _ = reply.send(self.chaos_kill(&name));
             }
             // Publish before answering: whoever asked looks at the snapshot next.
-            Command::Add { kind, reply } => {
-                let result = self.add(&kind);
+            Command::Add { kind, index, reply } => {
+                let result = self.add(&kind, index);
                 self.publish();
                 let _ = reply.send(result);
             }
@@ -502,7 +502,7 @@ impl Controller {
             .ok_or_else(|| format!("no instance `{name}` is running"))
     }
 
-    fn add(&mut self, kind: &str) -> Result<InstanceName, String> {
+    fn add(&mut self, kind: &str, wanted: Option<u32>) -> Result<InstanceName, String> {
         if self.phase != Phase::Running {
             return Err("the formation is not running (it is starting or stopping)".into());
         }
@@ -519,14 +519,26 @@ impl Controller {
             .filter(|s| s.name.kind == kind && !s.retired)
             .map(|s| s.name.index)
             .collect();
-        let index = (1..=shoal_procfile::formation::MAX_PER_TYPE)
-            .find(|i| !taken.contains(i))
-            .ok_or_else(|| {
-                format!(
-                    "`{kind}` already has {} instances, the most one type can have",
+        let index = match wanted {
+            Some(index) if taken.contains(&index) => {
+                return Err(format!("`{kind}.{index}` is still in the formation"));
+            }
+            Some(index) if index == 0 || index > shoal_procfile::formation::MAX_PER_TYPE => {
+                return Err(format!(
+                    "`{kind}.{index}` is out of range (1 to {})",
                     shoal_procfile::formation::MAX_PER_TYPE
-                )
-            })?;
+                ));
+            }
+            Some(index) => index,
+            None => (1..=shoal_procfile::formation::MAX_PER_TYPE)
+                .find(|i| !taken.contains(i))
+                .ok_or_else(|| {
+                    format!(
+                        "`{kind}` already has {} instances, the most one type can have",
+                        shoal_procfile::formation::MAX_PER_TYPE
+                    )
+                })?,
+        };
         let port = u32::from(process_type.first_port) + index - 1;
         let port =
             u16::try_from(port).map_err(|_| format!("`{kind}.{index}` would need port {port}"))?;

@@ -240,7 +240,8 @@ impl Formation {
                     .retire(name)
                     .await
                     .map_err(|why| failed("stop", why))?;
-                // Once it has exited, the lowest free index — its own — starts again.
+                // Once it has exited, it starts again under its own name (not at the lowest
+                // free index: another instance may be restarting at the same moment).
                 let handle = self.handle.clone();
                 let mut snapshots = self.handle.watch();
                 let limit = self.setup.grace + Duration::from_secs(10);
@@ -261,15 +262,10 @@ impl Formation {
                     });
                     gone.await
                         .map_err(|_| format!("`{name}` did not stop after SIGTERM and SIGKILL"))?;
-                    let added = handle
-                        .add(&name.kind)
+                    handle
+                        .add_as(&name)
                         .await
                         .map_err(|why| format!("cannot start `{name}` again: {why}"))?;
-                    if added != name {
-                        return Err(format!(
-                            "cannot start `{name}` again: the new instance is `{added}`"
-                        ));
-                    }
                     Ok(())
                 });
                 self.pending.insert(name.clone(), task);
