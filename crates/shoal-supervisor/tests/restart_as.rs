@@ -5,8 +5,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shoal_procfile::{InstanceName, Plan, PlanOptions};
-use shoal_supervisor::{Handle, Log, Options, Outcome, RuntimeDir, Style, Supervisor};
+use shoal_procfile::InstanceName;
+use shoal_supervisor::{Handle, Log, Options, Outcome, Style, Supervisor};
+
+mod support;
 
 /// The names in the latest snapshot, once `done` holds for them (60 s at most).
 async fn wait_for(handle: &Handle, what: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
@@ -32,24 +34,14 @@ async fn wait_for(handle: &Handle, what: &str, done: impl Fn(&[String]) -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_comes_back_under_its_own_name() {
-    let app = tempfile::tempdir().unwrap();
-    let runtime_base = tempfile::tempdir().unwrap();
-    std::fs::write(app.path().join("Procfile"), "worker: exec sleep 60\n").unwrap();
-    let plan = Plan::load(&PlanOptions {
-        procfile: app.path().join("Procfile"),
-        formation: Some("worker=3".into()),
-        ..PlanOptions::default()
-    })
-    .unwrap();
-    let runtime = RuntimeDir::under(runtime_base.path(), &plan.procfile);
-    runtime.create().unwrap();
+    let app = support::App::new("worker: exec sleep 60\n", Some("worker=3"));
     let (log, writer) = Log::start(Box::new(io::sink()), Style { color: false }, 10);
     let options = Options {
         grace: Duration::from_secs(5),
         probe_type: None,
         ..Options::default()
     };
-    let (handle, task) = Supervisor::start(Arc::new(plan), runtime, log, options);
+    let (handle, task) = Supervisor::start(Arc::new(app.plan), app.runtime, log, options);
     wait_for(&handle, "three workers", |names| names.len() == 3).await;
 
     // Two instances stop at once; the second one comes back first.

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_procfile::{InstanceName, Plan, PlanOptions};
-use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, WorkDirs};
+use shoal_procfile::InstanceName;
+use shoal_supervisor::{Log, Options, Outcome, Style, Supervisor, WorkDirs};
+
+mod support;
 
 /// Makes `base/NAME-K` for the K-th start of instance NAME, and remembers every call.
 #[derive(Debug)]
@@ -49,21 +51,11 @@ fn wait_for_file(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_start_runs_in_the_directory_the_provider_gives() {
-    let app = tempfile::tempdir().unwrap();
-    let dirs = tempfile::tempdir().unwrap();
-    let runtime_base = tempfile::tempdir().unwrap();
-    std::fs::write(
-        app.path().join("Procfile"),
+    let app = support::App::new(
         "release: pwd > here\nworker: pwd > here; exec sleep 60\n",
-    )
-    .unwrap();
-    let plan = Plan::load(&PlanOptions {
-        procfile: app.path().join("Procfile"),
-        ..PlanOptions::default()
-    })
-    .unwrap();
-    let runtime = RuntimeDir::under(runtime_base.path(), &plan.procfile);
-    runtime.create().unwrap();
+        None,
+    );
+    let dirs = tempfile::tempdir().unwrap();
     let provider = Arc::new(Numbered {
         base: dirs.path().to_path_buf(),
         calls: Mutex::new(Vec::new()),
@@ -75,7 +67,7 @@ async fn every_start_runs_in_the_directory_the_provider_gives() {
         work_dirs: Some(provider.clone()),
         ..Options::default()
     };
-    let (handle, task) = Supervisor::start(Arc::new(plan), runtime, log, options);
+    let (handle, task) = Supervisor::start(Arc::new(app.plan), app.runtime, log, options);
 
     let release = dirs.path().join("release.1-1");
     let first = dirs.path().join("worker.1-1");
@@ -101,7 +93,7 @@ async fn every_start_runs_in_the_directory_the_provider_gives() {
     assert_eq!(task.await.unwrap(), Outcome::Stopped);
     writer.finish();
     assert!(
-        !app.path().join("here").exists(),
+        !app.dir.path().join("here").exists(),
         "nothing ran in the app directory"
     );
     assert_eq!(provider.calls.lock().unwrap().len(), 3);
@@ -118,16 +110,7 @@ impl WorkDirs for Failing {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_that_cannot_be_prepared_is_a_failed_start() {
-    let app = tempfile::tempdir().unwrap();
-    let runtime_base = tempfile::tempdir().unwrap();
-    std::fs::write(app.path().join("Procfile"), "worker: sleep 60\n").unwrap();
-    let plan = Plan::load(&PlanOptions {
-        procfile: app.path().join("Procfile"),
-        ..PlanOptions::default()
-    })
-    .unwrap();
-    let runtime = RuntimeDir::under(runtime_base.path(), &plan.procfile);
-    runtime.create().unwrap();
+    let app = support::App::new("worker: sleep 60\n", None);
     let (log, writer) = Log::start(Box::new(io::sink()), Style { color: false }, 10);
     let options = Options {
         restart: false,
@@ -135,7 +118,7 @@ async fn a_directory_that_cannot_be_prepared_is_a_failed_start() {
         work_dirs: Some(Arc::new(Failing)),
         ..Options::default()
     };
-    let (_handle, task) = Supervisor::start(Arc::new(plan), runtime, log, options);
+    let (_handle, task) = Supervisor::start(Arc::new(app.plan), app.runtime, log, options);
     let outcome = tokio::time::timeout(Duration::from_secs(60), task)
         .await
         .expect("the formation stops")
