@@ -14,9 +14,6 @@ use crate::backends::InFlight;
 use crate::direct::DirectBody;
 use crate::pool::{Pool, Sender};
 
-/// A request body streamed through hyper's client: the client's own.
-pub(crate) type RequestBody = Incoming;
-
 /// The body of an instance's response, as it is read.
 pub(crate) enum Upstream {
     /// Read by hyper's client; the connection goes back to its pool once the body has ended.

@@ -171,8 +171,8 @@ impl Conn {
     }
 }
 
-/// Encodes a request head with `body_len` bytes of body; `Content-Length` is set from it
-/// (and left out for an empty body that had none).
+/// Encodes a request, head and `body`; `Content-Length` is set from the body (and left out for
+/// an empty body that had none).
 pub(crate) fn encode_request(
     method: &Method,
     target: &str,
@@ -195,7 +195,7 @@ pub(crate) fn encode_request(
     }
     if !body.is_empty() || headers.contains_key(header::CONTENT_LENGTH) {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");

@@ -26,7 +26,7 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Pending};
 use crate::backends::{Backend, Backends, InFlight};
-use crate::body::{RequestBody, ResponseBody, Upstream};
+use crate::body::{ResponseBody, Upstream};
 use crate::config::RouterConfig;
 use crate::direct::{self, DirectBody, ExchangeError};
 use crate::errors::Failure;
@@ -55,7 +55,7 @@ enum Payload {
     },
     /// Streamed through hyper's client (a larger or unsized body, or an upgrade): it may go
     /// elsewhere only while not a byte of it has been written.
-    Stream(Option<Request<RequestBody>>),
+    Stream(Option<Request<Incoming>>),
 }
 
 /// Handles one client request; never fails (router failures are responses).
@@ -102,7 +102,7 @@ pub(crate) async fn handle(
         &shared.forwarded_port,
         &request_id,
     );
-    let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let target = pending.path.as_str();
 
     let limit = shared.config.retry_body_limit as u64;
     let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit);
