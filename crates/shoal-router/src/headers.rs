@@ -70,13 +70,25 @@ pub(crate) fn client_address(ip: IpAddr) -> HeaderValue {
 
 /// Sets the forwarding headers on a request: the client's address appended to
 /// `X-Forwarded-For` (whatever the client sent stays in front of it: only the last entry is
-/// known to be true), and `X-Forwarded-Proto`, `-Host` and `-Port` replaced.
+/// known to be true), and `X-Forwarded-Proto`, `-Host` and `-Port` replaced. Look-alikes of
+/// forwarding headers spelt with underscores are removed first (see [`is_forwarding_alias`]).
 pub(crate) fn set_forwarding(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     public_port: &HeaderValue,
     request_id: &HeaderValue,
 ) {
+    // Almost no request has a name with an underscore: one pass over the names finds that out.
+    if headers.keys().any(|name| name.as_str().contains('_')) {
+        let aliases: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| is_forwarding_alias(name.as_str()))
+            .cloned()
+            .collect();
+        for name in aliases {
+            headers.remove(name);
+        }
+    }
     let mut chain = client.clone();
     if headers.contains_key(X_FORWARDED_FOR) {
         let mut earlier: Vec<&str> = headers
@@ -99,6 +111,23 @@ pub(crate) fn set_forwarding(
     };
     headers.insert(X_FORWARDED_PORT, public_port.clone());
     headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+/// Whether `name` has an underscore and means a forwarding header once `_` is read as `-`.
+/// CGI, WSGI, Rack and PHP turn both `-` and `_` into `_` (`HTTP_X_FORWARDED_FOR`), so a client
+/// sending `X_Forwarded_For` would add its own entries after the router's, and an app that trusts
+/// the last entry would believe them. nginx drops every name with an underscore by default, and
+/// gunicorn refuses them; shoal drops those that could pass for a header the router vouches for.
+fn is_forwarding_alias(name: &str) -> bool {
+    if !name.contains('_') {
+        return false;
+    }
+    let dashed = name.replace('_', "-");
+    dashed.starts_with("x-forwarded-")
+        || matches!(
+            dashed.as_str(),
+            "forwarded" | "x-real-ip" | "x-client-ip" | "x-request-id" | "client-ip"
+        )
 }
 
 /// The request's id: the client's `X-Request-Id` when it is 20 to 200 characters of
@@ -171,6 +200,41 @@ mod tests {
             );
         }
         headers
+    }
+
+    #[test]
+    fn underscore_spellings_of_forwarding_headers_are_dropped() {
+        let mut headers = map(&[
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-forwarded_proto", "https"),
+            ("x_request_id", "forged-forged-forged-forged"),
+            ("x_real_ip", "6.6.6.6"),
+            ("forwarded", "for=1.1.1.1"),
+            ("x_custom_thing", "kept"),
+            ("x-forwarded-for", "1.1.1.1"),
+        ]);
+        let id = HeaderValue::from_static("abc");
+        set_forwarding(
+            &mut headers,
+            &client_address("127.0.0.1".parse().unwrap()),
+            &HeaderValue::from_static("5000"),
+            &id,
+        );
+        let mut names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-port",
+                "x-forwarded-proto",
+                "x-request-id",
+                "x_custom_thing"
+            ]
+        );
+        assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
     }
 
     #[test]
