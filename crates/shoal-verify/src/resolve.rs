@@ -19,6 +19,7 @@ use crate::client::{Answer, Outgoing};
 use crate::cookies::CookieJar;
 use crate::jsonpath;
 use crate::scenario::check::{BASE_URL, app_path};
+use crate::scenario::include;
 use crate::scenario::{
     BodyLine, BodyPath, Capture, CaptureFrom, Expr, Piece, RequestSpec, Scenario, Side, Source,
     System, Template,
@@ -194,9 +195,9 @@ impl<'s> Replay<'s> {
                     substitute,
                     line,
                 } => {
-                    let bytes = std::fs::read(path).map_err(|err| ResolveError {
+                    let bytes = include::read(path).map_err(|err| ResolveError {
                         line: *line,
-                        message: format!("cannot read `{}`: {err}", path.display()),
+                        message: err.to_string(),
                     })?;
                     if *substitute {
                         let text = String::from_utf8_lossy(&bytes);

@@ -3,10 +3,12 @@
 //! must be a file variable, `baseUrl`, or a value captured by an earlier request; every
 //! `{{login.response…}}` must name an earlier request; file variables must not refer to each
 //! other in a circle; `$dotenv` and `$processEnv` variables must exist; included files must be
-//! readable; and an absolute URL must point at the app under test.
+//! readable regular files of at most 256 MiB; and an absolute URL must point at the app under
+//! test.
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::include;
 use super::template::Template;
 use super::{BodyLine, Expr, RequestSpec, Scenario, System, Variable};
 use crate::error::ScenarioError;
@@ -132,12 +134,8 @@ impl Checker<'_> {
                     substitute,
                     line,
                 } => {
-                    let text = std::fs::read(path).map_err(|err| {
-                        self.error(
-                            *line,
-                            format!("cannot read the included file `{}`: {err}", path.display()),
-                        )
-                    })?;
+                    let text =
+                        include::read(path).map_err(|err| self.error(*line, err.to_string()))?;
                     if *substitute {
                         let text = String::from_utf8_lossy(&text);
                         let template = Template::parse(&text, *line)

@@ -2,7 +2,8 @@
 //! (the VS Code REST Client / JetBrains HTTP Client format, see [`http_file`]) or from HAR
 //! files exported by a browser ([`har`]), then checked as a whole before anything starts
 //! ([`check`]): every variable must be defined before it is used, and every absolute URL must
-//! point at the app under test.
+//! point at the app under test. Included files are read only when they are regular files of a
+//! bounded size ([`include`]).
 //!
 //! A scenario only describes requests; `resolve` turns one into bytes to send, within one
 //! replay.
@@ -10,6 +11,7 @@
 pub mod check;
 pub mod har;
 pub mod http_file;
+pub mod include;
 pub mod template;
 #[cfg(test)]
 mod tests;

@@ -325,6 +325,57 @@ fn variables_are_substituted_and_fixed_for_one_replay() {
 }
 
 #[test]
+fn includes_that_are_not_regular_files_are_refused_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario_path = dir.path().join("s.http");
+    let link = dir.path().join("key.txt");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    // `< /dev/zero` was read to the end by the checks, which never came: the test would
+    // have filled memory; now the kind is seen before anything is read.
+    for (include, expected) in [
+        (
+            "/dev/zero".to_owned(),
+            "the included file `/dev/zero` is a character device; expected a regular file"
+                .to_owned(),
+        ),
+        (
+            "./key.txt".to_owned(),
+            format!(
+                "the included file `{}` is a character device; expected a regular file",
+                dir.path().join("./key.txt").display()
+            ),
+        ),
+        (
+            ".".to_owned(),
+            format!(
+                "the included file `{}` is a directory; expected a regular file",
+                dir.path().join(".").display()
+            ),
+        ),
+    ] {
+        let text = format!("POST /up\nContent-Type: text/plain\n\nfirst line\n< {include}\n");
+        let scenario = http_file::parse(&scenario_path, &text).unwrap();
+        let dotenv = BTreeMap::new();
+        let err = check(
+            &scenario,
+            Environment {
+                dotenv: &dotenv,
+                public_port: PORT,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}:5: {expected}", scenario_path.display())
+        );
+        // A replay reads the file again (it may have changed since the checks): the same
+        // refusal, at the same line.
+        let err = replay(&scenario).build(&scenario.requests[0]).unwrap_err();
+        assert_eq!((err.line, err.message.as_str()), (5, expected.as_str()));
+    }
+}
+
+#[test]
 fn form_bodies_encode_substituted_values_and_multipart_bodies_use_crlf() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file.bin"), b"\x00\x01raw").unwrap();
