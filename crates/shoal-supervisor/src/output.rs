@@ -3,12 +3,20 @@
 //!
 //! Readers send whole lines (several at a time when a child writes fast) over a bounded channel
 //! to one writer thread, which prefixes them and writes them out in large batches. When the
-//! writer falls behind, the channel fills and the readers stop reading: the children then block
-//! on their pipes instead of shoal buffering without bound.
+//! writer falls behind, the channel fills and nothing grows without bound:
+//! - instance output waits: the readers stop reading and the children block on their pipes;
+//! - shoal's own lines cannot wait (a stop must never wait for stdout): they queue behind the
+//!   channel in order, up to [`OVERFLOW`] lines, forwarded by one task; beyond that they are
+//!   dropped and counted;
+//! - the router's access lines are dropped and counted.
+//!
+//! The writer reports what was dropped (`dropped N access lines`) as soon as it has written the
+//! batch that made room again.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,6 +26,10 @@ use tokio::sync::mpsc;
 const PALETTE: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
 /// The colour of shoal's own lines.
 const SYSTEM_COLOR: &str = "1";
+/// How many of shoal's own lines may wait behind a full channel. They come from events
+/// (starts, exits, restarts), not from traffic, so this is only reached when stdout has been
+/// stalled for a long time.
+pub const OVERFLOW: usize = 1024;
 
 /// How lines are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +57,76 @@ pub struct Log {
     tx: mpsc::Sender<Record>,
     width: Arc<AtomicUsize>,
     system: Arc<Source>,
+    behind: Arc<Behind>,
+}
+
+/// What happens to lines that cannot wait while the writer is behind; shared by every [`Log`]
+/// and the writer thread.
+#[derive(Default)]
+struct Behind {
+    overflow: Mutex<Overflow>,
+    dropped_access: AtomicU64,
+    dropped_own: AtomicU64,
+}
+
+/// shoal's own lines that found the channel full, oldest first.
+#[derive(Default)]
+struct Overflow {
+    records: VecDeque<Record>,
+    /// A task is sending `records` into the channel. While it is, later lines queue behind
+    /// them rather than overtake them.
+    forwarding: bool,
+}
+
+impl Behind {
+    fn overflow(&self) -> std::sync::MutexGuard<'_, Overflow> {
+        self.overflow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The notices for lines dropped since the last call, as lines of `system`, if any.
+    fn take_notices(&self, system: &Arc<Source>) -> Option<Record> {
+        let access = self.dropped_access.swap(0, Ordering::Relaxed);
+        let own = self.dropped_own.swap(0, Ordering::Relaxed);
+        let mut notices = String::new();
+        if access > 0 {
+            notices.push_str(&format!(
+                "dropped {access} access line{} (the output is too slow)\n",
+                if access == 1 { "" } else { "s" }
+            ));
+        }
+        if own > 0 {
+            notices.push_str(&format!(
+                "dropped {own} of shoal's own line{} (the output is too slow)\n",
+                if own == 1 { "" } else { "s" }
+            ));
+        }
+        (!notices.is_empty()).then(|| Record {
+            source: system.clone(),
+            lines: notices.into_bytes(),
+        })
+    }
+}
+
+/// Sends the overflow into the channel in order, waiting for room; ends when it is empty.
+async fn forward(tx: mpsc::Sender<Record>, behind: Arc<Behind>) {
+    loop {
+        let record = {
+            let mut overflow = behind.overflow();
+            match overflow.records.pop_front() {
+                Some(record) => record,
+                None => {
+                    overflow.forwarding = false;
+                    return;
+                }
+            }
+        };
+        if tx.send(record).await.is_err() {
+            let mut overflow = behind.overflow();
+            overflow.records.clear();
+            overflow.forwarding = false;
+            return;
+        }
+    }
 }
 
 /// The thread that writes the log; join it after the last [`Log`] is dropped to be sure every
@@ -79,18 +161,27 @@ impl Log {
         // Records hold at most one read of a pipe (16 KiB), so the queue holds at most ~4 MiB.
         let (tx, rx) = mpsc::channel::<Record>(256);
         let width = Arc::new(AtomicUsize::new(width.max("system".len())));
-        let thread = {
-            let width = width.clone();
-            std::thread::Builder::new()
-                .name("shoal-log".into())
-                .spawn(move || write_loop(rx, out, style, &width))
-                .expect("the log thread starts")
-        };
+        let behind = Arc::new(Behind::default());
         let system = Arc::new(Source {
             label: "system".into(),
             color: SYSTEM_COLOR,
         });
-        (Log { tx, width, system }, LogWriter { thread })
+        let thread = {
+            let width = width.clone();
+            let behind = behind.clone();
+            let system = system.clone();
+            std::thread::Builder::new()
+                .name("shoal-log".into())
+                .spawn(move || write_loop(rx, out, style, &width, &behind, &system))
+                .expect("the log thread starts")
+        };
+        let log = Log {
+            tx,
+            width,
+            system,
+            behind,
+        };
+        (log, LogWriter { thread })
     }
 
     /// A source for lines of `label`; `kind` (the process type's position) picks its colour.
@@ -125,19 +216,50 @@ impl Log {
     }
 
     /// Writes one line from `source` without waiting: for callers that cannot wait (a body
-    /// being dropped). When the writer is behind, a task sends it later; nothing is lost.
+    /// being dropped, a stop). When the writer is behind, the line waits in order behind the
+    /// channel, up to [`OVERFLOW`] lines; past that it is dropped and counted.
     pub fn line_now(&self, source: &Arc<Source>, message: String) {
-        let mut lines = message.into_bytes();
-        lines.push(b'\n');
         let record = Record {
             source: source.clone(),
-            lines,
+            lines: line(message),
         };
-        if let Err(mpsc::error::TrySendError::Full(record)) = self.tx.try_send(record) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(record).await;
-            });
+        let mut overflow = self.behind.overflow();
+        if overflow.forwarding {
+            if overflow.records.len() < OVERFLOW {
+                overflow.records.push_back(record);
+            } else {
+                self.behind.dropped_own.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let Err(mpsc::error::TrySendError::Full(record)) = self.tx.try_send(record) else {
+            return;
+        };
+        // One task forwards the whole overflow, however long: a task per line was memory
+        // without bound.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                overflow.records.push_back(record);
+                overflow.forwarding = true;
+                runtime.spawn(forward(self.tx.clone(), self.behind.clone()));
+            }
+            Err(_) => {
+                self.behind.dropped_own.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes one access line from `source` without waiting; when the writer is behind, the
+    /// line is dropped and counted, and the writer reports the count once it has room again.
+    /// A busy router makes lines faster than a slow stdout takes them: keeping them all would
+    /// be memory without bound, and waiting would slow the requests down.
+    pub fn access(&self, source: &Arc<Source>, message: String) {
+        let record = Record {
+            source: source.clone(),
+            lines: line(message),
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(record) {
+            self.behind.dropped_access.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -146,6 +268,12 @@ impl Log {
     pub fn system(&self, message: impl Into<String>) {
         self.line_now(&self.system, message.into());
     }
+}
+
+fn line(message: String) -> Vec<u8> {
+    let mut lines = message.into_bytes();
+    lines.push(b'\n');
+    lines
 }
 
 /// How long the writer pauses after writing what was waiting, so that lines arriving in a
@@ -157,6 +285,8 @@ fn write_loop(
     mut out: Box<dyn Write + Send>,
     style: Style,
     width: &AtomicUsize,
+    behind: &Behind,
+    system: &Arc<Source>,
 ) {
     const BATCH: usize = 64 * 1024;
     let mut buffer = Vec::with_capacity(BATCH * 2);
@@ -185,6 +315,14 @@ fn write_loop(
                 Err(_) => break,
             }
         }
+        // Taking this batch made room in the channel: say what was dropped while it was full.
+        if let Some(notices) = behind.take_notices(system) {
+            format_record(
+                &mut buffer,
+                &notices,
+                prefix.get(&notices, style, width, time),
+            );
+        }
         if !broken {
             // A closed stdout (`shoal start | head`) must not stop the formation: keep
             // supervising and drop the log.
@@ -199,6 +337,15 @@ fn write_loop(
             // `COALESCE`, while a line after a quiet moment is still written at once.
             std::thread::sleep(COALESCE);
         }
+    }
+    // A line dropped just as the last batch was taken is still reported.
+    if let Some(notices) = behind.take_notices(system)
+        && !broken
+    {
+        let width = width.load(Ordering::Relaxed);
+        let prefix = prefix.get(&notices, style, width, clock.now());
+        format_record(&mut buffer, &notices, prefix);
+        let _ = out.write_all(&buffer);
     }
     let _ = out.flush();
 }
