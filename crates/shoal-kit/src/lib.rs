@@ -4,7 +4,8 @@
 //!   PostgreSQL or SQLite, chosen by a URL (`SESSION_URL`), with an idle timeout and an absolute
 //!   lifetime enforced by the store, and **no lost updates** between processes.
 //! - [`Scratch`]: a per-transaction temporary directory that is removed when dropped.
-//! - [`listen`]: bind `0.0.0.0:$PORT`; [`shutdown_signal`]: SIGTERM/SIGINT for graceful shutdown.
+//! - [`listen`]: bind `127.0.0.1:$PORT` (`SHOAL_LISTEN_HOST` for another address);
+//!   [`shutdown_signal`]: SIGTERM/SIGINT for graceful shutdown.
 //! - [`sqlite::connect_pool`]: open an SQLite file that several processes open at once.
 //!
 //! ```no_run

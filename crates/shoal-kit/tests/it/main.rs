@@ -2,6 +2,7 @@
 //! server; a store whose URL variable is unset is reported as NOT RUN on stderr.
 
 mod connect;
+mod ifaddrs;
 mod listen;
 mod scratch;
 mod sessions;
