@@ -8,6 +8,10 @@
 //!    with jittered backoff). Keys changed by the other request are kept.
 //! 3. The record is gone (logout elsewhere, expiry): a replace never re-creates it, so a slow
 //!    request cannot resurrect a deleted session; the client is told to drop the cookie.
+//! 4. `cycle()`: the newest data with the changes goes to a new id, and the old id is deleted
+//!    only if it still has the version that was copied; otherwise the copy is dropped and the
+//!    cycle starts again from the newer data (bounded like 2), so a save of the old id that
+//!    landed in between is carried over, and a logout in between stays a logout.
 //!
 //! A store failure becomes `503 Service Unavailable` (detail on stderr), never a panic.
 
@@ -23,7 +27,7 @@ use tower::{Layer, Service};
 
 use crate::config::SessionConfig;
 use crate::error::{StoreError, log_error};
-use crate::record::{Record, now_ms};
+use crate::record::{Changes, Record, now_ms};
 use crate::session::{Session, State};
 use crate::store::SessionStore;
 use crate::{cookie, id};
@@ -37,11 +41,22 @@ pub struct SessionLayer {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Shared {
     store: SessionStore,
     config: SessionConfig,
     cookie_name: String,
+    cycle_hook: Option<CycleHook>,
+}
+
+/// What [`SessionLayer::with_cycle_hook`] runs.
+#[derive(Clone)]
+struct CycleHook(Arc<dyn Fn() -> BoxFuture<()> + Send + Sync>);
+
+impl std::fmt::Debug for CycleHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CycleHook")
+    }
 }
 
 impl SessionLayer {
@@ -62,8 +77,23 @@ impl SessionLayer {
                 store,
                 config,
                 cookie_name,
+                cycle_hook: None,
             }),
         }
+    }
+
+    /// Runs `hook` in every save of a [`Session::cycle`], after the new id is stored and before
+    /// the old one is retired, so that a test can change the old session at exactly that
+    /// moment. Not a stable interface.
+    #[doc(hidden)]
+    pub fn with_cycle_hook<F, Fut>(mut self, hook: F) -> SessionLayer
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Arc::make_mut(&mut self.shared).cycle_hook =
+            Some(CycleHook(Arc::new(move || Box::pin(hook()))));
+        self
     }
 }
 
@@ -179,19 +209,7 @@ async fn save(shared: &Shared, state: State) -> Result<Option<SetCookie>, StoreE
         return Ok(Some(SetCookie::Issue(id)));
     };
     if state.cycle {
-        // Build the new session from the newest stored data, then delete the old id.
-        let Some(latest) = store.load(id).await? else {
-            return Ok(forget());
-        };
-        let now = now_ms();
-        let record = Record {
-            created_ms: latest.record.created_ms,
-            touched_ms: now,
-            data: state.changes.apply(&latest.record.data),
-        };
-        let new_id = create(shared, &record).await?;
-        store.delete(id).await?;
-        return Ok(Some(SetCookie::Issue(new_id)));
+        return cycle(shared, id, &state.changes).await;
     }
     let touch_only = state.changes.is_empty();
     if touch_only && !loaded.record.wants_touch(config, now_ms()) {
@@ -225,6 +243,41 @@ async fn save(shared: &Shared, state: State) -> Result<Option<SetCookie>, StoreE
             return Ok(Some(SetCookie::Remove));
         };
         (version, created_ms, newest) = (newer.version, newer.record.created_ms, newer.record.data);
+        if attempt >= 2 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+    Err(StoreError::Contention(MAX_ATTEMPTS))
+}
+
+/// Moves the session to a new id: copies the newest stored data with this request's changes to
+/// a fresh id, then retires the old id only if it is still the version that was copied. A save
+/// of the old id that landed in between makes that fail: the copy is deleted (nobody has seen
+/// its id) and the cycle starts again from the newer data, so the save is not lost; a logout in
+/// between leaves nothing to copy, and the client is told to forget the cookie.
+async fn cycle(
+    shared: &Shared,
+    old_id: &str,
+    changes: &Changes,
+) -> Result<Option<SetCookie>, StoreError> {
+    let store = &shared.store;
+    for attempt in 0..MAX_ATTEMPTS {
+        let Some(latest) = store.load(old_id).await? else {
+            return Ok(Some(SetCookie::Remove));
+        };
+        let record = Record {
+            created_ms: latest.record.created_ms,
+            touched_ms: now_ms(),
+            data: changes.apply(&latest.record.data),
+        };
+        let new_id = create(shared, &record).await?;
+        if let Some(hook) = &shared.cycle_hook {
+            (hook.0)().await;
+        }
+        if store.delete_if(old_id, latest.version).await? {
+            return Ok(Some(SetCookie::Issue(new_id)));
+        }
+        store.delete(&new_id).await?;
         if attempt >= 2 {
             tokio::time::sleep(backoff(attempt)).await;
         }

@@ -1,7 +1,8 @@
 //! The Memcached backend, speaking the meta text protocol (memcached ≥ 1.6) over a small pool
 //! of TCP connections. The version of a record is memcached's own CAS value: `replace` is
 //! `ms KEY C<cas>`, which answers `EX` when someone wrote in between and `NF` when the item is
-//! gone, so a deleted or expired session is never written back. `create` is `ms … ME` (add).
+//! gone, so a deleted or expired session is never written back. `create` is `ms … ME` (add);
+//! `delete_if` is `md KEY C<cas>`, with the same answers.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -131,6 +132,16 @@ impl MemcachedStore {
             .0;
         match line.as_str() {
             "HD" | "NF" => Ok(()),
+            _ => Err(StoreError::Protocol(line)),
+        }
+    }
+
+    pub(crate) async fn delete_if(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let cmd = format!("md {}{id} C{version}\r\n", self.prefix).into_bytes();
+        let line = self.request(cmd, false).await?.0;
+        match line.as_str() {
+            "HD" => Ok(true),
+            "EX" | "NF" => Ok(false),
             _ => Err(StoreError::Protocol(line)),
         }
     }

@@ -6,7 +6,10 @@
 //! - `create(id, record)`: store only if `id` is absent (`false` otherwise);
 //! - `replace(id, version, record)`: store only if the stored version is still `version`
 //!   (`false` when it changed **or the record is gone** — a replace never re-creates);
-//! - `delete(id)`: remove unconditionally.
+//! - `delete(id)`: remove unconditionally (logout, and a copy nobody has seen yet);
+//! - `delete_if(id, version)`: remove only if the stored version is still `version` (`false`
+//!   when it changed or the record is gone): `cycle()` retires the old id with it, so a change
+//!   saved after the cycle copied the data makes it copy again instead of being lost.
 //!
 //! Every operation is bounded by [`StoreOptions::with_timeout`], so a dead store is an error,
 //! never a hang.
@@ -214,6 +217,17 @@ impl SessionStore {
                 Backend::Redis(s) => s.delete(id).await,
                 Backend::Memcached(s) => s.delete(id).await,
                 Backend::Sql(s) => s.delete(id).await,
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_if(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        self.bounded(async {
+            match &*self.backend {
+                Backend::Redis(s) => s.delete_if(id, version).await,
+                Backend::Memcached(s) => s.delete_if(id, version).await,
+                Backend::Sql(s) => s.delete_if(id, version).await,
             }
         })
         .await

@@ -2,7 +2,8 @@
 //! TTL. `create` is `SET … NX PX` (only if absent). `replace` is a Lua script, so the check
 //! and the write are one atomic step on the server: it writes only when the stored value still
 //! starts with the version the request loaded, and a missing key (deleted or expired) never
-//! matches, so a replace never re-creates a session.
+//! matches, so a replace never re-creates a session. `delete_if` is a script of the same
+//! shape that deletes instead of writing.
 
 use std::time::Duration;
 
@@ -21,10 +22,18 @@ if not current or string.sub(current, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1";
 
+/// KEYS[1] = the session key, ARGV[1] = `VERSION\n` expected.
+const DELETE_IF: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current or string.sub(current, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1";
+
 pub(crate) struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     replace: Script,
+    delete_if: Script,
 }
 
 impl RedisStore {
@@ -45,6 +54,7 @@ impl RedisStore {
             conn,
             prefix: format!("{}:", options.namespace),
             replace: Script::new(REPLACE),
+            delete_if: Script::new(DELETE_IF),
         })
     }
 
@@ -98,6 +108,16 @@ impl RedisStore {
     pub(crate) async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let _: i64 = self.conn.clone().del(self.key(id)).await?;
         Ok(())
+    }
+
+    pub(crate) async fn delete_if(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let done: i64 = self
+            .delete_if
+            .key(self.key(id))
+            .arg(format!("{version}\n"))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(done == 1)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The SQL backend, PostgreSQL and SQLite through one code path (the same statements; `$N`
 //! parameters work in both). A row is `(id, version, expires_at, expiry_bucket, data)`;
 //! `replace` is `UPDATE … WHERE id = $ AND version = $ AND expires_at > now`, so a row that was
-//! deleted, expired or changed in between is left alone. Expired rows are never served (every
+//! deleted, expired or changed in between is left alone (and `delete_if` is `DELETE … WHERE
+//! id = $ AND version = $`). Expired rows are never served (every
 //! read checks `expires_at`) and a background task deletes them every cleanup interval.
 //!
 //! The cleanup finds expired rows through an index on `expiry_bucket`, the hour in which the
@@ -63,6 +64,7 @@ struct Statements {
     insert: SqlStr,
     replace: SqlStr,
     delete: SqlStr,
+    delete_if: SqlStr,
     purge: SqlStr,
 }
 
@@ -159,6 +161,9 @@ impl Statements {
                  WHERE id = $5 AND version = $6 AND expires_at > $7"
             )),
             delete: statement(format!("DELETE FROM {table} WHERE id = $1")),
+            delete_if: statement(format!(
+                "DELETE FROM {table} WHERE id = $1 AND version = $2"
+            )),
             purge: statement(format!(
                 "DELETE FROM {table} WHERE expiry_bucket <= $1 AND expires_at <= $2"
             )),
@@ -302,6 +307,16 @@ impl SqlStore {
             .await
             .map(|_| ())?);
         Ok(())
+    }
+
+    pub(crate) async fn delete_if(&self, id: &str, version: u64) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |p| sqlx::query(self.sql.delete_if.clone())
+            .bind(id)
+            .bind(to_i64(version))
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
     }
 }
 

@@ -2,11 +2,14 @@
 //! the logout race, expiry, strict ids, id rotation, cookie flags, and a store that dies.
 //! "Processes" are separate `SessionStore` connections, as separate processes would have.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_kit::{SessionConfig, StoreOptions};
+use axum::Router;
+use shoal_kit::{SessionConfig, SessionLayer, SessionStore, StoreOptions};
 
-use crate::support::{Kind, Proxy, eventually, send, send_with, target, through};
+use crate::support::{Kind, Proxy, Reply, eventually, send, send_with, target, through};
 
 /// Iterations of each race; each one is a fresh session.
 const RACES: usize = 40;
@@ -29,6 +32,8 @@ per_store!(
     absolute_lifetime_ends_a_busy_session,
     unknown_ids_are_never_adopted,
     login_cycles_the_id_and_logout_deletes_it,
+    a_write_saved_during_a_login_is_kept,
+    a_logout_during_a_login_stays_logged_out,
     cookie_flags,
 );
 
@@ -351,6 +356,94 @@ async fn login_cycles_the_id_and_logout_deletes_it(kind: Kind) {
         "logout deletes server-side"
     );
     assert_eq!(send(&app, "GET", "/get/user", Some(&new)).await.body, "-");
+}
+
+/// An app (one process) whose first `cycle()` sends `path` with `cookie` through `other` (a
+/// second process) at the worst moment: after the cycle copied the old session's data to the
+/// new id, before it retired the old id. Returns the app and where the other reply lands.
+fn app_racing_its_cycle(
+    store: SessionStore,
+    other: &Router,
+    path: &'static str,
+    cookie: &str,
+) -> (Router, Arc<Mutex<Option<Reply>>>) {
+    let reply = Arc::new(Mutex::new(None));
+    let fired = Arc::new(AtomicBool::new(false));
+    let (other, cookie, landed) = (other.clone(), cookie.to_owned(), reply.clone());
+    let layer = SessionLayer::new(store, SessionConfig::default()).with_cycle_hook(move || {
+        let (other, cookie, landed) = (other.clone(), cookie.clone(), landed.clone());
+        let first = !fired.swap(true, Ordering::SeqCst);
+        async move {
+            if first {
+                let r = send(&other, "POST", path, Some(&cookie)).await;
+                *landed.lock().unwrap() = Some(r);
+            }
+        }
+    });
+    (crate::support::app_with(layer), reply)
+}
+
+/// A request of the old id saves a change while a login on another process cycles the id:
+/// the change was saved (200, no cookie removed), so the new id must carry it.
+async fn a_write_saved_during_a_login_is_kept(kind: Kind) {
+    let Some(t) = target(kind, "cyclewrite") else {
+        return;
+    };
+    let store = t.store().await;
+    let two = crate::support::app(t.store().await, SessionConfig::default());
+    let old = send(&two, "POST", "/set/cart/3", None)
+        .await
+        .issued()
+        .unwrap();
+    let (one, raced) = app_racing_its_cycle(store.clone(), &two, "/set/late/yes", &old);
+    let login = send(&one, "POST", "/login", Some(&old)).await;
+    let raced = raced.lock().unwrap().take().expect("the login cycled");
+    assert_eq!(
+        (raced.status.as_u16(), &raced.set_cookie),
+        (200, &None),
+        "the racing write was saved: {raced:?}"
+    );
+    assert_eq!(login.status, 200, "{login:?}");
+    let new = login.issued().expect("the login issues an id");
+    assert!(!new.is_empty() && new != old, "{login:?}");
+    for (key, value) in [("late", "yes"), ("cart", "3"), ("user", "alice")] {
+        assert_eq!(
+            send(&one, "GET", &format!("/get/{key}"), Some(&new))
+                .await
+                .body,
+            value,
+            "`{key}` after the login"
+        );
+    }
+    assert_eq!(
+        store.stored_version(&old).await.unwrap(),
+        None,
+        "the old id is retired"
+    );
+}
+
+/// A logout of the old id lands while a login on another process cycles the id: the login
+/// must not carry the session on under the new id.
+async fn a_logout_during_a_login_stays_logged_out(kind: Kind) {
+    let Some(t) = target(kind, "cyclelogout") else {
+        return;
+    };
+    let store = t.store().await;
+    let two = crate::support::app(t.store().await, SessionConfig::default());
+    let old = send(&two, "POST", "/set/cart/3", None)
+        .await
+        .issued()
+        .unwrap();
+    let (one, raced) = app_racing_its_cycle(store.clone(), &two, "/logout", &old);
+    let login = send(&one, "POST", "/login", Some(&old)).await;
+    let raced = raced.lock().unwrap().take().expect("the login cycled");
+    assert_eq!(raced.issued().as_deref(), Some(""), "{raced:?}");
+    assert_eq!(
+        login.issued().as_deref(),
+        Some(""),
+        "the login went on under a new id after a logout: {login:?}"
+    );
+    assert_eq!(store.stored_version(&old).await.unwrap(), None);
 }
 
 async fn cookie_flags(kind: Kind) {

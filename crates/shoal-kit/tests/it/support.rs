@@ -122,6 +122,11 @@ impl Target {
 
 /// The app every session test drives.
 pub(crate) fn app(store: SessionStore, config: SessionConfig) -> Router {
+    app_with(SessionLayer::new(store, config))
+}
+
+/// The same app behind a session layer the test built.
+pub(crate) fn app_with(layer: SessionLayer) -> Router {
     Router::new()
         .route("/get/{key}", get(read))
         .route(
@@ -140,7 +145,7 @@ pub(crate) fn app(store: SessionStore, config: SessionConfig) -> Router {
                 "bye"
             }),
         )
-        .layer(SessionLayer::new(store, config))
+        .layer(layer)
 }
 
 async fn read(
