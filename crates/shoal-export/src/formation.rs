@@ -1,13 +1,13 @@
 //! What every exporter takes from the plan: the app's and the process types' names on the
 //! target, the commands as an instance's shell runs them, and the `.env` environment split into
-//! plain and secret values. Also the warnings about configuration that cannot work once
+//! plain and secret values by the rule `shoal check` masks by ([`is_secret`]). Also the warnings about configuration that cannot work once
 //! instances run on other machines.
 
 use std::time::Duration;
 
 use shoal_procfile::Plan;
 use shoal_procfile::plan::OWN_VARS;
-use shoal_procfile::secret::is_secret_key;
+use shoal_procfile::secret::is_secret;
 
 use crate::names::{self, Target};
 use crate::{ExportError, Format};
@@ -24,9 +24,11 @@ pub(crate) struct Formation<'a> {
     pub(crate) types: Vec<Kind<'a>>,
     /// The `release` command, wrapped for the shell, if the Procfile has one.
     pub(crate) release: Option<String>,
-    /// `.env` variables whose names do not look secret, in the plan's order.
+    /// `.env` variables that are not secret, in the plan's order.
     pub(crate) config: Vec<(&'a str, &'a str)>,
-    /// `.env` variables whose names look secret (`API_KEY`, `DB_PASSWORD`…).
+    /// `.env` variables whose names look secret (`API_KEY`, `DB_PASSWORD`…) or whose values
+    /// carry a URL password (`postgres://app:hunter2@db/app`): they go only where the owner
+    /// alone can read them.
     pub(crate) secrets: Vec<(&'a str, &'a str)>,
 }
 
@@ -71,7 +73,7 @@ impl<'a> Formation<'a> {
             .iter()
             .filter(|v| !OWN_VARS.contains(&v.key.as_str()))
             .map(|v| (v.key.as_str(), v.value.as_str()))
-            .partition(|(key, _)| is_secret_key(key));
+            .partition(|(key, value)| is_secret(key, value));
         Ok(Formation {
             plan,
             app,

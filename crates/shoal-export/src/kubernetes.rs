@@ -3,8 +3,9 @@
 //! - a Deployment per process type, `replicas` = the formation's count (0 is kept: the type is
 //!   declared, not run), running the Procfile command through `/bin/sh -c` as `shoal start`
 //!   does;
-//! - the `.env` variables as a ConfigMap, and those with secret-looking names as a Secret, both
-//!   named `APP-env` and given to every container with `envFrom`;
+//! - the `.env` variables as a ConfigMap, and the secret ones (a secret-looking name or a URL
+//!   password, the rule `shoal check` masks by) as a Secret, both named `APP-env` and given to
+//!   every container with `envFrom`;
 //! - for `web`: a named container port, a readiness probe (TCP, or HTTP on `--health-path`), a
 //!   `preStop` delay so endpoints are removed before SIGTERM arrives, and a Service with
 //!   `sessionAffinity: None` in front (no sticky sessions);

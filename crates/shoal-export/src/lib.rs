@@ -67,8 +67,8 @@ pub struct File {
     /// The file's name inside the output directory.
     pub name: String,
     pub contents: String,
-    /// Whether it holds values of secret-looking variables; such files are written readable by
-    /// their owner only.
+    /// Whether it holds secret values (a secret-looking name or a URL password); such files are
+    /// written readable by their owner only.
     pub private: bool,
 }
 

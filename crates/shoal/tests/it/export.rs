@@ -531,3 +531,103 @@ fn hpa_is_for_kubernetes_web_only() {
     );
     assert!(!app.path().join("out").exists());
 }
+
+/// An app whose only secrets are passwords inside URL values: no variable name looks secret.
+fn url_passwords() -> App {
+    let app = App::new("web: ./server -p $PORT\n");
+    app.write(
+        ".env",
+        "DATABASE_URL=postgres://app:hunter2@db.internal/app\nREDIS_URL=redis://:s3cret@cache:6379/0\nSESSION_URL=memcache://sess:pw-in-url@sessions:11211\nLOG_LEVEL=info\n",
+    );
+    app
+}
+
+const URL_PASSWORDS: [&str; 3] = ["hunter2", "s3cret", "pw-in-url"];
+
+/// The files in `dir` that others than the owner may read, with their contents.
+fn readable_by_others(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).unwrap().permissions().mode() & 0o077 != 0)
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn assert_no_url_password_readable(dir: &Path) {
+    for (path, text) in readable_by_others(dir) {
+        for password in URL_PASSWORDS {
+            assert!(
+                !text.contains(password),
+                "`{password}` is in {} ({:o}):\n{text}",
+                path.display(),
+                mode(&path)
+            );
+        }
+    }
+}
+
+#[test]
+fn kubernetes_puts_url_passwords_in_the_secret() {
+    let app = url_passwords();
+    let out = export(
+        &app,
+        &[
+            "kubernetes",
+            "-o",
+            "k8s",
+            "--app",
+            "shop",
+            "--image",
+            "shop:1",
+        ],
+    );
+    assert_ok(&out);
+    let dir = app.path().join("k8s");
+    let config = std::fs::read_to_string(dir.join("shop-env.configmap.yaml")).unwrap();
+    assert!(config.contains("LOG_LEVEL: info"), "{config}");
+    let secret_path = dir.join("shop-env.secret.yaml");
+    let secret = std::fs::read_to_string(&secret_path).unwrap();
+    for key in ["DATABASE_URL", "REDIS_URL", "SESSION_URL"] {
+        assert!(!config.contains(key), "{key} in the ConfigMap:\n{config}");
+        assert!(secret.contains(key), "{key} not in the Secret:\n{secret}");
+    }
+    assert_eq!(mode(&secret_path), 0o600);
+    assert_no_url_password_readable(&dir);
+}
+
+#[test]
+fn systemd_keeps_url_passwords_owner_only() {
+    let app = url_passwords();
+    assert_ok(&export(&app, &["systemd", "-o", "units", "--app", "shop"]));
+    let dir = app.path().join("units");
+    let env = std::fs::read_to_string(dir.join("shop.env")).unwrap();
+    assert!(env.contains("hunter2"), "{env}");
+    assert_eq!(mode(&dir.join("shop.env")), 0o600);
+    assert_eq!(mode(&dir.join("shop-web.1.service")), 0o644);
+    assert_no_url_password_readable(&dir);
+}
+
+#[test]
+fn compose_keeps_url_passwords_owner_only() {
+    let app = url_passwords();
+    assert_ok(&export(&app, &["compose", "-o", "deploy", "--app", "shop"]));
+    let dir = app.path().join("deploy");
+    assert_eq!(mode(&dir.join("compose.yaml")), 0o600);
+    assert_no_url_password_readable(&dir);
+
+    // Without a secret, the file stays readable, as the engine's tools may need.
+    let plain = App::new("web: ./server -p $PORT\n");
+    plain.write(".env", "DATABASE_URL=postgres://db.internal/app\n");
+    assert_ok(&export(&plain, &["compose", "-o", "deploy"]));
+    assert_eq!(mode(&plain.path().join("deploy/compose.yaml")), 0o644);
+}
