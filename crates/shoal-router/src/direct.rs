@@ -4,33 +4,26 @@
 //! no channels between tasks, which is most of what hyper's client costs per request. Streamed
 //! uploads and protocol upgrades go through hyper's client instead (see `proxy`).
 //!
-//! The response's framing follows RFC 9112 §6.3: no body after a HEAD request or in a 1xx, 204
-//! or 304 response; `chunked` when it is the final transfer coding; else `Content-Length` (its
-//! values must agree, or the response is refused); else the body runs until the instance closes
-//! the connection. Interim 1xx responses are skipped. A connection carries another request only
-//! when its response ended exactly where its framing said and neither side asked to close it.
+//! The bytes themselves are [`crate::codec`]'s: this module only moves them.
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode};
+use http::Method;
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+// The proxy encodes its requests through this module.
+pub(crate) use crate::codec::encode_request;
+use crate::codec::{Chunk, Decoded, Framing, Head, MAX_HEAD_BYTES, decode, invalid, parse_head};
 use crate::pool::Pool;
 
-/// Most header fields in an instance's response head, or in its trailer section.
-const MAX_HEADERS: usize = 128;
-/// Largest response head (or trailer section) accepted from an instance.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Longest chunk-size line, extensions included.
-const MAX_CHUNK_LINE: usize = 4096;
 /// Room made in the read buffer before reading a response head.
 const HEAD_READ: usize = 8 * 1024;
 /// Most read from an instance at once while its body streams.
@@ -58,40 +51,6 @@ pub(crate) enum ExchangeError {
     Failed,
 }
 
-/// An instance's response head, and how to read the body that follows it.
-pub(crate) struct Head {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    framing: Framing,
-    keep_alive: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// Nothing follows the head.
-    Empty,
-    /// This many bytes are left.
-    Length(u64),
-    /// Chunked: where the decoder is.
-    Chunked(Chunk),
-    /// Everything until the instance closes the connection.
-    UntilClose,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Expecting a chunk-size line.
-    Size,
-    /// Inside a chunk's data, with this many bytes left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: the trailer section, then the end.
-    Trailers,
-    /// The message has ended.
-    Done,
-}
-
 impl Conn {
     pub(crate) fn new(stream: TcpStream) -> Self {
         Conn {
@@ -102,11 +61,25 @@ impl Conn {
     }
 
     /// Whether an idle connection can still carry a request: the instance has not closed it
-    /// and has sent nothing unasked. Costs no system call unless the socket has been reported
-    /// readable since it was last read to the end.
+    /// and no byte from it is waiting (a stray byte would be read as the next request's
+    /// response). Asks the kernel, with one non-blocking `recv(MSG_PEEK)`: tokio's `try_read`
+    /// answers from the reactor's readiness, which says "would block" until the reactor has
+    /// polled the socket, however long ago the bytes or the FIN came. A byte that comes after
+    /// this check cannot be told from the response; hence no connection is pooled after a
+    /// response whose body the instance might still be sending (see [`crate::codec`]).
     pub(crate) fn is_usable(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let mut probe = 0u8;
+        // SAFETY: the descriptor stays open while `self.stream` is borrowed, and `probe` is a
+        // writable buffer of the one byte asked for. MSG_PEEK leaves any byte in the socket.
+        let peeked = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                (&raw mut probe).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        peeked < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
 
     /// Writes a request whose head is already encoded (see [`encode_request`]) and reads the
@@ -168,165 +141,6 @@ impl Conn {
                 ));
             }
         }
-    }
-}
-
-/// Encodes a request, head and `body`; `Content-Length` is set from the body (and left out for
-/// an empty body that had none).
-pub(crate) fn encode_request(
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + 48 * headers.len() + body.len());
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if !body.is_empty() || headers.contains_key(header::CONTENT_LENGTH) {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
-fn invalid(message: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-/// Parses a response head at the start of `buf`: `None` when it is not complete yet, else its
-/// length and the head (`None` for an interim 1xx response, which is skipped).
-fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<Head>)>> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(invalid("the instance's response head is malformed")),
-    };
-    let code = response.code.unwrap_or(0);
-    let status =
-        StatusCode::from_u16(code).map_err(|_| invalid("the instance's status is not valid"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(invalid("the instance switched protocols unasked"));
-    }
-    if status.is_informational() {
-        return Ok(Some((len, None)));
-    }
-    let mut headers = header_map(response.headers)?;
-    let http11 = response.version == Some(1);
-    let (framing, framing_keeps_alive) = framing(method, status, &mut headers, http11)?;
-    let keep_alive = framing_keeps_alive && connection_persists(&headers, http11);
-    Ok(Some((
-        len,
-        Some(Head {
-            status,
-            headers,
-            framing,
-            keep_alive,
-        }),
-    )))
-}
-
-fn header_map(fields: &[httparse::Header<'_>]) -> io::Result<HeaderMap> {
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| invalid("the instance sent an invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| invalid("the instance sent an invalid header value"))?;
-        headers.append(name, value);
-    }
-    Ok(headers)
-}
-
-/// How the body is delimited, and whether the connection can be reused after it as far as the
-/// framing goes. A `Content-Length` that a transfer coding overrides is removed, so that it is
-/// not passed on (RFC 9112 §6.3).
-fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &mut HeaderMap,
-    http11: bool,
-) -> io::Result<(Framing, bool)> {
-    if method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((Framing::Empty, true));
-    }
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .peekable();
-    if codings.peek().is_some() {
-        let last_is_chunked = codings
-            .last()
-            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
-        // With a Content-Length as well, or in HTTP/1.0 (which has no transfer codings), the
-        // framing is suspect and the connection is not reused (RFC 9112 §6.1, §6.3).
-        let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
-        let reusable = http11 && !had_length;
-        return Ok(if last_is_chunked {
-            (Framing::Chunked(Chunk::Size), reusable)
-        } else {
-            (Framing::UntilClose, false)
-        });
-    }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(part.trim_ascii())
-                .ok_or_else(|| invalid("the instance sent an invalid Content-Length"))?;
-            if length.is_some_and(|earlier| earlier != n) {
-                return Err(invalid("the instance sent differing Content-Length values"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => (Framing::Empty, true),
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::UntilClose, false),
-    })
-}
-
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
-}
-
-/// Whether the instance lets the connection stay open: HTTP/1.1 unless it says `close`,
-/// HTTP/1.0 only when it says `keep-alive`.
-fn connection_persists(headers: &HeaderMap, http11: bool) -> bool {
-    let mut tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
-    if http11 {
-        !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
-    } else {
-        tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
     }
 }
 
@@ -427,325 +241,52 @@ impl DirectBody {
     }
 }
 
-enum Decoded {
-    Frame(Frame<Bytes>),
-    End,
-    NeedMore,
-}
-
-/// Takes what it can of the body from `buf`, advancing `framing`.
-fn decode(framing: &mut Framing, buf: &mut BytesMut) -> io::Result<Decoded> {
-    match framing {
-        Framing::Empty | Framing::Length(0) | Framing::Chunked(Chunk::Done) => Ok(Decoded::End),
-        Framing::Length(left) => {
-            if buf.is_empty() {
-                return Ok(Decoded::NeedMore);
-            }
-            let n = usize::try_from(*left).map_or(buf.len(), |left| left.min(buf.len()));
-            *left -= n as u64;
-            Ok(Decoded::Frame(Frame::data(buf.split_to(n).freeze())))
-        }
-        Framing::UntilClose => {
-            if buf.is_empty() {
-                return Ok(Decoded::NeedMore);
-            }
-            Ok(Decoded::Frame(Frame::data(buf.split().freeze())))
-        }
-        Framing::Chunked(chunk) => decode_chunked(chunk, buf),
-    }
-}
-
-fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<Decoded> {
-    loop {
-        match *chunk {
-            Chunk::Size => {
-                let Some(end) = buf.iter().position(|&b| b == b'\n') else {
-                    if buf.len() > MAX_CHUNK_LINE {
-                        return Err(invalid("the instance sent a chunk-size line too long"));
-                    }
-                    return Ok(Decoded::NeedMore);
-                };
-                let line = buf[..end]
-                    .strip_suffix(b"\r")
-                    .ok_or_else(|| invalid("the instance sent a chunk-size line without CRLF"))?;
-                let size = parse_chunk_size(line)
-                    .ok_or_else(|| invalid("the instance sent an invalid chunk size"))?;
-                buf.advance(end + 1);
-                *chunk = if size == 0 {
-                    Chunk::Trailers
-                } else {
-                    Chunk::Data(size)
-                };
-            }
-            Chunk::Data(left) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let n = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
-                *chunk = if left == n as u64 {
-                    Chunk::DataEnd
-                } else {
-                    Chunk::Data(left - n as u64)
-                };
-                return Ok(Decoded::Frame(Frame::data(buf.split_to(n).freeze())));
-            }
-            Chunk::DataEnd => {
-                if buf.len() < 2 {
-                    return Ok(Decoded::NeedMore);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err(invalid("the instance sent a chunk longer than its size"));
-                }
-                buf.advance(2);
-                *chunk = Chunk::Size;
-            }
-            Chunk::Trailers => {
-                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let parsed = httparse::parse_headers(buf, &mut fields)
-                    .map_err(|_| invalid("the instance sent a malformed trailer section"))?;
-                let httparse::Status::Complete((len, fields)) = parsed else {
-                    if buf.len() > MAX_HEAD_BYTES {
-                        return Err(invalid("the instance sent a trailer section too large"));
-                    }
-                    return Ok(Decoded::NeedMore);
-                };
-                let trailers = header_map(fields)?;
-                buf.advance(len);
-                *chunk = Chunk::Done;
-                if trailers.is_empty() {
-                    return Ok(Decoded::End);
-                }
-                return Ok(Decoded::Frame(Frame::trailers(trailers)));
-            }
-            Chunk::Done => return Ok(Decoded::End),
-        }
-    }
-}
-
-/// A chunk-size line: hexadecimal digits, then optional whitespace and extensions (ignored).
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
-    let rest = line[digits..].trim_ascii_start();
-    if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
-        return None;
-    }
-    line[..digits].iter().try_fold(0u64, |n, &d| {
-        let value = (d as char).to_digit(16)?;
-        Some((n << 4) | u64::from(value))
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener};
+
     use super::*;
 
-    fn head(raw: &str, method: &Method) -> io::Result<Option<(usize, Option<Head>)>> {
-        parse_head(raw.as_bytes(), method)
+    /// Blocks until the kernel has something to read on `stream`, without reading it and
+    /// without letting the runtime's reactor run.
+    fn wait_readable(stream: &TcpStream) {
+        let mut poll = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for a descriptor `stream` keeps open.
+        let ready = unsafe { libc::poll(&raw mut poll, 1, 30_000) };
+        assert_eq!(ready, 1, "nothing came within 30 s");
     }
 
-    fn final_head(raw: &str, method: &Method) -> Head {
-        head(raw, method).unwrap().unwrap().1.unwrap()
+    async fn pair() -> (Conn, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (Conn::new(stream), peer)
     }
 
-    /// Decodes `wire` fed `step` bytes at a time; returns the data and the trailers.
-    fn decode_all(framing: Framing, wire: &[u8], step: usize) -> io::Result<(Vec<u8>, HeaderMap)> {
-        let mut framing = framing;
-        let mut buf = BytesMut::new();
-        let mut data = Vec::new();
-        let mut trailers = HeaderMap::new();
-        let mut fed = 0;
-        loop {
-            match decode(&mut framing, &mut buf)? {
-                Decoded::Frame(frame) => match frame.into_data() {
-                    Ok(bytes) => data.extend_from_slice(&bytes),
-                    Err(frame) => trailers = frame.into_trailers().unwrap(),
-                },
-                Decoded::End => return Ok((data, trailers)),
-                Decoded::NeedMore => {
-                    if fed == wire.len() {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                    let next = (fed + step).min(wire.len());
-                    buf.extend_from_slice(&wire[fed..next]);
-                    fed = next;
-                }
-            }
-        }
+    // The current-thread runtime does not poll its reactor between the peer's write and the
+    // check, so readiness that tokio caches has not seen the byte or the FIN: the check must
+    // ask the kernel.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stray_byte_makes_an_idle_connection_unusable_at_once() {
+        let (conn, mut peer) = pair().await;
+        assert!(conn.is_usable());
+        peer.write_all(b"x").unwrap();
+        wait_readable(&conn.stream);
+        assert!(!conn.is_usable());
     }
 
-    #[test]
-    fn framing_follows_rfc_9112() {
-        let get = Method::GET;
-        let cases = [
-            (
-                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
-                Framing::Length(5),
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
-                Framing::Empty,
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n",
-                Framing::Length(5),
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
-                Framing::Chunked(Chunk::Size),
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-                Framing::Chunked(Chunk::Size),
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 9\r\n\r\n",
-                Framing::Chunked(Chunk::Size),
-                false,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
-                Framing::UntilClose,
-                false,
-            ),
-            ("HTTP/1.1 200 OK\r\n\r\n", Framing::UntilClose, false),
-            (
-                "HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n",
-                Framing::Empty,
-                true,
-            ),
-            (
-                "HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\n\r\n",
-                Framing::Empty,
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
-                Framing::Length(5),
-                false,
-            ),
-            (
-                "HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\n",
-                Framing::Length(5),
-                false,
-            ),
-            (
-                "HTTP/1.0 200 OK\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n",
-                Framing::Length(5),
-                true,
-            ),
-            (
-                "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n",
-                Framing::Chunked(Chunk::Size),
-                false,
-            ),
-        ];
-        for (raw, framing, keep_alive) in cases {
-            let parsed = final_head(raw, &get);
-            assert_eq!(
-                (parsed.framing, parsed.keep_alive),
-                (framing, keep_alive),
-                "{raw}"
-            );
-        }
-        let to_head = final_head(
-            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
-            &Method::HEAD,
-        );
-        assert_eq!(to_head.framing, Framing::Empty);
-        assert_eq!(to_head.headers["content-length"], "5");
-        let both = final_head(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
-            &get,
-        );
-        assert!(
-            !both.headers.contains_key("content-length"),
-            "a Content-Length that chunked overrides is not passed on"
-        );
-    }
-
-    #[test]
-    fn bad_response_heads_are_refused() {
-        for raw in [
-            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
-            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
-            "HTTP/1.1 2000 Huge\r\n\r\n",
-            "SMTP ready\r\n\r\n",
-        ] {
-            assert!(head(raw, &Method::GET).is_err(), "{raw}");
-        }
-    }
-
-    #[test]
-    fn interim_responses_are_skipped_and_partial_heads_wait() {
-        let raw = "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n";
-        let (len, parsed) = head(raw, &Method::GET).unwrap().unwrap();
-        assert_eq!(len, raw.len());
-        assert!(parsed.is_none());
-        assert!(
-            head("HTTP/1.1 200 OK\r\ncontent-le", &Method::GET)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn chunked_bodies_decode_whatever_the_read_sizes() {
-        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\n6 \r\nworld!\r\n0\r\nx-sum: 42\r\n\r\n";
-        for step in [1, 2, 3, 7, wire.len()] {
-            let (data, trailers) = decode_all(Framing::Chunked(Chunk::Size), wire, step).unwrap();
-            assert_eq!(data, b"hello world!", "step {step}");
-            assert_eq!(trailers["x-sum"], "42", "step {step}");
-        }
-        let (data, trailers) =
-            decode_all(Framing::Chunked(Chunk::Size), b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
-        assert_eq!((data.as_slice(), trailers.len()), (&b"abc"[..], 0));
-    }
-
-    #[test]
-    fn broken_chunked_bodies_are_errors() {
-        for wire in [
-            &b"5\r\nhello!\r\n0\r\n\r\n"[..],
-            b"zz\r\nhello\r\n0\r\n\r\n",
-            b"5\nhello\r\n0\r\n\r\n",
-            b"11111111111111111\r\n",
-            b"5\r\nhel",
-        ] {
-            assert!(
-                decode_all(Framing::Chunked(Chunk::Size), wire, 1).is_err(),
-                "{wire:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn length_bodies_stop_at_their_length() {
-        let (data, _) = decode_all(Framing::Length(5), b"hello", 2).unwrap();
-        assert_eq!(data, b"hello");
-        assert!(decode_all(Framing::Length(6), b"hello", 2).is_err());
-    }
-
-    #[test]
-    fn requests_are_encoded_with_their_length() {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("app.test"));
-        headers.insert("content-length", HeaderValue::from_static("3"));
-        let wire = encode_request(&Method::POST, "/a?b=1", &headers, b"xyz");
-        assert_eq!(
-            String::from_utf8(wire).unwrap(),
-            "POST /a?b=1 HTTP/1.1\r\nhost: app.test\r\ncontent-length: 3\r\n\r\nxyz"
-        );
-        let wire = encode_request(&Method::GET, "/", &HeaderMap::new(), b"");
-        assert_eq!(wire, b"GET / HTTP/1.1\r\n\r\n");
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_closed_connection_is_unusable_at_once() {
+        let (conn, peer) = pair().await;
+        peer.shutdown(Shutdown::Write).unwrap();
+        wait_readable(&conn.stream);
+        assert!(!conn.is_usable());
     }
 }

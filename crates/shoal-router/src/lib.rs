@@ -14,6 +14,7 @@
 //! - [`server`]: the accept loop, connection limit and HTTP/1 server settings.
 //! - `proxy`: one request, from the client to an instance and back, with retries.
 //! - `backends`: the ready instances, their in-flight counts and passive ejection.
+//! - `codec`: the pure HTTP/1.1 response codec (heads, framing, bodies) and request encoding.
 //! - `direct`: the router's own HTTP/1.1 client, for requests held in memory.
 //! - `pool`: idle keep-alive connections to each instance.
 //! - `headers`: hop-by-hop headers, forwarding headers, request ids, smuggling checks.
@@ -24,6 +25,7 @@
 mod access_log;
 mod backends;
 mod body;
+mod codec;
 pub mod config;
 mod direct;
 mod errors;
