@@ -13,6 +13,8 @@
 //! shoal-fake partial               print `no newline at the end` without a newline, exit 3
 //! shoal-fake serve [STATUS]        answer HTTP on 127.0.0.1:$PORT with `$SHOAL_INSTANCE`
 //!                                  (and status STATUS, 200 by default)
+//! shoal-fake serve6 [STATUS]       the same on [::1]:$PORT only (as Node's
+//!                                  `listen(port, 'localhost')` may)
 //! shoal-fake scratch [EXIT]        list $SHOAL_SCRATCH, write a file there, exit EXIT or sleep
 //! shoal-fake spawn TOKEN           start `sleep TOKEN` and `ignore-term TOKEN` children, wait
 //! ```
@@ -78,7 +80,11 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().flush();
             ExitCode::from(3)
         }
-        Some("serve") => serve(arg(1).and_then(|s| s.parse().ok()).unwrap_or(200)),
+        Some("serve") => serve(
+            "127.0.0.1",
+            arg(1).and_then(|s| s.parse().ok()).unwrap_or(200),
+        ),
+        Some("serve6") => serve("[::1]", arg(1).and_then(|s| s.parse().ok()).unwrap_or(200)),
         Some("scratch") => scratch(arg(1).and_then(|c| c.parse().ok())),
         Some("spawn") => {
             let token = arg(1).unwrap_or("shoal-fake-token");
@@ -144,10 +150,10 @@ fn graceful(delay_ms: u64, up_file: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(status: u16) -> ExitCode {
+fn serve(host: &str, status: u16) -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_default();
     let name = std::env::var("SHOAL_INSTANCE").unwrap_or_default();
-    let listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
+    let listener = match TcpListener::bind(format!("{host}:{port}")) {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!("cannot listen on port {port}: {err}");

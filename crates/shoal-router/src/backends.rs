@@ -1,10 +1,12 @@
 //! The instances that get traffic: the ready instances of the routed process type in the
 //! supervisor's latest snapshot, with what the router knows about each (requests in flight,
 //! connect failures, ejection, idle connections). The list is rebuilt lazily whenever the
-//! snapshot changes; an instance keeps its state for as long as the same process (port and
-//! pid) stays ready.
+//! snapshot changes; an instance keeps its state for as long as the same process (address and
+//! pid) stays ready. An instance is reached only at the address the supervisor verified it
+//! serves; one without such an address gets no traffic.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,7 +63,8 @@ impl RouterStats {
 pub(crate) struct Backend {
     /// `web.2`; shared with every access line that names it.
     pub(crate) name: Arc<str>,
-    pub(crate) port: u16,
+    /// Where the instance's own listener was verified to serve its port.
+    pub(crate) addr: SocketAddr,
     pid: Option<u32>,
     counters: Arc<Counters>,
     connect_failures: AtomicU32,
@@ -167,26 +170,25 @@ impl Backends {
         if !Arc::ptr_eq(&cache.snapshot, &snapshot) {
             let list = snapshot
                 .ready(&self.process_type)
-                .map(|info| {
+                .filter_map(|info| Some((info, info.addr?)))
+                .map(|(info, addr)| {
                     cache
                         .list
                         .iter()
                         .find(|b| {
-                            b.port == info.port
-                                && b.pid == info.pid
-                                && *b.name == info.name.to_string()
+                            b.addr == addr && b.pid == info.pid && *b.name == info.name.to_string()
                         })
                         .cloned()
                         .unwrap_or_else(|| {
                             Arc::new(Backend {
                                 name: info.name.to_string().into(),
-                                port: info.port,
+                                addr,
                                 pid: info.pid,
                                 counters: self.stats.counters(&info.name.to_string()),
                                 connect_failures: AtomicU32::new(0),
                                 ejected_until: AtomicU64::new(0),
                                 epoch: Instant::now(),
-                                pool: Arc::new(Pool::new(info.port, self.idle_per_instance)),
+                                pool: Arc::new(Pool::new(addr, self.idle_per_instance)),
                             })
                         })
                 })

@@ -4,7 +4,7 @@
 //! ([`crate::direct`]) and hyper's client (streamed uploads) each keep their idle connections.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,16 +20,16 @@ pub(crate) type Sender = http1::SendRequest<Incoming>;
 
 /// Idle connections to one instance.
 pub(crate) struct Pool {
-    port: u16,
+    addr: SocketAddr,
     idle: Mutex<Vec<Sender>>,
     conns: Mutex<Vec<Conn>>,
     max_idle: usize,
 }
 
 impl Pool {
-    pub(crate) fn new(port: u16, max_idle: usize) -> Self {
+    pub(crate) fn new(addr: SocketAddr, max_idle: usize) -> Self {
         Pool {
-            port,
+            addr,
             idle: Mutex::new(Vec::new()),
             conns: Mutex::new(Vec::new()),
             max_idle,
@@ -41,7 +41,7 @@ impl Pool {
         if let Some(sender) = self.take_idle() {
             return Ok(sender);
         }
-        let stream = connect(self.port, connect_timeout).await?;
+        let stream = connect(self.addr, connect_timeout).await?;
         handshake(stream, false).await
     }
 
@@ -69,7 +69,7 @@ impl Pool {
 
     /// A new connection for the router's own client.
     pub(crate) async fn fresh(&self, connect_timeout: Duration) -> io::Result<Conn> {
-        Ok(Conn::new(connect(self.port, connect_timeout).await?))
+        Ok(Conn::new(connect(self.addr, connect_timeout).await?))
     }
 
     /// Takes back a connection of the router's own client whose response has ended.
@@ -90,20 +90,12 @@ impl Pool {
     }
 }
 
-/// Opens a TCP connection to an instance on the loopback interface (IPv4, then IPv6 when
-/// nothing listens on IPv4).
-pub(crate) async fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    let attempt = async {
-        match TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
-            Ok(stream) => Ok(stream),
-            Err(v4) if v4.kind() == io::ErrorKind::ConnectionRefused => {
-                TcpStream::connect(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
-                    .await
-                    .map_err(|_| v4)
-            }
-            Err(err) => Err(err),
-        }
-    };
+/// Opens a TCP connection to an instance at `addr`, the loopback address the supervisor
+/// verified its own listener serves. Never another address: the same port at the other
+/// loopback address may be another user's listener, which would then get the instance's
+/// traffic.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let attempt = TcpStream::connect(addr);
     let stream = tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;

@@ -287,7 +287,7 @@ async fn attempt(
         }
         Payload::Stream(slot) => {
             let connected = if upgrade {
-                match pool::connect(backend.port, config.connect_timeout).await {
+                match pool::connect(backend.addr, config.connect_timeout).await {
                     Ok(stream) => pool::handshake(stream, true).await,
                     Err(error) => Err(error),
                 }

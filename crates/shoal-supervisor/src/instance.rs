@@ -2,6 +2,7 @@
 //! probe, the exit, and an empty process group afterwards. The task reports to the controller
 //! and decides nothing about restarts or stops.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::exit::Exit;
 use crate::output::Log;
+use crate::ports::{self, Holder, Reach};
 use crate::process::{self, InstanceProcess, Launch};
 use crate::reader;
 use crate::scratch::RuntimeDir;
@@ -40,12 +42,17 @@ pub(crate) enum Event {
     Ready {
         slot: usize,
         generation: u64,
+        /// The loopback address where the instance's own listener was verified to serve.
+        addr: SocketAddr,
     },
     Exited {
         slot: usize,
         generation: u64,
         exit: Exit,
         ran: Duration,
+        /// Another process held the instance's port before it started, and still does now that
+        /// it exited without ever becoming ready: most likely why it exited.
+        port_taken: Option<Holder>,
         /// Answered once the controller no longer refers to the process.
         noted: oneshot::Sender<()>,
     },
@@ -96,7 +103,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// process group any more): until then its pid cannot be reused.
 pub(crate) async fn run(context: Arc<Context>, start: Start) {
     let began = Instant::now();
-    let (exit, leader) = run_once(&context, &start).await;
+    let (exit, leader, port_taken) = run_once(&context, &start).await;
     let _ = context.runtime.remove_scratch(&start.name);
     let (noted, taken_note) = oneshot::channel();
     let _ = context.events.send(Event::Exited {
@@ -104,6 +111,7 @@ pub(crate) async fn run(context: Arc<Context>, start: Start) {
         generation: start.generation,
         exit,
         ran: began.elapsed(),
+        port_taken,
         noted,
     });
     let _ = taken_note.await;
@@ -112,10 +120,13 @@ pub(crate) async fn run(context: Arc<Context>, start: Start) {
     }
 }
 
-async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstanceProcess>) {
+async fn run_once(
+    context: &Context,
+    start: &Start,
+) -> (Exit, Option<InstanceProcess>, Option<Holder>) {
     let scratch = match context.runtime.fresh_scratch(&start.name) {
         Ok(path) => path,
-        Err(err) => return (Exit::SpawnFailed(error_chain(&err)), None),
+        Err(err) => return (Exit::SpawnFailed(error_chain(&err)), None, None),
     };
     let env = context.plan.instance_env(&start.name, start.port, &scratch);
     let dir = match &context.work_dirs {
@@ -128,9 +139,16 @@ async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstancePro
                     start.name,
                     error_chain(&err)
                 ));
-                return (exit, None);
+                return (exit, None, None);
             }
         },
+    };
+    // Looked at before the spawn, while nothing of the instance can hold the port: whoever
+    // holds it now is another process, whose port the instance will fail to listen on.
+    let taken_before = if start.probe {
+        ports::holder(start.port)
+    } else {
+        None
     };
     let launch = Launch {
         command: &start.command,
@@ -146,7 +164,7 @@ async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstancePro
                 launch.dir.display(),
                 error_chain(&err)
             ));
-            return (exit, None);
+            return (exit, None, None);
         }
     };
     let pid = leader.pid;
@@ -170,6 +188,7 @@ async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstancePro
 
     // The exit future borrows the leader; it is done with it before the leader is handed back
     // for reaping.
+    let mut became_ready = false;
     let status = {
         let wait = leader.exited();
         tokio::pin!(wait);
@@ -177,8 +196,9 @@ async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstancePro
             tokio::select! {
                 status = &mut wait => Some(status),
                 ready = wait_until_ready(start.port, pid, context, &start.name) => {
-                    if ready {
-                        let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation });
+                    if let Some(addr) = ready {
+                        became_ready = true;
+                        let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation, addr });
                     } else {
                         context.log.system(format!(
                             "{} is not ready after {} s; killing it so that it restarts",
@@ -211,7 +231,12 @@ async fn run_once(context: &Context, start: &Start) -> (Exit, Option<InstancePro
     if drained.is_err() {
         readers.abort_all();
     }
-    (exit, Some(leader))
+    // The group is empty now, so whoever holds the port is not the instance.
+    let port_taken = match taken_before {
+        Some(_) if !became_ready => ports::holder(start.port),
+        _ => None,
+    };
+    (exit, Some(leader), port_taken)
 }
 
 /// After the main process `pgid` exited: kill what it left in its group at once, or, while
@@ -234,50 +259,107 @@ async fn clear_group(pgid: u32, mut stop: watch::Receiver<StopState>) {
     }
 }
 
-/// Waits until the instance (a process of group `pgid`) is ready: it accepts TCP connections on
-/// `port` on the loopback interface and, with a health path, answers it with 2xx. Returns
-/// `false` when the boot timeout passes first. Probes often while an app usually boots, then
-/// less often, so an instance that is slow to boot costs next to nothing.
-async fn wait_until_ready(port: u16, pgid: u32, context: &Context, name: &InstanceName) -> bool {
+/// Waits until the instance (a process of group `pgid`) is ready: its own listener serves
+/// `port` at a loopback address (see [`ports`]), accepts a connection there and, with a
+/// health path, answers it with 2xx. Returns that address, the only one the router will
+/// connect to, or `None` when the boot timeout passes first. Probes often while an app
+/// usually boots, then less often, so an instance that is slow to boot costs next to nothing.
+async fn wait_until_ready(
+    port: u16,
+    pgid: u32,
+    context: &Context,
+    name: &InstanceName,
+) -> Option<SocketAddr> {
     let deadline = Instant::now() + context.boot_timeout;
     let mut delay = Duration::from_millis(10);
     let mut warned = false;
     while Instant::now() < deadline {
-        let stream = match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(stream) => Some(stream),
-            Err(_) => TcpStream::connect(("::1", port)).await.ok(),
-        };
-        if let Some(stream) = stream {
-            if !process::listener_belongs_to_group(port, pgid) {
-                if !warned {
-                    warned = true;
+        match probe(port, pgid, context).await {
+            Probe::Ready(addr) => return Some(addr),
+            Probe::NotYet => {}
+            Probe::Blocked(why) => {
+                if !std::mem::replace(&mut warned, true) {
                     context.log.system(format!(
-                        "port {port} accepts connections, but not from {name}'s processes: another program uses it; {name} is not ready until it listens there itself"
+                        "{why}; {name} is not ready until it listens there itself"
                     ));
-                }
-            } else {
-                match &context.health_path {
-                    None => return true,
-                    Some(path) => {
-                        if health_check(stream, port, path).await == Some(true) {
-                            return true;
-                        }
-                    }
                 }
             }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
     }
-    false
+    None
+}
+
+/// What one look at an instance's port found.
+enum Probe {
+    Ready(SocketAddr),
+    NotYet,
+    /// Something other than the instance is in the way, said for the log.
+    Blocked(String),
+}
+
+async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
+    let Some(listeners) = ports::listeners(port, pgid) else {
+        return probe_unverified(port, context).await;
+    };
+    let addr = match ports::reach(&listeners, port) {
+        Reach::Own(addr) => addr,
+        Reach::Nothing => return Probe::NotYet,
+        Reach::Foreign => {
+            let why = ports::holder(port).map_or_else(
+                || format!("port {port} is in use by another process"),
+                |holder| holder.to_string(),
+            );
+            return Probe::Blocked(why);
+        }
+        Reach::NotServed => {
+            return Probe::Blocked(format!(
+                "port {port} is listened on, but neither 127.0.0.1 nor [::1] reaches the instance's own listener alone"
+            ));
+        }
+    };
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return Probe::NotYet;
+    };
+    // The listener that took this connection must still be the instance's: listeners may have
+    // come or gone since they were read.
+    let served = ports::listeners(port, pgid).is_some_and(|now| ports::serves(&now, addr));
+    if !served {
+        return Probe::NotYet;
+    }
+    healthy(stream, addr, context).await
+}
+
+/// Without `/proc` nobody can tell whose listener answers: the first loopback address that
+/// accepts a connection.
+async fn probe_unverified(port: u16, context: &Context) -> Probe {
+    for addr in [
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+    ] {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            return healthy(stream, addr, context).await;
+        }
+    }
+    Probe::NotYet
+}
+
+/// Ready at `addr` once the health path, if any, answers 2xx over `stream`.
+async fn healthy(stream: TcpStream, addr: SocketAddr, context: &Context) -> Probe {
+    match &context.health_path {
+        None => Probe::Ready(addr),
+        Some(path) if health_check(stream, addr, path).await == Some(true) => Probe::Ready(addr),
+        Some(_) => Probe::NotYet,
+    }
 }
 
 /// `GET path` over `stream`; whether the status is 2xx (`None` when there is no valid answer
 /// within a few seconds).
-async fn health_check(mut stream: TcpStream, port: u16, path: &str) -> Option<bool> {
+async fn health_check(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Option<bool> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: shoal-probe\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: shoal-probe\r\nConnection: close\r\n\r\n"
     );
     let exchange = async {
         stream.write_all(request.as_bytes()).await.ok()?;

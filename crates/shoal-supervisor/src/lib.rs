@@ -13,6 +13,8 @@
 //! - `snapshot`: what the controller publishes (each instance's state).
 //! - [`instance`]: the life of one process, from spawn to an empty process group.
 //! - [`process`]: spawning (`sh -c`, process groups, parent-death signal) and group signals.
+//! - [`ports`]: who holds a TCP port (from `/proc`): the loopback address an instance is
+//!   verified to serve, another process in its way, the ephemeral port range.
 //! - [`output`]: the `HH:MM:SS web.1 | line` log multiplexer.
 //! - [`scratch`]: the formation's runtime directory and each instance's scratch directory.
 //! - [`backoff`]: restart delays.
@@ -25,6 +27,7 @@ pub mod exit;
 mod handle;
 mod instance;
 pub mod output;
+pub mod ports;
 pub mod process;
 mod reader;
 pub mod scratch;

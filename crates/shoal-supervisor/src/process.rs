@@ -248,50 +248,8 @@ pub fn group_is_alive(pgid: u32) -> bool {
     }
 }
 
-/// Whether a socket listening on TCP `port` belongs to a process of group `pgid` — so that a
-/// port answered by some other program does not make an instance look ready. `true` when
-/// `/proc` cannot tell.
-pub fn listener_belongs_to_group(port: u16, pgid: u32) -> bool {
-    let mut inodes = Vec::new();
-    let mut readable = false;
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        readable = true;
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            let (Some(local), Some(state), Some(inode)) =
-                (fields.get(1), fields.get(3), fields.get(9))
-            else {
-                continue;
-            };
-            let listening = *state == "0A";
-            let same_port = local
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                == Some(port);
-            if listening && same_port {
-                inodes.push(format!("socket:[{inode}]"));
-            }
-        }
-    }
-    if !readable {
-        return true;
-    }
-    group_members(pgid).iter().any(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
-            })
-        })
-    })
-}
-
 /// The live processes of group `pgid`.
-fn group_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     let mut members = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return members;

@@ -1,6 +1,7 @@
 //! What the supervisor publishes about the formation: each instance's state, as the router,
 //! `shoal ps` and the control commands see it.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use shoal_procfile::InstanceName;
@@ -47,6 +48,10 @@ pub struct InstanceInfo {
     pub name: InstanceName,
     pub port: u16,
     pub pid: Option<u32>,
+    /// The loopback address where the instance's own listener was verified to serve its port
+    /// (set while it is ready or draining). The router connects there and nowhere else: the
+    /// same port at the other loopback address may be another user's listener.
+    pub addr: Option<SocketAddr>,
     pub state: State,
     /// How many times it was restarted.
     pub restarts: u32,

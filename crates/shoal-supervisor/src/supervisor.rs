@@ -2,6 +2,7 @@
 //! them with backoff, runs `release` first, stops the formation with a grace period, and
 //! publishes a [`Snapshot`] after every change for whoever watches (the router, `shoal ps`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use crate::exit::Exit;
 use crate::handle::{Command, Handle};
 use crate::instance::{self, Context, Event, Start, StopState};
 use crate::output::Log;
+use crate::ports::Holder;
 use crate::process;
 use crate::scratch::RuntimeDir;
 use crate::snapshot::{InstanceInfo, Outcome, Snapshot, State};
@@ -124,6 +126,8 @@ struct Slot {
     probe: bool,
     state: State,
     pid: Option<u32>,
+    /// Where the current run was verified to serve its port, once ready.
+    addr: Option<SocketAddr>,
     /// Counts starts, so that events from an earlier run are recognised and ignored.
     generation: u64,
     /// Whether an instance task is running for this slot.
@@ -242,6 +246,7 @@ impl Controller {
             probe,
             state: State::Stopped,
             pid: None,
+            addr: None,
             generation: 0,
             active: false,
             restarts: 0,
@@ -286,6 +291,7 @@ impl Controller {
         slot.active = true;
         slot.state = State::Starting;
         slot.pid = None;
+        slot.addr = None;
         slot.started_at = Some(Instant::now());
         let start = Start {
             slot: index,
@@ -336,13 +342,21 @@ impl Controller {
                     }
                 }
             }
-            Event::Ready { slot, generation } => {
+            Event::Ready {
+                slot,
+                generation,
+                addr,
+            } => {
                 let s = &mut self.slots[slot];
                 if s.generation != generation || s.state != State::Starting {
                     return;
                 }
                 s.state = State::Ready;
-                let message = format!("{} is ready on port {}", s.name, s.port);
+                s.addr = Some(addr);
+                let mut message = format!("{} is ready on port {}", s.name, s.port);
+                if addr.ip() != std::net::Ipv4Addr::LOCALHOST {
+                    message.push_str(&format!(" at {addr}"));
+                }
                 self.log(message);
             }
             Event::Exited {
@@ -350,10 +364,11 @@ impl Controller {
                 generation,
                 exit,
                 ran,
+                port_taken,
                 noted,
             } => {
                 if self.slots[slot].generation == generation {
-                    self.on_exit(slot, exit, ran);
+                    self.on_exit(slot, exit, ran, port_taken);
                 }
                 // The slot no longer holds the pid: the process may be reaped.
                 let _ = noted.send(());
@@ -388,17 +403,23 @@ impl Controller {
         }
     }
 
-    fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration) {
+    fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration, port_taken: Option<Holder>) {
         let slot = &mut self.slots[index];
         slot.active = false;
         slot.pid = None;
+        slot.addr = None;
         slot.started_at = None;
         slot.last_exit = Some(exit.clone());
         slot.state = State::Stopped;
         let name = slot.name.clone();
         let retiring = slot.retiring;
         slot.retired = retiring;
-        self.log(format!("{name} {exit}"));
+        match &port_taken {
+            Some(holder) => self.log(format!(
+                "{name} {exit}: {holder}, since before {name} started, so {name} could not listen there"
+            )),
+            None => self.log(format!("{name} {exit}")),
+        }
         if retiring {
             return;
         }
@@ -436,7 +457,11 @@ impl Controller {
         slot.crashes_in_a_row = slot.crashes_in_a_row.saturating_add(1);
         slot.state = State::Crashed;
         let generation = slot.generation;
-        self.log(format!("restarting {name} in {}", describe(delay)));
+        let why = match &port_taken {
+            Some(holder) => format!(" (backing off while port {} is taken)", holder.port),
+            None => String::new(),
+        };
+        self.log(format!("restarting {name} in {}{why}", describe(delay)));
         let events = self.context.events.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -631,6 +656,7 @@ impl Controller {
                 name: s.name.clone(),
                 port: s.port,
                 pid: s.pid,
+                addr: s.addr,
                 state: s.state,
                 restarts: s.restarts,
                 started_at: s.started_at,

@@ -236,6 +236,8 @@ fn snapshot(ports: &[u16]) -> Arc<Snapshot> {
                 name: InstanceName::new("web", i as u32 + 1),
                 port,
                 pid: Some(10_000 + i as u32),
+                // The stand-in instances listen on 127.0.0.1.
+                addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
                 state: State::Ready,
                 restarts: 0,
                 started_at: None,

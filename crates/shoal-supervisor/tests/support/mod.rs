@@ -19,13 +19,24 @@ pub(crate) struct App {
 impl App {
     /// An app whose Procfile is `procfile`, run as `formation` (`-m`; one of each when `None`).
     pub(crate) fn new(procfile: &str, formation: Option<&str>) -> App {
+        App::with_options(
+            procfile,
+            PlanOptions {
+                formation: formation.map(str::to_owned),
+                ..PlanOptions::default()
+            },
+        )
+    }
+
+    /// An app whose Procfile is `procfile`, planned with `options` (the Procfile's path is
+    /// filled in).
+    pub(crate) fn with_options(procfile: &str, options: PlanOptions) -> App {
         let dir = tempfile::tempdir().unwrap();
         let runtime_base = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Procfile"), procfile).unwrap();
         let plan = Plan::load(&PlanOptions {
             procfile: dir.path().join("Procfile"),
-            formation: formation.map(str::to_owned),
-            ..PlanOptions::default()
+            ..options
         })
         .unwrap();
         let runtime = RuntimeDir::under(runtime_base.path(), &plan.procfile);

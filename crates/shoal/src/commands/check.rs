@@ -10,7 +10,7 @@ use serde::Serialize;
 use shoal_procfile::plan::OWN_VARS;
 use shoal_procfile::secret::display_value;
 use shoal_procfile::{Plan, Warning};
-use shoal_supervisor::RuntimeDir;
+use shoal_supervisor::{RuntimeDir, ports};
 
 use super::{load_plan, plan_options};
 use crate::cli::CheckArgs;
@@ -31,6 +31,10 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<i32> {
         for warning in &plan.warnings {
             report::warning(warning);
         }
+    }
+    // About this machine rather than the input, so not counted by `--strict`.
+    if let Some(text) = ports::ephemeral_warning_for(&plan) {
+        eprintln!("warning: {text}");
     }
     if args.strict && !plan.warnings.is_empty() {
         let count = plan.warnings.len();

@@ -21,6 +21,9 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     for warning in &plan.warnings {
         report::warning(warning);
     }
+    if let Some(text) = shoal_supervisor::ports::ephemeral_warning_for(&plan) {
+        eprintln!("warning: {text}");
+    }
     let runtime_dir = RuntimeDir::for_procfile(&plan.procfile);
     runtime_dir
         .create()

@@ -4,6 +4,7 @@
 mod check;
 mod control;
 mod export;
+mod ports;
 mod router;
 mod run;
 mod start;

@@ -344,10 +344,7 @@ fn a_port_used_by_another_program_does_not_make_an_instance_ready() {
     let port = free_port();
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", port + 100)).unwrap();
     let shoal = app.spawn(&["start", "-p", &port.to_string()]);
-    shoal.wait_for(&format!(
-        "port {} accepts connections, but not from web.1's processes",
-        port + 100
-    ));
+    shoal.wait_for(&format!("port {} is in use by another process", port + 100));
     shoal.wait_for("web.1 exited with code 1");
     assert!(!shoal.stdout().contains("is ready"), "{}", shoal.stdout());
 }
