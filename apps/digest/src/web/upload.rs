@@ -2,9 +2,13 @@
 //! the hashers into a file in a fresh scratch directory, the report is stored, and the
 //! directory is removed before the response is sent. The browser's file name is kept as
 //! display text only; the scratch file always has the same fixed name.
+//!
+//! The upload routes lift the body limit for the file, so every other field is read with a
+//! bound of its own ([`MAX_FIELD_BYTES`], at most [`MAX_FIELDS`] of them): a field that runs
+//! past it is answered with 413 as soon as the bound is crossed, without reading on.
 
 use axum::extract::Multipart;
-use axum::extract::multipart::MultipartError;
+use axum::extract::multipart::{Field, MultipartError};
 use shoal_kit::Scratch;
 
 use super::AppState;
@@ -14,6 +18,12 @@ use crate::db;
 use crate::db::jobs::{self, Job};
 use crate::intake;
 use crate::pipeline::PipelineError;
+
+/// The most a field other than `file` may hold (the form token is 64 bytes).
+pub(crate) const MAX_FIELD_BYTES: usize = 4096;
+
+/// The most fields a form may have before its file.
+const MAX_FIELDS: usize = 32;
 
 /// Receives the form's `file` field and stores its report as a finished `upload` job of
 /// `user`. With `csrf_token`, a `csrf` field holding it must come before the file (a page's
@@ -25,14 +35,15 @@ pub(crate) async fn receive(
     csrf_token: Option<&str>,
 ) -> Result<Job, AppError> {
     let mut token_seen = csrf_token.is_none();
+    let mut fields = 0;
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(AppError::BadRequest(format!(
+                "the form has more than {MAX_FIELDS} fields"
+            )));
+        }
         match field.name() {
-            Some("csrf") => {
-                let presented = field.text().await.map_err(malformed)?;
-                if let Some(expected) = csrf_token {
-                    token_seen = csrf::matches(expected, &presented);
-                }
-            }
             Some("file") => {
                 if !token_seen {
                     return Err(csrf::refused());
@@ -53,7 +64,16 @@ pub(crate) async fn receive(
                     jobs::create_upload(&state.db, user, &name, &report, db::now_ms()).await?,
                 );
             }
-            _ => {}
+            Some("csrf") => {
+                let presented = small_field(field).await?;
+                if let Some(expected) = csrf_token {
+                    token_seen = csrf::matches(expected, &String::from_utf8_lossy(&presented));
+                }
+            }
+            // Skipping a field would still read all of it: read it under the same bound.
+            _ => {
+                small_field(field).await?;
+            }
         }
     }
     if token_seen {
@@ -63,6 +83,24 @@ pub(crate) async fn receive(
     } else {
         Err(csrf::refused())
     }
+}
+
+/// A field's bytes, refused with 413 as soon as it passes [`MAX_FIELD_BYTES`].
+async fn small_field(mut field: Field<'_>) -> Result<Vec<u8>, AppError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+        if value.len() + chunk.len() > MAX_FIELD_BYTES {
+            let name: String = (field.name().unwrap_or_default().chars())
+                .filter(|c| !c.is_control())
+                .take(40)
+                .collect();
+            return Err(AppError::TooLarge(format!(
+                "the form field `{name}` is larger than {MAX_FIELD_BYTES} bytes"
+            )));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    Ok(value)
 }
 
 fn malformed(e: MultipartError) -> AppError {
