@@ -505,8 +505,9 @@ pub enum FetchError {
     /// A port that belongs to another protocol.
     #[error("port {port} is not fetched: it belongs to a protocol other than HTTP")]
     Port { port: u16 },
-    /// The host is, or resolves only to, an address outside the public internet.
-    #[error("refused to fetch from `{host}`: {}", describe_refusal(host, address, *class))]
+    /// The host is, or resolves only to, an address outside the public internet. The message
+    /// never shows an address that a name resolved to ([`FetchError::detail`] does, for logs).
+    #[error("refused to fetch from `{host}`: {}", describe_refusal(host, *class))]
     Forbidden {
         host: String,
         address: IpAddr,
@@ -557,6 +558,19 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// What the message leaves out because the user must not learn it (the address a name
+    /// resolved to and its range), for the server's log.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            FetchError::Forbidden {
+                host,
+                address,
+                class,
+            } => Some(format!("`{host}` resolved to `{address}`, {class}")),
+            _ => None,
+        }
+    }
+
     /// Whether the same request may succeed later: network failures, timeouts, `5xx`,
     /// `408` and `429` may; refused addresses, bad URLs, other `4xx`, certificate errors
     /// and size limits will not.
@@ -573,13 +587,17 @@ impl FetchError {
     }
 }
 
-fn describe_refusal(host: &str, address: &IpAddr, class: AddressClass) -> String {
-    // An address typed as such (`[::ffff:7f00:1]`, `127.1`) is not "resolved".
+fn describe_refusal(host: &str, class: AddressClass) -> String {
+    // An address typed as such (`[::ffff:7f00:1]`, `127.1`) is the user's own: naming its
+    // range tells them nothing new. What a name resolves to is the internal network's answer:
+    // it is not told (the worker logs it), or fetching names would map that network.
     let literal = host.starts_with('[') || host.parse::<IpAddr>().is_ok();
     if literal {
         format!("it is {class}; only public internet addresses are fetched")
     } else {
-        format!("it resolves to `{address}`, {class}; only public internet addresses are fetched")
+        "it resolves to an address that is not on the public internet; only public internet \
+         addresses are fetched"
+            .to_owned()
     }
 }
 

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::db::{Db, now_ms, schema};
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::intake::{self, Progress};
+use crate::pipeline::PipelineError;
 use crate::queue::{self, Claim, Outcome};
 
 /// How often progress is written (when it changed) while a job runs.
@@ -146,6 +147,11 @@ impl Worker {
                 Err(e) => eprintln!("job {id}: cannot store the report: {e}"),
             },
             Some(Err(e)) => {
+                if let PipelineError::Fetch(fetch) = &e
+                    && let Some(detail) = fetch.detail()
+                {
+                    eprintln!("job {id}: {detail}");
+                }
                 self.record_failure(&claim, &e.to_string(), e.is_retryable())
                     .await
             }

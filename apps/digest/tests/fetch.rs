@@ -194,9 +194,20 @@ async fn localhost_resolves_to_loopback_and_is_refused_without_the_setting() {
     let url = format!("http://localhost:{port}/");
 
     let refused = get_all(&fetcher(FetchPolicy::default()), &url).await;
-    let message = refused.as_ref().unwrap_err().to_string();
+    let error = refused.as_ref().unwrap_err().clone();
     assert_eq!(forbidden_class(refused), AddressClass::Loopback);
-    assert!(message.contains("resolves to"), "{message}");
+    // The message is what the user sees as the job's error: it must not tell what an internal
+    // name resolves to, nor the kind of network, only that the address is not public.
+    assert_eq!(
+        error.to_string(),
+        "refused to fetch from `localhost`: it resolves to an address that is not on the \
+         public internet; only public internet addresses are fetched"
+    );
+    let detail = error.detail().expect("the detail for the log");
+    assert!(
+        detail.contains("127.0.0.1") || detail.contains("::1"),
+        "{detail}"
+    );
     assert_eq!(server.connections(), 0);
 
     // With the setting, `localhost` works (its IPv6 address has no listener; the IPv4 one does).
