@@ -26,6 +26,11 @@ pub struct Config {
     pub poll_max: Duration,
     /// This process's name (`SHOAL_INSTANCE`, else `digest.PID`), for leases and logs.
     pub instance: String,
+    /// How many password hashes may run at once (`DIGEST_HASH_CONCURRENCY`, else the CPUs).
+    pub hash_concurrency: usize,
+    /// How long a sign-in waits for its turn to hash before it is answered 503
+    /// (`DIGEST_HASH_WAIT_MS`, else 5 s).
+    pub hash_wait: Duration,
 }
 
 /// A validated `DATABASE_URL`.
@@ -155,6 +160,19 @@ impl Config {
             )?),
             instance: get("SHOAL_INSTANCE")
                 .unwrap_or_else(|| format!("digest.{}", std::process::id())),
+            hash_concurrency: usize::try_from(number(
+                &get,
+                "DIGEST_HASH_CONCURRENCY",
+                1..=1024,
+                std::thread::available_parallelism().map_or(1, |n| u64::try_from(n.get()).unwrap_or(1)),
+            )?)
+            .unwrap_or(1),
+            hash_wait: Duration::from_millis(number(
+                &get,
+                "DIGEST_HASH_WAIT_MS",
+                0..=60_000,
+                5000,
+            )?),
         })
     }
 }
@@ -200,6 +218,8 @@ fn number(
             expected: match var {
                 "DIGEST_LEASE_SECS" => "a number of seconds from 1 to 3600",
                 "DIGEST_MAX_ATTEMPTS" => "a number from 1 to 100",
+                "DIGEST_HASH_CONCURRENCY" => "a number from 1 to 1024",
+                "DIGEST_HASH_WAIT_MS" => "a number of milliseconds from 0 to 60000",
                 _ => "a number of milliseconds from 50 to 60000",
             },
         })
@@ -257,6 +277,8 @@ mod tests {
         assert_eq!(c.max_bytes, 2 << 30);
         assert_eq!(c.lease, Duration::from_secs(30));
         assert!(!c.allow_loopback);
+        assert!(c.hash_concurrency >= 1);
+        assert_eq!(c.hash_wait, Duration::from_secs(5));
         assert!(matches!(config(&[]), Err(ConfigError::NoDataDir)));
     }
 
@@ -300,5 +322,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("DIGEST_ALLOW_LOOPBACK"), "{err}");
+        let c = config(&[
+            ("HOME", "/h"),
+            ("DIGEST_HASH_CONCURRENCY", "3"),
+            ("DIGEST_HASH_WAIT_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!((c.hash_concurrency, c.hash_wait), (3, Duration::ZERO));
+        let err = config(&[("HOME", "/h"), ("DIGEST_HASH_CONCURRENCY", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("from 1 to 1024"), "{err}");
     }
 }

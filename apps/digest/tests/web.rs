@@ -16,6 +16,7 @@ use shoal_kit::{SessionStore, StoreOptions};
 
 struct App {
     router: Router,
+    state: AppState,
     cookie: Option<String>,
     _dir: tempfile::TempDir,
 }
@@ -28,9 +29,22 @@ struct Reply {
 
 impl App {
     async fn new() -> App {
+        App::with(&[]).await
+    }
+
+    /// The app with `vars` set in its configuration besides its data directory.
+    async fn with(vars: &[(&str, &str)]) -> App {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_owned();
-        let config = Config::from_lookup(|k| (k == "XDG_DATA_HOME").then(|| data.clone())).unwrap();
+        let config = Config::from_lookup(|k| {
+            if k == "XDG_DATA_HOME" {
+                return Some(data.clone());
+            }
+            vars.iter()
+                .find(|(var, _)| *var == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
         let db = Db::connect(&config.database).await.unwrap();
         schema::migrate(&db).await.unwrap();
         let sessions = SessionStore::connect(
@@ -39,8 +53,10 @@ impl App {
         )
         .await
         .unwrap();
+        let state = AppState::new(db, config);
         App {
-            router: web::app(AppState::new(db, config), sessions),
+            router: web::app(state.clone(), sessions),
+            state,
             cookie: None,
             _dir: dir,
         }
@@ -298,4 +314,205 @@ async fn pages_escape_and_send_security_headers() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+}
+
+/// A multipart body whose field `name` never ends on its own: after `head`, `a` bytes arrive
+/// in 16 KiB pieces (each one after the stream was not ready once, as from a socket) until
+/// `limit` bytes were sent; then the field and the form end with a small file. `sent` counts
+/// what the app pulled.
+struct EndlessField {
+    head: Option<bytes::Bytes>,
+    tail: Option<bytes::Bytes>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+    ready: bool,
+}
+
+const BOUNDARY: &str = "b0undary";
+
+impl EndlessField {
+    fn body(name: &str, limit: usize) -> (Body, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let sent = std::sync::Arc::default();
+        let stream = EndlessField {
+            head: Some(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                    .into(),
+            ),
+            tail: Some(
+                format!(
+                    "\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"a.txt\"\r\n\r\nhello\n\r\n--{BOUNDARY}--\r\n"
+                )
+                .into(),
+            ),
+            sent: std::sync::Arc::clone(&sent),
+            limit,
+            ready: false,
+        };
+        (Body::from_stream(stream), sent)
+    }
+}
+
+impl futures_core::Stream for EndlessField {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::sync::atomic::Ordering;
+        use std::task::Poll;
+        let this = self.get_mut();
+        // A parser that drains whatever is ready must see the ends of the reads it makes.
+        this.ready = !this.ready;
+        if !this.ready {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(head)));
+        }
+        const PIECE: usize = 16 * 1024;
+        if this.sent.load(Ordering::SeqCst) < this.limit {
+            this.sent.fetch_add(PIECE, Ordering::SeqCst);
+            return Poll::Ready(Some(Ok(bytes::Bytes::from(vec![b'a'; PIECE]))));
+        }
+        Poll::Ready(this.tail.take().map(Ok))
+    }
+}
+
+/// The upload routes lift the body limit for the file; every other field stays small. A
+/// field that goes on and on (here 64 MiB, standing for gigabytes) is refused with 413 after
+/// its first few KiB, before the app reads on.
+#[tokio::test]
+async fn upload_form_fields_other_than_the_file_are_bounded() {
+    use std::sync::atomic::Ordering;
+    const ENDLESS: usize = 64 << 20;
+    const READ_AT_MOST: usize = 1 << 20;
+    let mut app = App::new().await;
+    let r = app
+        .api(
+            "/api/signup",
+            true,
+            r#"{"username":"carol","password":"correct-horse"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let token = csrf_of(&app.get("/files").await.body);
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+
+    // The form's token field, on the page's upload route.
+    let (body, sent) = EndlessField::body("csrf", ENDLESS);
+    let r = app
+        .send(
+            Request::post("/files/upload").header("content-type", &content_type),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert!(r.body.contains("`csrf`"), "{}", r.body);
+    let pulled = sent.load(Ordering::SeqCst);
+    assert!(pulled <= READ_AT_MOST, "read {pulled} bytes of the field");
+
+    // A field the app does not know, on the API's upload route.
+    let (body, sent) = EndlessField::body("note", ENDLESS);
+    let r = app
+        .send(
+            Request::post("/api/uploads")
+                .header("content-type", &content_type)
+                .header("x-requested-with", "test"),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert!(r.body.starts_with(r#"{"error":"#), "{}", r.body);
+    let pulled = sent.load(Ordering::SeqCst);
+    assert!(pulled <= READ_AT_MOST, "read {pulled} bytes of the field");
+
+    // Small fields still work: the token, then the file.
+    let form = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\n\
+         hello\n\r\n--{BOUNDARY}--\r\n"
+    );
+    let r = app
+        .send(
+            Request::post("/files/upload").header("content-type", &content_type),
+            Body::from(form),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+}
+
+/// Password hashes run at most `DIGEST_HASH_CONCURRENCY` at once; a sign-in that finds no turn
+/// within `DIGEST_HASH_WAIT_MS` gets 503 with `Retry-After` instead of starting another 19 MiB
+/// hash. With one turn and no wait, sign-ins sent together: the one that gets the turn is
+/// answered, the others are turned away (rounds are repeated until some sign-ins overlapped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_hashes_run_at_most_the_limit_at_once() {
+    const TOGETHER: usize = 4;
+    const ROUNDS: usize = 20;
+    let mut app = App::with(&[
+        ("DIGEST_HASH_CONCURRENCY", "1"),
+        ("DIGEST_HASH_WAIT_MS", "0"),
+    ])
+    .await;
+    let creds = r#"{"username":"dora","password":"correct-horse"}"#;
+    let r = app.api("/api/signup", true, creds).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    let sign_in = |router: Router, password: &'static str| async move {
+        let body = format!(r#"{{"username":"dora","password":"{password}"}}"#);
+        let request = Request::post("/api/signin")
+            .header("content-type", "application/json")
+            .header("x-requested-with", "test")
+            .body(Body::from(body))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), retry_after)
+    };
+    let mut turned_away = 0;
+    for round in 0..ROUNDS {
+        let tasks: Vec<_> = (0..TOGETHER)
+            .map(|i| {
+                // A right and a wrong password both take a turn.
+                let password = if i % 2 == 0 {
+                    "correct-horse"
+                } else {
+                    "wrong-horse"
+                };
+                tokio::spawn(sign_in(app.router.clone(), password))
+            })
+            .collect();
+        for task in tasks {
+            let (status, retry_after) = task.await.unwrap();
+            match status {
+                StatusCode::OK | StatusCode::UNAUTHORIZED => assert_eq!(retry_after, None),
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(retry_after.as_deref(), Some("2"), "round {round}");
+                    turned_away += 1;
+                }
+                other => panic!("round {round}: {other}"),
+            }
+        }
+        assert_eq!(
+            app.state.hashes_peak(),
+            1,
+            "round {round}: hashes ran at once"
+        );
+        if turned_away > 0 {
+            break;
+        }
+    }
+    assert!(
+        turned_away > 0,
+        "{ROUNDS} rounds of {TOGETHER} sign-ins at once: none was turned away"
+    );
+    // Once the flood is over, signing in works again.
+    let r = app.api("/api/signin", true, creds).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

@@ -34,7 +34,7 @@ pub(crate) async fn signup(
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, Api> {
     let Json(c) = body.map_err(bad_json)?;
-    let user = auth::sign_up(&state.db, &c.username, &c.password).await?;
+    let user = auth::sign_up(&state.db, &state.hashing, &c.username, &c.password).await?;
     auth::start(&session, &user)?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
@@ -46,7 +46,7 @@ pub(crate) async fn signin(
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, Api> {
     let Json(c) = body.map_err(bad_json)?;
-    let user = auth::sign_in(&state.db, &c.username, &c.password).await?;
+    let user = auth::sign_in(&state.db, &state.hashing, &c.username, &c.password).await?;
     auth::start(&session, &user)?;
     Ok(Json(user).into_response())
 }

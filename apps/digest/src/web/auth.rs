@@ -1,7 +1,8 @@
-//! Accounts and who is signed in: argon2id password hashes (computed off the async threads),
-//! the signed-in user in the session, and the session id cycled on sign-in.
+//! Accounts and who is signed in: argon2id password hashes (computed off the async threads,
+//! through the [`Hashing`] gate), the signed-in user in the session, and the session id
+//! cycled on sign-in.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -10,6 +11,7 @@ use shoal_kit::Session;
 
 use super::csrf;
 use super::error::AppError;
+use super::hashing::Hashing;
 use crate::db::{self, Db};
 
 const USER_ID: &str = "user_id";
@@ -78,18 +80,23 @@ fn check_password(password: &str) -> Result<(), AppError> {
 }
 
 /// Creates an account and returns its user (not yet signed in).
-pub(crate) async fn sign_up(db: &Db, username: &str, password: &str) -> Result<SignedIn, AppError> {
+pub(crate) async fn sign_up(
+    db: &Db,
+    hashing: &Arc<Hashing>,
+    username: &str,
+    password: &str,
+) -> Result<SignedIn, AppError> {
     let username = normalize_username(username)?;
     check_password(password)?;
     let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| AppError::internal("password hashing task", &e))?
-    .map_err(|e| AppError::internal("password hashing", &e))?;
+    let hash = hashing
+        .run(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|e| AppError::internal("password hashing", &e))?;
     match db::users::create(db, &username, &hash, db::now_ms()).await? {
         Some(id) => Ok(SignedIn { id, username }),
         None => Err(AppError::Conflict(format!(
@@ -100,25 +107,30 @@ pub(crate) async fn sign_up(db: &Db, username: &str, password: &str) -> Result<S
 
 /// Checks a user name and password. Unknown names cost as much time as wrong passwords, so
 /// timing does not tell which names exist.
-pub(crate) async fn sign_in(db: &Db, username: &str, password: &str) -> Result<SignedIn, AppError> {
+pub(crate) async fn sign_in(
+    db: &Db,
+    hashing: &Arc<Hashing>,
+    username: &str,
+    password: &str,
+) -> Result<SignedIn, AppError> {
     let wrong = AppError::Unauthorized("wrong user name or password");
     let Ok(name) = normalize_username(username) else {
         return Err(wrong);
     };
     let user = db::users::find(db, &name).await?;
-    let hash = user
-        .as_ref()
-        .map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = password.to_owned();
-    let verified = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
+    let verified = hashing
+        .run(move || {
+            // The dummy hash is made here on first use: making it is a hash too.
+            let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+            PasswordHash::new(hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
         })
-    })
-    .await
-    .map_err(|e| AppError::internal("password check task", &e))?;
+        .await?;
     match user {
         Some(u) if verified => Ok(SignedIn {
             id: u.id,

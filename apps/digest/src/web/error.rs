@@ -2,7 +2,7 @@
 //! the API (through [`Api`]) as `{"error": "…"}`. Internal details go to stderr only.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::html;
@@ -21,9 +21,14 @@ pub(crate) enum AppError {
     Conflict(String),
     /// The upload is larger than `DIGEST_MAX_BYTES`.
     TooLarge(String),
+    /// Too many requests want a password hash at once; try again after [`RETRY_AFTER_SECS`].
+    Busy,
     /// Something failed on our side; the detail has been logged.
     Internal,
 }
+
+/// What a [`AppError::Busy`] answer tells the client to wait, in seconds.
+pub(crate) const RETRY_AFTER_SECS: u32 = 2;
 
 impl AppError {
     /// Logs `err` with its causes and hides it from the client.
@@ -47,6 +52,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +62,9 @@ impl AppError {
             AppError::BadRequest(m) | AppError::Conflict(m) | AppError::TooLarge(m) => m.clone(),
             AppError::Unauthorized(m) | AppError::Forbidden(m) => (*m).to_owned(),
             AppError::NotFound => "not found".to_owned(),
+            AppError::Busy => {
+                format!("too many sign-ins at once: try again in {RETRY_AFTER_SECS} seconds")
+            }
             AppError::Internal => "something went wrong on our side; try again".to_owned(),
         }
     }
@@ -73,6 +82,18 @@ impl From<shoal_kit::SessionError> for AppError {
     }
 }
 
+impl AppError {
+    /// Adds the headers this error's answer needs besides its body.
+    fn headers(&self, mut response: Response) -> Response {
+        if matches!(self, AppError::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -83,7 +104,7 @@ impl IntoResponse for AppError {
             code = status.as_u16(),
             message = html::message("error", Some(&self.message())),
         );
-        (status, Html(body)).into_response()
+        self.headers((status, Html(body)).into_response())
     }
 }
 
@@ -99,10 +120,11 @@ impl<E: Into<AppError>> From<E> for Api {
 
 impl IntoResponse for Api {
     fn into_response(self) -> Response {
-        (
+        let response = (
             self.0.status(),
             Json(serde_json::json!({ "error": self.0.message() })),
         )
-            .into_response()
+            .into_response();
+        self.0.headers(response)
     }
 }

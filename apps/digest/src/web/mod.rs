@@ -6,7 +6,8 @@
 //! request that receives it.
 //!
 //! - `pages`, `api`: the handlers; `upload`: a multipart upload through the pipeline.
-//! - `auth`: accounts and the signed-in user; `csrf`: form tokens and the API header rule.
+//! - `auth`: accounts and the signed-in user; `hashing`: the gate in front of password hashes;
+//!   `csrf`: form tokens and the API header rule.
 //! - `html`: escaping and the layout; `assets`: the build-time assets; `error`: responses.
 
 mod api;
@@ -14,6 +15,7 @@ mod assets;
 mod auth;
 mod csrf;
 mod error;
+mod hashing;
 mod html;
 mod pages;
 mod upload;
@@ -39,6 +41,7 @@ use error::AppError;
 pub struct AppState {
     pub(crate) db: Db,
     pub(crate) config: Arc<Config>,
+    pub(crate) hashing: Arc<hashing::Hashing>,
 }
 
 impl AppState {
@@ -46,8 +49,15 @@ impl AppState {
     pub fn new(db: Db, config: Config) -> AppState {
         AppState {
             db,
+            hashing: hashing::Hashing::new(config.hash_concurrency, config.hash_wait),
             config: Arc::new(config),
         }
+    }
+
+    /// The most password hashes that have run at once in this process (for tests).
+    #[doc(hidden)]
+    pub fn hashes_peak(&self) -> usize {
+        self.hashing.peak()
     }
 }
 

@@ -106,7 +106,7 @@ pub(crate) async fn signup(
     Form(form): Form<CredentialsForm>,
 ) -> Result<Response, AppError> {
     csrf::check(&session, form.csrf.as_deref())?;
-    match auth::sign_up(&state.db, &form.username, &form.password).await {
+    match auth::sign_up(&state.db, &state.hashing, &form.username, &form.password).await {
         Ok(user) => {
             auth::start(&session, &user)?;
             Ok(Redirect::to("/files").into_response())
@@ -129,7 +129,7 @@ pub(crate) async fn signin(
     Form(form): Form<CredentialsForm>,
 ) -> Result<Response, AppError> {
     csrf::check(&session, form.csrf.as_deref())?;
-    match auth::sign_in(&state.db, &form.username, &form.password).await {
+    match auth::sign_in(&state.db, &state.hashing, &form.username, &form.password).await {
         Ok(user) => {
             auth::start(&session, &user)?;
             Ok(Redirect::to("/files").into_response())
