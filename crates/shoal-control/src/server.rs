@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use shoal_procfile::{InstanceName, Plan};
 use shoal_router::RouterStats;
+use shoal_supervisor::scratch::{RuntimeDirError, effective_uid, private_dir};
 use shoal_supervisor::{Exit, Handle, Snapshot, State};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -33,15 +34,34 @@ pub struct ControlServer {
     path: PathBuf,
 }
 
+/// Why the control socket cannot be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The socket's directory is not one only this user can use.
+    #[error(transparent)]
+    Directory(#[from] RuntimeDirError),
+    /// Removing a stale socket or binding failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 impl ControlServer {
-    /// Binds `path` with mode 0600. The caller holds the formation lock, so a socket file
-    /// already there was left by a shoal that was killed: it is replaced.
-    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+    /// Binds `path` with mode 0600, inside a directory that is (or is made) private to this
+    /// user: the socket is bound before its mode is set, and inside such a directory nobody
+    /// else can reach it meanwhile, or put anything at its name first. The caller holds the
+    /// formation lock, so a socket file already there was left by a shoal that was killed: it
+    /// is replaced.
+    pub fn bind(path: &Path) -> Result<ControlServer, BindError> {
         use std::os::unix::fs::PermissionsExt;
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        private_dir(directory)?;
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -97,7 +117,29 @@ struct Shared {
     changes: Mutex<()>,
 }
 
-async fn connection(stream: UnixStream, shared: &Shared) -> io::Result<()> {
+/// Whether `stream`'s peer may use the socket: only processes of this user may. The socket's
+/// mode and directory already keep others out; this holds even if they were loosened.
+async fn admit(stream: &mut UnixStream, own_uid: u32) -> io::Result<bool> {
+    let peer = stream.peer_cred()?.uid();
+    if peer == own_uid {
+        return Ok(true);
+    }
+    let response = Response::error(
+        format!(
+            "refused: this formation answers only its own user (uid {own_uid}), not uid {peer}"
+        ),
+        false,
+    );
+    let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).await?;
+    Ok(false)
+}
+
+async fn connection(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
+    if !admit(&mut stream, effective_uid()).await? {
+        return Ok(());
+    }
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = String::new();
@@ -397,4 +439,87 @@ async fn wait_until_gone(shared: &Shared, name: &InstanceName) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    /// Names the socket the child of `refuses_a_peer_of_another_user` connects to.
+    const PEER_SOCKET: &str = "SHOAL_TEST_PEER_SOCKET";
+    /// The user the child runs as (`nobody`).
+    const OTHER_UID: u32 = 65534;
+
+    /// Not a test of its own: `refuses_a_peer_of_another_user` runs this test binary again as
+    /// another user, and this connects to the socket it names and prints what it is told.
+    #[test]
+    fn peer_of_another_user() {
+        let Some(path) = std::env::var_os(PEER_SOCKET) else {
+            return;
+        };
+        let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        println!("answer: {answer}");
+    }
+
+    #[tokio::test]
+    async fn refuses_a_peer_of_another_user() {
+        if effective_uid() != 0 {
+            eprintln!("skipped: only root can connect as another user");
+            return;
+        }
+        // The child must be able to reach the socket: the only thing keeping it out is the
+        // check of its uid.
+        let dir = std::env::temp_dir().join(format!("shoal-control-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let path = dir.join("control.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+        let child = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "server::tests::peer_of_another_user"])
+                    .arg("--nocapture")
+                    .env(PEER_SOCKET, &path)
+                    .current_dir("/")
+                    .uid(OTHER_UID)
+                    .gid(OTHER_UID)
+                    .output()
+                    .unwrap()
+            })
+        };
+        let accepted = tokio::time::timeout(Duration::from_secs(60), listener.accept()).await;
+        let Ok(accepted) = accepted else {
+            let out = child.await.unwrap();
+            panic!(
+                "the other user's process never connected: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (mut stream, _) = accepted.unwrap();
+        assert!(!admit(&mut stream, effective_uid()).await.unwrap());
+        drop(stream);
+        let out = child.await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                r#""error":"refused: this formation answers only its own user (uid 0), not uid {OTHER_UID}""#
+            )),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // A process of the same user is let in.
+        let (mut own, _other_end) = UnixStream::pair().unwrap();
+        assert!(admit(&mut own, effective_uid()).await.unwrap());
+    }
 }

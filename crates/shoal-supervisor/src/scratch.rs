@@ -193,7 +193,10 @@ impl RuntimeDir {
     }
 
     /// The formation's control socket: `control.sock` in the runtime directory, or, when that
-    /// path is too long for a unix socket (108 bytes), `/tmp/shoal-UID-HASH.sock`.
+    /// path is too long for a unix socket (108 bytes), `/tmp/shoal-UID-sockets/HASH.sock`.
+    /// The server makes the socket's directory with [`private_dir`] before binding, so the
+    /// fallback sits in a directory only its user can enter, never in `/tmp` itself where
+    /// another user could take the name first.
     pub fn control_socket(&self) -> PathBuf {
         const MAX: usize = 100;
         let path = self.root.join("control.sock");
@@ -202,7 +205,7 @@ impl RuntimeDir {
         }
         let hash = fnv1a(self.root.as_os_str().as_encoded_bytes());
         PathBuf::from(format!(
-            "/tmp/shoal-{}-{hash:016x}.sock",
+            "/tmp/shoal-{}-sockets/{hash:016x}.sock",
             nix::unistd::getuid()
         ))
     }
@@ -269,6 +272,20 @@ fn create_private(path: &Path) -> Result<(), RuntimeDirError> {
     }
 }
 
+/// Makes `path` (its parent must exist) a directory only this user can use, or checks that it
+/// already is one: a real directory, not a link, owned by this user, mode 0700. Anything else
+/// is refused, since another user may have put it there first.
+pub fn private_dir(path: &Path) -> Result<(), RuntimeDirError> {
+    create_private(path)?;
+    check_private(path)
+}
+
+/// The user id that owns the files this process creates, and that `SO_PEERCRED` reports for
+/// its connections.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
 fn check_private(path: &Path) -> Result<(), RuntimeDirError> {
     let unsafe_dir = |reason: &str| RuntimeDirError::Unsafe {
         path: path.to_path_buf(),
@@ -278,6 +295,9 @@ fn check_private(path: &Path) -> Result<(), RuntimeDirError> {
         path: path.to_path_buf(),
         source,
     })?;
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir("it is a symbolic link"));
+    }
     if !meta.file_type().is_dir() {
         return Err(unsafe_dir("it is not a directory"));
     }
@@ -402,6 +422,45 @@ mod tests {
         let socket = long.control_socket();
         assert!(socket.as_os_str().len() < 108, "{}", socket.display());
         assert_ne!(socket, short.control_socket());
+        // Never in `/tmp` itself, where another user could take the name first.
+        assert_eq!(
+            socket.parent().unwrap(),
+            Path::new(&format!("/tmp/shoal-{}-sockets", nix::unistd::getuid()))
+        );
+    }
+
+    #[test]
+    fn a_private_directory_is_made_private_or_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let fresh = base.path().join("fresh");
+        private_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+        private_dir(&fresh).unwrap();
+
+        let refused = |path: &Path| private_dir(path).unwrap_err().to_string();
+        let file = base.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(refused(&file).contains("it is not a directory"));
+        // A link to a directory of our own is refused too: whoever made it can point it
+        // elsewhere later.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(refused(&link).contains("it is a symbolic link"));
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(refused(&open).contains("other users can access it"));
+        if nix::unistd::geteuid().is_root() {
+            let foreign = base.path().join("foreign");
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&foreign)
+                .unwrap();
+            std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+            let err = refused(&foreign);
+            assert!(err.contains("it belongs to another user"), "{err}");
+            assert!(err.starts_with("refusing to use `"), "{err}");
+        }
     }
 
     #[test]
