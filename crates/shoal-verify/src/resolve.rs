@@ -18,12 +18,17 @@ use serde_json::Value;
 use crate::client::{Answer, Outgoing};
 use crate::cookies::CookieJar;
 use crate::jsonpath;
-use crate::scenario::check::{BASE_URL, app_path};
+use crate::scenario::check::{BASE_URL, MAX_NESTING, app_path};
 use crate::scenario::include;
 use crate::scenario::{
     BodyLine, BodyPath, Capture, CaptureFrom, Expr, Piece, RequestSpec, Scenario, Side, Source,
     System, Template,
 };
+
+/// The most a substituted text (a file variable's value, a line, a whole body) may grow to:
+/// the bound of an included file. Variables made of variables double at each level
+/// (`@b = {{a}}{{a}}`), so a short file can otherwise ask for more memory than there is.
+const MAX_SUBSTITUTED_BYTES: usize = include::MAX_INCLUDE_BYTES as usize;
 
 /// Why a request could not be built, or a capture found nothing; `line` is in the scenario.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +65,8 @@ pub(crate) struct Replay<'s> {
     named: HashMap<String, Exchange>,
     generated: Vec<String>,
     jar: CookieJar,
+    /// [`MAX_SUBSTITUTED_BYTES`], lower in tests.
+    limit: usize,
 }
 
 impl<'s> Replay<'s> {
@@ -77,7 +84,15 @@ impl<'s> Replay<'s> {
             named: HashMap::new(),
             generated: Vec::new(),
             jar: CookieJar::default(),
+            limit: MAX_SUBSTITUTED_BYTES,
         }
+    }
+
+    /// Lowers the bound of substituted text, so that tests of it stay small.
+    #[cfg(test)]
+    pub(crate) fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Random values made up so far, in the order they were made.
@@ -212,6 +227,13 @@ impl<'s> Replay<'s> {
                     }
                 }
             }
+            if body.len() > self.limit {
+                let line = match line {
+                    BodyLine::Text(template) => template.line,
+                    BodyLine::Include { line, .. } => *line,
+                };
+                return Err(too_large(line, self.limit));
+            }
         }
         Ok(body)
     }
@@ -220,7 +242,7 @@ impl<'s> Replay<'s> {
         let mut out = String::new();
         for piece in &template.pieces {
             match piece {
-                Piece::Text(text) => out.push_str(text),
+                Piece::Text(text) => push_bounded(&mut out, text, template.line, self.limit)?,
                 Piece::Expr { expr, encode } => {
                     let value = self.value(expr, template.line, 0)?;
                     let encoding = if *encode {
@@ -228,7 +250,12 @@ impl<'s> Replay<'s> {
                     } else {
                         encoding
                     };
-                    out.push_str(&encode_as(&value, encoding));
+                    push_bounded(
+                        &mut out,
+                        &encode_as(&value, encoding),
+                        template.line,
+                        self.limit,
+                    )?;
                 }
             }
         }
@@ -251,21 +278,26 @@ impl<'s> Replay<'s> {
                 let scenario = self.scenario;
                 let variable = scenario.variables.iter().find(|v| &v.name == name);
                 match variable {
-                    Some(variable) if depth < 64 => {
+                    Some(variable) if depth < MAX_NESTING => {
                         let mut out = String::new();
                         for piece in &variable.value.pieces {
                             match piece {
-                                Piece::Text(text) => out.push_str(text),
+                                Piece::Text(text) => {
+                                    push_bounded(&mut out, text, line, self.limit)?
+                                }
                                 Piece::Expr { expr, encode } => {
                                     let value = self.value(expr, line, depth + 1)?;
-                                    out.push_str(&encode_as(
-                                        &value,
-                                        if *encode {
-                                            Encoding::Component
-                                        } else {
-                                            Encoding::None
-                                        },
-                                    ));
+                                    let encoding = if *encode {
+                                        Encoding::Component
+                                    } else {
+                                        Encoding::None
+                                    };
+                                    push_bounded(
+                                        &mut out,
+                                        &encode_as(&value, encoding),
+                                        line,
+                                        self.limit,
+                                    )?;
                                 }
                             }
                         }
@@ -458,6 +490,34 @@ fn unescape_html(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Appends `text` unless `out` would grow past `limit`.
+fn push_bounded(
+    out: &mut String,
+    text: &str,
+    line: usize,
+    limit: usize,
+) -> Result<(), ResolveError> {
+    if out.len() + text.len() > limit {
+        return Err(too_large(line, limit));
+    }
+    out.push_str(text);
+    Ok(())
+}
+
+fn too_large(line: usize, limit: usize) -> ResolveError {
+    let limit = if limit >= 1 << 20 {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit} bytes")
+    };
+    ResolveError {
+        line,
+        message: format!(
+            "with its variables substituted, this grows past {limit}; expected at most {limit}"
+        ),
+    }
 }
 
 fn encode_as(value: &str, encoding: Encoding) -> String {

@@ -6,7 +6,8 @@
 //! readable regular files of at most 256 MiB; and an absolute URL must point at the app under
 //! test.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::include;
 use super::template::Template;
@@ -16,6 +17,11 @@ use crate::scenario::http_file::edit_distance;
 
 /// The variable verify sets to the formation's public address.
 pub const BASE_URL: &str = "baseUrl";
+
+/// How deep file variables may refer to variables that refer to variables: a variable
+/// without placeholders is 1 deep. Deeper nesting is refused here, so that checking and
+/// substituting stay within a small, fixed recursion.
+pub const MAX_NESTING: usize = 64;
 
 /// What a scenario may refer to outside itself.
 #[derive(Debug, Clone, Copy)]
@@ -28,15 +34,28 @@ pub struct Environment<'a> {
 
 /// Checks `scenario`; the first problem found is the error.
 pub fn check(scenario: &Scenario, env: Environment<'_>) -> Result<(), ScenarioError> {
-    let checker = Checker { scenario, env };
-    for variable in &scenario.variables {
-        checker.no_cycle(variable, &mut Vec::new())?;
-        if let Some(capture) = scenario
-            .requests
+    let checker = Checker {
+        scenario,
+        env,
+        variables: scenario
+            .variables
             .iter()
-            .flat_map(|r| &r.captures)
-            .find(|c| c.name == variable.name)
-        {
+            .map(|v| (v.name.as_str(), v))
+            .collect(),
+        checked: RefCell::default(),
+    };
+    let mut first_capture = HashMap::new();
+    for capture in scenario.requests.iter().flat_map(|r| &r.captures) {
+        first_capture
+            .entry(capture.name.as_str())
+            .or_insert(capture);
+    }
+    // The depth of every variable already walked: each is walked once, however many
+    // variables refer to it (`@b = {{a}}{{a}}`, `@c = {{b}}{{b}}`… doubles at each line).
+    let mut depths = HashMap::new();
+    for variable in &scenario.variables {
+        checker.no_cycle(variable, &mut Vec::new(), &mut depths)?;
+        if let Some(capture) = first_capture.get(variable.name.as_str()) {
             return Err(checker.error(
                 capture.line,
                 format!(
@@ -48,6 +67,8 @@ pub fn check(scenario: &Scenario, env: Environment<'_>) -> Result<(), ScenarioEr
     }
     let mut known = Known::default();
     for request in &scenario.requests {
+        // What a variable may refer to changes only between requests.
+        checker.checked.borrow_mut().clear();
         checker.request(request, &known)?;
         known
             .captured
@@ -61,28 +82,37 @@ pub fn check(scenario: &Scenario, env: Environment<'_>) -> Result<(), ScenarioEr
 #[derive(Default)]
 struct Known<'a> {
     captured: HashSet<&'a str>,
-    named: Vec<&'a str>,
+    named: BTreeSet<&'a str>,
 }
 
 struct Checker<'a> {
     scenario: &'a Scenario,
     env: Environment<'a>,
+    variables: HashMap<&'a str, &'a Variable>,
+    /// The variables whose placeholders were found fine for the current request.
+    checked: RefCell<HashSet<&'a str>>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn error(&self, line: usize, message: impl Into<String>) -> ScenarioError {
         ScenarioError::at(&self.scenario.path, line, message)
     }
 
-    fn variable(&self, name: &str) -> Option<&Variable> {
-        self.scenario.variables.iter().find(|v| v.name == name)
+    fn variable(&self, name: &str) -> Option<&'a Variable> {
+        self.variables.get(name).copied()
     }
 
-    fn no_cycle<'v>(
-        &'v self,
-        variable: &'v Variable,
-        path: &mut Vec<&'v str>,
-    ) -> Result<(), ScenarioError> {
+    /// Refuses a circle of variables, or nesting deeper than [`MAX_NESTING`]; returns how deep
+    /// `variable` nests.
+    fn no_cycle(
+        &self,
+        variable: &'a Variable,
+        path: &mut Vec<&'a str>,
+        depths: &mut HashMap<&'a str, usize>,
+    ) -> Result<usize, ScenarioError> {
+        if let Some(depth) = depths.get(variable.name.as_str()) {
+            return Ok(*depth);
+        }
         if path.contains(&variable.name.as_str()) {
             path.push(&variable.name);
             return Err(self.error(
@@ -93,16 +123,35 @@ impl Checker<'_> {
                 ),
             ));
         }
+        if path.len() == MAX_NESTING {
+            // Refused on the way down too, so that the recursion stays this deep.
+            return Err(self.too_deep(self.variable(path[0]).unwrap_or(variable)));
+        }
         path.push(&variable.name);
+        let mut depth = 1;
         for expr in variable.value.exprs() {
             if let Expr::Var(name) = expr
                 && let Some(next) = self.variable(name)
             {
-                self.no_cycle(next, path)?;
+                depth = depth.max(1 + self.no_cycle(next, path, depths)?);
+                if depth > MAX_NESTING {
+                    return Err(self.too_deep(variable));
+                }
             }
         }
         path.pop();
-        Ok(())
+        depths.insert(&variable.name, depth);
+        Ok(depth)
+    }
+
+    fn too_deep(&self, variable: &Variable) -> ScenarioError {
+        self.error(
+            variable.line,
+            format!(
+                "`{{{{{}}}}}` nests variables in variables more than {MAX_NESTING} deep; expected at most {MAX_NESTING} levels",
+                variable.name
+            ),
+        )
     }
 
     fn request(&self, request: &RequestSpec, known: &Known<'_>) -> Result<(), ScenarioError> {
@@ -168,8 +217,9 @@ impl Checker<'_> {
                     return Ok(());
                 }
                 if let Some(variable) = self.variable(name) {
-                    // Cycles were ruled out first; the depth bound is only a safeguard.
-                    if depth < 64 {
+                    // Cycles and deep nesting were ruled out first; the depth bound is only a
+                    // safeguard.
+                    if depth < MAX_NESTING && self.checked.borrow_mut().insert(&variable.name) {
                         for inner in variable.value.exprs() {
                             self.expr(inner, line, known, depth + 1)?;
                         }

@@ -32,6 +32,7 @@
 //!   condition, for work that a worker finishes in the background;
 //! - `# @timeout 30s`: how long to wait for an answer, and for `@until` (default 30 s).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         variables: Vec::new(),
         requests: Vec::new(),
+        names: HashSet::new(),
     };
     let mut start = 0;
     let mut title = None;
@@ -100,6 +102,15 @@ struct Parser<'a> {
     dir: PathBuf,
     variables: Vec<Variable>,
     requests: Vec<RequestSpec>,
+    /// The names of variables and of requests so far, to refuse a second one without a scan
+    /// of all earlier ones (a long generated file stays linear).
+    names: HashSet<(Kind, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Variable,
+    Request,
 }
 
 /// Directives seen before the request they apply to.
@@ -202,10 +213,7 @@ impl Parser<'_> {
         }
 
         if let Some(name) = &pending.name
-            && self
-                .requests
-                .iter()
-                .any(|r| r.name.as_deref() == Some(name))
+            && !self.names.insert((Kind::Request, name.clone()))
         {
             return Err(self.error(
                 request_line,
@@ -258,7 +266,7 @@ impl Parser<'_> {
         if !is_name(name) {
             return Err(self.error(line, format!("`{name}` is not a variable name")));
         }
-        if self.variables.iter().any(|v| v.name == name) {
+        if !self.names.insert((Kind::Variable, name.to_owned())) {
             return Err(self.error(line, format!("variable `{name}` is defined twice")));
         }
         let value = self.template(value.trim(), line)?;

@@ -12,6 +12,8 @@ pub mod check;
 pub mod har;
 pub mod http_file;
 pub mod include;
+#[cfg(test)]
+mod properties;
 pub mod template;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use proptest::prelude::*;
 
 use super::check::{Environment, check};
 use super::{BodyLine, Until, har, http_file};
@@ -558,79 +557,81 @@ fn har_files_replay_the_app_host_only() {
     );
 }
 
-/// Fragments `.http` files are made of, to build random files from.
-fn fragment() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec![
-        "###",
-        "### title",
-        "GET /",
-        "POST {{baseUrl}}/x",
-        "/bare",
-        "@v = 1",
-        "@w = {{v}}",
-        "# @name a",
-        "# @name b",
-        "# @capture c = body (x)",
-        "# @until status 200",
-        "# @timeout 3s",
-        "// comment",
-        "# comment",
-        "Content-Type: text/plain",
-        "Host: x",
-        "",
-        "",
-        "body line {{v}}",
-        "{{a.response.body.$.id}}",
-        "{{c}}",
-        "< ./f",
-        "?q=1",
-        "&r=2",
-        "{{",
-        "}}",
-        "@",
-        "# @",
-        "GET http://example.com/",
-        "curl x",
-        "> {% %}",
-        "PUT /{{%v}}",
-    ])
+/// Runs `work` on another thread, so that a run-away fails the test instead of hanging it;
+/// the deadline is generous, each of these takes milliseconds.
+fn within_deadline<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("did not finish within 60 s")
 }
 
-proptest! {
-    #[test]
-    fn templates_without_placeholders_are_kept_as_they_are(text in "[^{}]*") {
-        let template = super::Template::parse(&text, 1).unwrap();
-        prop_assert_eq!(template.exprs().count(), 0);
-        prop_assert_eq!(template.display(), text.as_str());
-    }
+fn check_alone(scenario: &super::Scenario) -> Result<(), crate::ScenarioError> {
+    let dotenv = BTreeMap::new();
+    check(
+        scenario,
+        Environment {
+            dotenv: &dotenv,
+            public_port: PORT,
+        },
+    )
+}
 
-    #[test]
-    fn any_text_parses_or_fails_with_a_line(text in "\\PC*") {
-        let _ = super::Template::parse(&text, 1);
-        match http_file::parse(Path::new("p.http"), &text) {
-            Ok(scenario) => prop_assert!(!scenario.requests.is_empty()),
-            Err(err) => prop_assert!(err.to_string().starts_with("p.http")),
-        }
+#[test]
+fn variables_that_double_at_each_line_are_checked_once_and_bounded_when_built() {
+    // Found while writing the property tests: each variable refers to the one before twice,
+    // so walking
+    // every reference made 2^60 visits in the checks (they never ended), and substituting
+    // `{{v60}}` asked for 2^61 bytes.
+    let mut text = "@v0 = ab\n".to_owned();
+    for i in 1..=60 {
+        text.push_str(&format!("@v{i} = {{{{v{}}}}}{{{{v{}}}}}\n", i - 1, i - 1));
     }
+    text.push_str("GET /x\nX-Big: {{v60}}\n");
+    let scenario = parse(&text);
+    let checked = within_deadline({
+        let scenario = scenario.clone();
+        move || check_alone(&scenario).map_err(|err| err.to_string())
+    });
+    assert_eq!(checked, Ok(()));
+    let err = replay(&scenario)
+        .with_limit(1024)
+        .build(&scenario.requests[0])
+        .unwrap_err();
+    assert_eq!(
+        (err.line, err.message.as_str()),
+        (
+            63,
+            "with its variables substituted, this grows past 1024 bytes; expected at most 1024 bytes"
+        )
+    );
+}
 
-    #[test]
-    fn files_made_of_http_fragments_parse_check_and_build_without_panicking(
-        lines in prop::collection::vec(fragment(), 0..40)
-    ) {
-        let text = lines.join("\n");
-        if let Ok(scenario) = http_file::parse(Path::new("p.http"), &text) {
-            let dotenv = BTreeMap::new();
-            let env = Environment { dotenv: &dotenv, public_port: PORT };
-            if check(&scenario, env).is_ok() {
-                let mut client = replay(&scenario);
-                for spec in &scenario.requests {
-                    // A checked scenario builds, but for values only an answer can give.
-                    if let Ok(request) = client.build(spec) {
-                        prop_assert!(request.path.starts_with('/'));
-                        client.record(spec, &request, None);
-                    }
-                }
-            }
-        }
+#[test]
+fn variables_nested_too_deep_are_refused_at_their_line() {
+    // A chain in file order: `{{v64}}` is the first 65 deep. It used to pass the checks and
+    // fail in the replay with "has no value", which pointed at a capture.
+    let mut text = "@v0 = x\n".to_owned();
+    for i in 1..70 {
+        text.push_str(&format!("@v{i} = {{{{v{}}}}}\n", i - 1));
     }
+    text.push_str("GET /{{v69}}\n");
+    assert_eq!(
+        error(&text),
+        "s.http:65: `{{v64}}` nests variables in variables more than 64 deep; expected at most 64 levels"
+    );
+    // A chain against file order, long enough that following it to its end overflowed the
+    // stack: refused at the first variable, 64 levels down.
+    let mut text = String::new();
+    for i in 0..100_000 {
+        text.push_str(&format!("@v{i} = {{{{v{}}}}}\n", i + 1));
+    }
+    text.push_str("@v100000 = end\nGET /{{v0}}\n");
+    let message = within_deadline(move || error(&text));
+    assert_eq!(
+        message,
+        "s.http:1: `{{v0}}` nests variables in variables more than 64 deep; expected at most 64 levels"
+    );
 }
