@@ -1,14 +1,18 @@
 //! Body types: what the router sends to instances and what it sends back to clients.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use crate::access_log::Pending;
-use std::sync::Arc;
 
 use crate::backends::InFlight;
 use crate::direct::DirectBody;
@@ -166,5 +170,125 @@ impl Drop for ResponseBody {
                 log.finish(*bytes, (!ended).then_some("client_closed"));
             }
         }
+    }
+}
+
+/// A client's request body, read with an idle deadline: when no byte of it arrives for
+/// `body_timeout`, it fails, so that a client that announces a body and sends nothing cannot hold
+/// its connection (and a `max_connections` slot) for ever. Only time the router spends waiting for
+/// the client counts: while the instance is not reading, the body is not polled and the deadline
+/// does not run.
+pub(crate) struct ClientBody {
+    inner: Incoming,
+    idle: Duration,
+    /// When a byte last came (or the body was first polled).
+    progress: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    outcome: Arc<BodyOutcome>,
+}
+
+/// How a client's body ended, for the response the router makes when forwarding it failed.
+#[derive(Debug, Default)]
+pub(crate) struct BodyOutcome(AtomicU8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyEnd {
+    /// Read to its end, or not (yet) failed.
+    Fine,
+    /// No byte came within the body timeout.
+    TimedOut,
+    /// The client went away mid-body, or its framing was malformed (a bad chunk).
+    Broken,
+}
+
+impl BodyOutcome {
+    pub(crate) fn get(&self) -> BodyEnd {
+        match self.0.load(Ordering::Acquire) {
+            1 => BodyEnd::TimedOut,
+            2 => BodyEnd::Broken,
+            _ => BodyEnd::Fine,
+        }
+    }
+
+    fn set(&self, end: BodyEnd) {
+        let value = match end {
+            BodyEnd::Fine => 0,
+            BodyEnd::TimedOut => 1,
+            BodyEnd::Broken => 2,
+        };
+        self.0.store(value, Ordering::Release);
+    }
+}
+
+/// The error a timed-out client body reports to whoever reads it.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no byte of its request body for {0:?}")]
+pub(crate) struct BodyTimedOut(Duration);
+
+impl ClientBody {
+    pub(crate) fn new(inner: Incoming, idle: Duration) -> Self {
+        ClientBody {
+            inner,
+            idle,
+            progress: None,
+            timer: None,
+            outcome: Arc::default(),
+        }
+    }
+
+    /// Where the body's end is recorded; readable after the body was handed on.
+    pub(crate) fn outcome(&self) -> Arc<BodyOutcome> {
+        self.outcome.clone()
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                // The timer is not moved per frame (that costs a timer-wheel update): it is
+                // only checked against the last progress when it fires.
+                this.progress = Some(Instant::now());
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.outcome.set(BodyEnd::Broken);
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let now = Instant::now();
+                let since = *this.progress.get_or_insert(now);
+                let deadline = since + this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.outcome.set(BodyEnd::TimedOut);
+                        Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.idle)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -42,6 +42,9 @@ pub struct RouterConfig {
     /// Time a client has to send a complete request head, counted from the connection opening
     /// or from the end of the previous response (so it is also the keep-alive idle timeout).
     pub header_timeout: Duration,
+    /// Longest a client may leave its request body without sending a byte, once the router
+    /// waits for it; then 408 and the connection is closed.
+    pub body_timeout: Duration,
     /// Largest request head accepted; a larger one gets 431.
     pub max_header_bytes: usize,
     /// Time from sending a request to an instance to its response head; then 504. Retries
@@ -73,6 +76,7 @@ impl Default for RouterConfig {
             process_type: "web".into(),
             balance: Balance::P2c,
             header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(15),
             max_header_bytes: 64 * 1024,
             first_byte_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),

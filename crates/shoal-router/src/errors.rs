@@ -19,6 +19,9 @@ pub(crate) enum Failure {
     InstanceFailed,
     /// No response head within the first-byte timeout (504 `instance_timeout`).
     InstanceTimeout,
+    /// The client announced a body and stopped sending it for the body timeout (408
+    /// `body_timeout`).
+    BodyTimeout,
     /// The request itself is not acceptable (400, with the reason as code).
     BadRequest(&'static str),
     /// `CONNECT`: the router forwards requests, it does not open tunnels (501
@@ -32,6 +35,7 @@ impl Failure {
             Failure::NoReadyInstance => StatusCode::SERVICE_UNAVAILABLE,
             Failure::InstanceUnreachable | Failure::InstanceFailed => StatusCode::BAD_GATEWAY,
             Failure::InstanceTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
             Failure::MethodNotSupported => StatusCode::NOT_IMPLEMENTED,
         }
@@ -43,6 +47,7 @@ impl Failure {
             Failure::InstanceUnreachable => "instance_unreachable",
             Failure::InstanceFailed => "instance_failed",
             Failure::InstanceTimeout => "instance_timeout",
+            Failure::BodyTimeout => "body_timeout",
             Failure::BadRequest(code) => code,
             Failure::MethodNotSupported => "method_not_supported",
         }
@@ -54,6 +59,7 @@ impl Failure {
             Failure::InstanceUnreachable => "no instance accepted a connection",
             Failure::InstanceFailed => "the instance failed before it answered",
             Failure::InstanceTimeout => "the instance did not answer in time",
+            Failure::BodyTimeout => "the client stopped sending its request body",
             Failure::BadRequest(_) => "the request's framing is ambiguous or not supported",
             Failure::MethodNotSupported => "the router does not open tunnels (CONNECT)",
         }
@@ -79,7 +85,10 @@ impl Failure {
         );
         headers.insert("x-shoal-error", HeaderValue::from_static(self.code()));
         headers.insert(X_REQUEST_ID, request_id.clone());
-        if matches!(self, Failure::BadRequest(_) | Failure::MethodNotSupported) {
+        if matches!(
+            self,
+            Failure::BadRequest(_) | Failure::MethodNotSupported | Failure::BodyTimeout
+        ) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

@@ -8,15 +8,15 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::body::ClientBody;
 use crate::direct::Conn;
 
 /// hyper's client, for streamed request bodies: the client's own, as they arrive.
-pub(crate) type Sender = http1::SendRequest<Incoming>;
+pub(crate) type Sender = http1::SendRequest<ClientBody>;
 
 /// Idle connections to one instance.
 pub(crate) struct Pool {

@@ -144,6 +144,9 @@ pub(crate) struct RouterArgs {
     /// Seconds a client has to send a request head, from connecting or from the end of the previous response (also the idle keep-alive timeout)
     #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_seconds)]
     pub(crate) header_timeout: f64,
+    /// Seconds a client may go without sending a byte of a request body it announced (then 408 and the connection is closed)
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_seconds)]
+    pub(crate) body_timeout: f64,
     /// Client connections served at once; more wait to be accepted
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,

@@ -59,6 +59,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         balance: args.router.balance,
         first_byte_timeout: Duration::from_secs_f64(args.router.request_timeout),
         header_timeout: Duration::from_secs_f64(args.router.header_timeout),
+        body_timeout: Duration::from_secs_f64(args.router.body_timeout),
         max_connections: args.router.max_connections as usize,
         ..RouterConfig::default()
     });
