@@ -187,6 +187,65 @@ pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Checks the request's `Host` (RFC 9112 §3.2): an HTTP/1.1 request has exactly one, and it
+/// names one host. A request in absolute form (`GET http://other.example/p`) is for the host in
+/// its target, whatever its `Host` said (§3.2.2), so `Host` is replaced by it.
+pub(crate) fn check_host<B>(request: &mut http::Request<B>) -> Result<(), &'static str> {
+    if let Some(authority) = request.uri().authority() {
+        if authority.as_str().contains('@') {
+            return Err("invalid_host");
+        }
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| "invalid_host")?;
+        request.headers_mut().insert(header::HOST, host);
+        return Ok(());
+    }
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if request.version() == http::Version::HTTP_11 => Err("missing_host"),
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => Err("conflicting_host"),
+        (Some(host), None) if is_host(host.as_bytes()) => Ok(()),
+        (Some(_), None) => Err("invalid_host"),
+    }
+}
+
+/// `uri-host [ ":" port ]`, or empty (RFC 9112 §3.2): no list, no user information, no spaces,
+/// and a port of digits.
+fn is_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    let Ok(text) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let port = match text.strip_prefix('[') {
+        Some(literal) => match literal.split_once(']') {
+            Some((_, "")) => "",
+            Some((_, rest)) => match rest.strip_prefix(':') {
+                Some(port) => port,
+                None => return false,
+            },
+            None => return false,
+        },
+        None => text.rsplit_once(':').map_or("", |(_, port)| port),
+    };
+    port.bytes().all(|b| b.is_ascii_digit())
+        && !value
+            .iter()
+            .any(|b| matches!(b, b',' | b'@' | b' ' | b'\t' | b'/' | b'?' | b'#'))
+        && text.parse::<http::uri::Authority>().is_ok()
+}
+
+/// Whether a message names a transfer coding other than `chunked` (`gzip`, `gzip, chunked`…).
+pub(crate) fn has_coding_other_than_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +259,69 @@ mod tests {
             );
         }
         headers
+    }
+
+    fn host_check(
+        target: &str,
+        version: http::Version,
+        hosts: &[&str],
+    ) -> Result<String, &'static str> {
+        let mut request = http::Request::builder().uri(target).version(version);
+        for host in hosts {
+            request = request.header("host", *host);
+        }
+        let mut request = request.body(()).unwrap();
+        check_host(&mut request)?;
+        Ok(request
+            .headers()
+            .get("host")
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default())
+    }
+
+    #[test]
+    fn host_follows_rfc_9112() {
+        use http::Version;
+        let v11 = Version::HTTP_11;
+        assert_eq!(host_check("/", v11, &["app.test"]), Ok("app.test".into()));
+        assert_eq!(
+            host_check("/", v11, &["app.test:8080"]),
+            Ok("app.test:8080".into())
+        );
+        assert_eq!(
+            host_check("/", v11, &["[::1]:5000"]),
+            Ok("[::1]:5000".into())
+        );
+        assert_eq!(host_check("/", v11, &[""]), Ok(String::new()));
+        assert_eq!(host_check("/", v11, &[]), Err("missing_host"));
+        assert_eq!(host_check("/", Version::HTTP_10, &[]), Ok(String::new()));
+        assert_eq!(host_check("/", v11, &["a", "a"]), Err("conflicting_host"));
+        for bad in ["a, b", "a b", "user@a", "a/b", "a:port"] {
+            assert_eq!(host_check("/", v11, &[bad]), Err("invalid_host"), "{bad}");
+        }
+        assert_eq!(
+            host_check("http://other.example/p", v11, &["app.test"]),
+            Ok("other.example".into())
+        );
+        assert_eq!(
+            host_check("http://other.example:81/p", v11, &[]),
+            Ok("other.example:81".into())
+        );
+    }
+
+    #[test]
+    fn codings_other_than_chunked_are_found() {
+        for (value, other) in [
+            ("chunked", false),
+            ("Chunked", false),
+            ("gzip", true),
+            ("gzip, chunked", true),
+            ("chunked, gzip", true),
+        ] {
+            let headers = map(&[("transfer-encoding", value)]);
+            assert_eq!(has_coding_other_than_chunked(&headers), other, "{value}");
+        }
+        assert!(!has_coding_other_than_chunked(&HeaderMap::new()));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Pending};
 use crate::backends::{Backend, Backends, InFlight};
-use crate::body::{ResponseBody, Upstream};
+use crate::body::{BodyEnd, ClientBody, ResponseBody, Upstream};
 use crate::config::RouterConfig;
 use crate::direct::{self, DirectBody, ExchangeError};
 use crate::errors::Failure;
@@ -55,7 +55,7 @@ enum Payload {
     },
     /// Streamed through hyper's client (a larger or unsized body, or an upgrade): it may go
     /// elsewhere only while not a byte of it has been written.
-    Stream(Option<Request<Incoming>>),
+    Stream(Option<Request<ClientBody>>),
 }
 
 /// Handles one client request; never fails (router failures are responses).
@@ -89,6 +89,9 @@ pub(crate) async fn handle(
     if let Err(code) = headers::check_framing(request.headers()) {
         return Ok(fail(pending, Failure::BadRequest(code)));
     }
+    if let Err(code) = headers::check_host(&mut request) {
+        return Ok(fail(pending, Failure::BadRequest(code)));
+    }
 
     let upgrade = upgrade::is_upgrade(&request);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -106,19 +109,15 @@ pub(crate) async fn handle(
 
     let limit = shared.config.retry_body_limit as u64;
     let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit);
+    let body = ClientBody::new(body, shared.config.body_timeout);
+    let outcome = body.outcome();
     let payload = if !upgrade && small {
         let bytes = if body.is_end_stream() {
             Bytes::new()
         } else {
             match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
-                // The client went away while sending its body.
-                Err(_) => {
-                    return Ok(fail(
-                        pending,
-                        Failure::BadRequest("incomplete_request_body"),
-                    ));
-                }
+                Err(_) => return Ok(fail(pending, client_body_failure(outcome.get()))),
             }
         };
         Payload::Buffered {
@@ -127,6 +126,20 @@ pub(crate) async fn handle(
             method: parts.method,
         }
     } else {
+        // The framing is the router's to state: the exact length in canonical form (a client's
+        // `070000` is not passed on), else chunked — which hyper's client would not use for a
+        // GET or HEAD by itself, dropping their body.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if let Some(length) = body.size_hint().exact() {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        } else if !upgrade && !body.is_end_stream() {
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         let mut request = Request::new(body);
         *request.method_mut() = parts.method;
         *request.uri_mut() = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
@@ -147,7 +160,22 @@ pub(crate) async fn handle(
                 &request_id,
             ))
         }
-        Err(failure) => Ok(fail(pending, failure)),
+        // A streamed body that the client stopped sending, or sent malformed, fails the
+        // exchange with the instance too: the client is to blame, not the instance.
+        Err(failure) => match outcome.get() {
+            BodyEnd::Fine => Ok(fail(pending, failure)),
+            end => Ok(fail(pending, client_body_failure(end))),
+        },
+    }
+}
+
+/// The answer to a request whose body the client did not deliver whole.
+fn client_body_failure(end: BodyEnd) -> Failure {
+    match end {
+        BodyEnd::TimedOut => Failure::BodyTimeout,
+        // The client went away mid-body (then nobody reads this), or its chunked framing was
+        // malformed.
+        BodyEnd::Broken | BodyEnd::Fine => Failure::BadRequest("incomplete_request_body"),
     }
 }
 
@@ -203,6 +231,8 @@ async fn forward(
         };
         tried.push(backend.clone());
         pending.retries = tried.len() as u32 - 1;
+        // A failure is logged with the last instance it reached.
+        pending.instance = Some(backend.name.clone());
 
         let attempt = attempt(shared, &backend, &mut payload, upgrade, pending);
         match tokio::time::timeout_at(deadline, attempt).await {
@@ -326,6 +356,15 @@ fn respond(
     request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // A 101 to a request that did not ask to upgrade would hand the client's connection to
+    // a protocol it never chose; a transfer coding other than chunked would reach the client
+    // without its header (the router removes framing headers), so the client could not decode
+    // it. nginx refuses both too.
+    if (switching && client_upgrade.is_none())
+        || headers::has_coding_other_than_chunked(response.headers())
+    {
+        return fail(pending, Failure::InstanceFailed);
+    }
     let instance_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, switching);

@@ -8,9 +8,11 @@ use hyper_util::rt::TokioIo;
 
 use crate::backends::InFlight;
 
-/// Whether the request asks to switch protocols.
+/// Whether the request asks to switch protocols: only HTTP/1.1 has `Upgrade` (RFC 9110
+/// §7.8 ignores it in an HTTP/1.0 request).
 pub(crate) fn is_upgrade<B>(request: &http::Request<B>) -> bool {
-    request.headers().contains_key(header::UPGRADE)
+    request.version() == http::Version::HTTP_11
+        && request.headers().contains_key(header::UPGRADE)
         && request
             .headers()
             .get_all(header::CONNECTION)

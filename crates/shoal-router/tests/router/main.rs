@@ -2,9 +2,12 @@
 //! instances, and real clients.
 
 mod balance;
+mod conformance;
 mod failover;
 mod framing;
 mod hardening;
 mod headers;
+mod pool_safety;
+mod slots;
 mod streaming;
 mod support;
