@@ -28,6 +28,19 @@ impl AccessLog {
         AccessLog { log, source }
     }
 
+    /// Writes the access line of a request that the HTTP/1 parser refused before the router
+    /// saw it: it answered `status` itself (400, 414 or 431).
+    pub(crate) fn refused(&self, client: &HeaderValue, status: u16, error: &'static str) {
+        let mut line = String::with_capacity(160);
+        line.push_str("method=- path=- status=");
+        line.push_str(itoa::Buffer::new().format(status));
+        line.push_str(" bytes=0 instance=- connect=0ms service=0ms request_id=- retries=0 client=");
+        push_value(&mut line, client.to_str().unwrap_or("-"));
+        line.push_str(" error=");
+        line.push_str(error);
+        self.log.line_now(&self.source, line);
+    }
+
     /// Writes one of the router's own lines (not an access line).
     pub(crate) fn event(&self, message: String) {
         self.log.line_now(&self.source, message);

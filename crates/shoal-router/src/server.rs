@@ -129,18 +129,39 @@ impl Router {
             tokio::spawn(async move {
                 let client = headers::client_address(peer.ip());
                 let handler = shared.clone();
+                let for_handler = client.clone();
                 let service = service_fn(move |request| {
-                    proxy::handle(handler.clone(), client.clone(), request)
+                    proxy::handle(handler.clone(), for_handler.clone(), request)
                 });
-                let _ = http1::Builder::new()
+                let served = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(shared.config.header_timeout)
+                    .max_header_size(shared.config.max_header_bytes)
                     .max_buf_size(shared.config.max_header_bytes.max(8192))
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
                     .await;
                 drop(permit);
+                if let Err(error) = served
+                    && let Some((status, code)) = refusal(&error)
+                {
+                    shared.log.refused(&client, status, code);
+                }
             });
         }
+    }
+}
+
+/// What the HTTP/1 parser did with a request head it refused: the status it answered and the
+/// code the access line gives it. hyper writes these answers itself, so they carry no
+/// `X-Shoal-Error`. (A connection closed at the header timeout is not logged: that is also
+/// how every idle keep-alive connection ends.)
+fn refusal(error: &hyper::Error) -> Option<(u16, &'static str)> {
+    if error.is_parse_too_large() {
+        Some((431, "head_too_large"))
+    } else if error.is_parse() && !error.is_parse_status() {
+        Some((400, "malformed_request"))
+    } else {
+        None
     }
 }

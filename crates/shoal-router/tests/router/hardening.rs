@@ -208,3 +208,45 @@ async fn connect_is_not_tunnelled() {
     );
     assert_eq!(app.hits.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn the_head_limit_is_64_kib_by_default() {
+    let app = named("app").await;
+    let running = router(&[app.port], |_| {}).await;
+    // Ten 7 KiB fields: 70 KiB, over the limit but under what hyper's buffer would take.
+    let fields: String = (0..10)
+        .map(|i| format!("X-Field-{i}: {}\r\n", "a".repeat(7 * 1024)))
+        .collect();
+    let over = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+    let answer = raw(running.addr, over.as_bytes(), Duration::from_secs(30)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    assert_eq!(app.hits.load(Ordering::SeqCst), 0);
+    let line = running.log.wait_for("error=head_too_large").await;
+    assert!(line.contains("status=431"), "{line}");
+
+    let under = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(60 * 1024)
+    );
+    let answer = raw(running.addr, under.as_bytes(), Duration::from_secs(30)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn heads_the_parser_refuses_get_an_access_line() {
+    let app = named("app").await;
+    let running = router(&[app.port], |_| {}).await;
+    let answer = raw(
+        running.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    let line = running.log.wait_for("error=malformed_request").await;
+    assert!(
+        line.contains("status=400") && line.contains("client=127.0.0.1"),
+        "{line}"
+    );
+    assert_eq!(app.hits.load(Ordering::SeqCst), 0);
+}
