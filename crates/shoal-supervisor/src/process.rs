@@ -250,39 +250,47 @@ pub fn group_is_alive(pgid: u32) -> bool {
 
 /// The live processes of group `pgid`.
 pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
-    let mut members = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return members;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Some((state, group)) = stat_state_and_group(pid)
-            && group == pgid
-            && state != "Z"
-            && state != "X"
-        {
-            members.push(pid);
-        }
-    }
-    members
+    live_processes(|stat| stat.group == pgid)
 }
 
-/// The state and process group of `pid`, from `/proc/PID/stat`.
-fn stat_state_and_group(pid: u32) -> Option<(String, u32)> {
+/// The live processes whose parent is `pid` (for shoal itself as a subreaper: the orphans
+/// re-parented to it as well as its own children).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    live_processes(|stat| stat.parent == pid)
+}
+
+/// The processes in `/proc` that are not zombies and that `keep` accepts.
+fn live_processes(keep: impl Fn(&Stat) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            stat(pid).is_some_and(|stat| stat.state != "Z" && stat.state != "X" && keep(&stat))
+        })
+        .collect()
+}
+
+/// What `/proc/PID/stat` says of a process.
+struct Stat {
+    state: String,
+    parent: u32,
+    group: u32,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain anything, so parse after it:
     // `) STATE PPID PGRP ...`.
     let after = &stat[stat.rfind(')')? + 1..];
     let mut fields = after.split_whitespace();
-    let state = fields.next()?.to_owned();
-    let group = fields.nth(1)?.parse().ok()?;
-    Some((state, group))
+    Some(Stat {
+        state: fields.next()?.to_owned(),
+        parent: fields.next()?.parse().ok()?,
+        group: fields.next()?.parse().ok()?,
+    })
 }
 
 /// Scans `/proc` for a member of group `pgid` that is not a zombie.

@@ -4,6 +4,13 @@
 //! The command stays in shoal's process group so it can use the terminal: the terminal's
 //! Ctrl-C reaches it directly, so shoal does not send it again; SIGTERM and SIGHUP sent to
 //! shoal are passed on.
+//!
+//! No orphans: shoal makes itself the subreaper of what the command starts, so a background
+//! process that outlives the command is re-parented to shoal instead of init, and ended
+//! (SIGTERM, then SIGKILL after `LEFTOVER_GRACE`) before shoal exits. The process group cannot
+//! serve for this, since it is shoal's own.
+
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use shoal_procfile::{InstanceName, Plan};
@@ -38,6 +45,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
         .context("cannot prepare the scratch directory")?;
     let env = plan.instance_env(&name, plan.port, &scratch);
 
+    become_subreaper();
     let rt = runtime()?;
     let result = rt.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
@@ -67,9 +75,66 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     });
+    let ended = end_leftovers(LEFTOVER_GRACE);
+    if ended > 0 {
+        eprintln!(
+            "shoal run: ended {ended} background process{} that the command left running",
+            if ended == 1 { "" } else { "es" }
+        );
+    }
     let _ = runtime_dir.remove_scratch(&name);
     runtime_dir.remove_unused();
     Ok(result?.shell_code())
+}
+
+/// How long background processes left by the command have between SIGTERM and SIGKILL.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// Makes orphans of the command's process tree shoal's children rather than init's.
+fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Ends every process still parented to shoal once the command has exited: SIGTERM, then
+/// SIGKILL for what is left after `grace`. Returns how many there were. A child's pid cannot
+/// be reused before shoal reaps it, so signalling these pids never hits another process.
+fn end_leftovers(grace: Duration) -> usize {
+    let me = std::process::id();
+    let mut ended = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + grace;
+    loop {
+        reap_children();
+        let left = process::children_of(me);
+        if left.is_empty() {
+            break;
+        }
+        let signal = if Instant::now() < deadline {
+            libc::SIGTERM
+        } else {
+            libc::SIGKILL
+        };
+        for &pid in &left {
+            // A process re-parented here while others were ending gets SIGTERM first too.
+            if ended.insert(pid) || signal == libc::SIGKILL {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid as i32, signal) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ended.len()
+}
+
+/// Reaps every child that has exited, without waiting for the others.
+fn reap_children() {
+    loop {
+        // SAFETY: waitpid with a null status pointer is allowed and touches no memory.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+    }
 }
 
 /// The shell command line for `shoal run ARGS`: a Procfile type's command, a single argument

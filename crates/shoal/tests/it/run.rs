@@ -1,6 +1,6 @@
 //! `shoal run`: one command with an instance's environment, its exit code passed through.
 
-use crate::support::{App, Running};
+use crate::support::{App, Running, assert_no_survivors, token};
 
 #[test]
 fn runs_with_the_instance_environment() {
@@ -64,4 +64,25 @@ fn forwards_sigterm_to_the_command() {
         Some(0),
         "the command handled SIGTERM and exited 0"
     );
+}
+
+#[test]
+fn ends_what_the_command_left_running_in_the_background() {
+    let app = App::new("web: ./server\n");
+    let marker = token("run-leftover");
+    // One that ends at SIGTERM, one that ignores it (ended by SIGKILL after the grace period);
+    // `; :` keeps each shell from exec-ing sleep, so the marker stays in a command line; their
+    // output goes elsewhere, so that shoal's output ends when shoal does.
+    let command = format!(
+        "sh -c 'sleep 300; :' {marker}-polite >/dev/null 2>&1 & sh -c 'trap \"\" TERM; sleep 300; :' {marker}-stubborn >/dev/null 2>&1 & echo started"
+    );
+    let out = app.run(&["run", &command]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "started\n");
+    assert!(
+        out.stderr.contains("background process"),
+        "shoal says what it ended: {}",
+        out.stderr
+    );
+    assert_no_survivors(&marker);
 }
