@@ -94,6 +94,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
     ]);
     let dir = options.output_dir.display();
     Ok(Export {
+        app: formation.app.clone(),
         files: vec![File {
             name: FILE_NAME.to_owned(),
             contents: yaml::to_string(&document),
@@ -109,6 +110,12 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
             }
         )],
     })
+}
+
+/// The document's first line, which names the app: `name: APP`.
+pub(crate) fn name_line(app: &str) -> String {
+    let document = Yaml::map([("name", Yaml::str(app))]);
+    yaml::to_string(&document).trim_end().to_owned()
 }
 
 /// `$` doubled, so that compose passes it through instead of substituting a variable.

@@ -199,6 +199,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
     }
     next_steps.push(format!("apply the formation: kubectl apply -f {dir}"));
     Ok(Export {
+        app: formation.app.clone(),
         files,
         warnings: Vec::new(),
         next_steps,

@@ -5,7 +5,8 @@
 //!
 //! Rendering ([`render`]) is pure: it returns the files' names and contents, or an error, and
 //! touches nothing. Writing ([`write::write`]) puts them into a directory without ever leaving
-//! half an export behind, and refuses to overwrite files shoal did not write.
+//! half an export behind, and neither overwrites nor removes files that the same app's export in
+//! the same format did not write.
 //!
 //! # Layout
 //! - [`names`]: the app's and the process types' names on each target, and when that fails.
@@ -75,6 +76,8 @@ pub struct File {
 /// What [`render`] produced.
 #[derive(Debug, Clone)]
 pub struct Export {
+    /// The app's name on the target, as every file's marker line records it.
+    pub app: String,
     /// The files, in the order they are listed.
     pub files: Vec<File>,
     /// Things that work differently on the target than under `shoal start`.
@@ -177,7 +180,8 @@ pub fn render(plan: &Plan, format: Format, options: &Options) -> Result<Export, 
     };
     export.warnings.splice(0..0, formation.warnings(format));
     for file in &mut export.files {
-        file.contents.insert_str(0, &write::header(format));
+        let header = write::header(format, &formation.app, &file.name);
+        file.contents.insert_str(0, &header);
     }
     Ok(export)
 }

@@ -143,6 +143,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
         "start the formation: sudo systemctl daemon-reload && sudo systemctl enable --now {app}.target"
     ));
     Ok(Export {
+        app: formation.app.clone(),
         files,
         warnings: Vec::new(),
         next_steps,

@@ -66,17 +66,21 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
     for warning in &export.warnings {
         eprintln!("warning: {warning}");
     }
-    let written = shoal_export::write::write(&output_dir, format, &export.files, args.force)
-        .map_err(|err| match err {
-            // Half of the files are in place: that is shoal failing, not the user.
-            WriteError::Replace { .. } => anyhow::Error::from(err),
-            err => UsageError(err.into()).into(),
-        })?;
+    let written =
+        shoal_export::write::write(&output_dir, format, &export.app, &export.files, args.force)
+            .map_err(|err| match err {
+                // Half of the files are in place: that is shoal failing, not the user.
+                WriteError::Replace { .. } => anyhow::Error::from(err),
+                err => UsageError(err.into()).into(),
+            })?;
     for path in &written.written {
         println!("wrote {}", path.display());
     }
     for path in &written.removed {
         println!("removed {} (no longer part of the export)", path.display());
+    }
+    for warning in &written.warnings {
+        eprintln!("warning: {warning}");
     }
     for step in &export.next_steps {
         eprintln!("next: {step}");
