@@ -277,13 +277,24 @@ async fn wait_until_ready(
         match probe(port, pgid, context).await {
             Probe::Ready(addr) => return Some(addr),
             Probe::NotYet => {}
-            Probe::Blocked(why) => {
-                if !std::mem::replace(&mut warned, true) {
-                    context.log.system(format!(
-                        "{why}; {name} is not ready until it listens there itself"
-                    ));
-                }
+            Probe::Blocked(reach) if !std::mem::replace(&mut warned, true) => {
+                // Who holds the port is looked up once: it means reading every process's
+                // file descriptors.
+                let message = match reach {
+                    Reach::NotServed => format!(
+                        "{name} listens on port {port}, but not at 127.0.0.1 or [::1] alone (at another address, or beside another process's listener); it is not ready until it does"
+                    ),
+                    _ => format!(
+                        "{}; {name} is not ready until it listens there itself",
+                        ports::holder(port).map_or_else(
+                            || format!("port {port} is in use by another process"),
+                            |holder| holder.to_string(),
+                        )
+                    ),
+                };
+                context.log.system(message);
             }
+            Probe::Blocked(_) => {}
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
@@ -295,8 +306,9 @@ async fn wait_until_ready(
 enum Probe {
     Ready(SocketAddr),
     NotYet,
-    /// Something other than the instance is in the way, said for the log.
-    Blocked(String),
+    /// Something other than the instance is in the way ([`Reach::Foreign`] or
+    /// [`Reach::NotServed`]).
+    Blocked(Reach),
 }
 
 async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
@@ -306,18 +318,7 @@ async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
     let addr = match ports::reach(&listeners, port) {
         Reach::Own(addr) => addr,
         Reach::Nothing => return Probe::NotYet,
-        Reach::Foreign => {
-            let why = ports::holder(port).map_or_else(
-                || format!("port {port} is in use by another process"),
-                |holder| holder.to_string(),
-            );
-            return Probe::Blocked(why);
-        }
-        Reach::NotServed => {
-            return Probe::Blocked(format!(
-                "port {port} is listened on, but neither 127.0.0.1 nor [::1] reaches the instance's own listener alone"
-            ));
-        }
+        blocked @ (Reach::Foreign | Reach::NotServed) => return Probe::Blocked(blocked),
     };
     let Ok(stream) = TcpStream::connect(addr).await else {
         return Probe::NotYet;

@@ -170,21 +170,18 @@ pub fn reach(listeners: &[Listener], port: u16) -> Reach {
 
 /// Whether a connection to `reached` is handed to an owned listener. The kernel gives it to a
 /// listener bound to exactly that address before one bound to the wildcard address of its
-/// family, and to those before an IPv6 wildcard listener that also takes IPv4; listeners
-/// sharing the port (`SO_REUSEPORT`) get connections in turn, so every listener of the most
-/// specific kind must be owned.
+/// family; listeners sharing the port (`SO_REUSEPORT`) get connections in turn, so every
+/// listener of the most specific kind must be owned. An IPv6 wildcard listener counts for
+/// `[::1]` only: whether it also takes IPv4 (`IPV6_V6ONLY`) is not in `/proc`.
 pub fn serves(listeners: &[Listener], reached: SocketAddr) -> bool {
     let rank = |l: &Listener| -> Option<u8> {
         if l.local.port() != reached.port() {
             return None;
         }
         let ip = l.local.ip();
-        let same_family = ip.is_ipv4() == reached.is_ipv4();
         if ip == reached.ip() {
-            Some(3)
-        } else if ip.is_unspecified() && same_family {
             Some(2)
-        } else if ip.is_unspecified() && reached.is_ipv4() {
+        } else if ip.is_unspecified() && ip.is_ipv4() == reached.is_ipv4() {
             Some(1)
         } else {
             None
@@ -405,7 +402,7 @@ mod tests {
             reach(&[listener("0.0.0.0:80", true)], 80),
             Reach::Own(v4(80))
         );
-        assert_eq!(reach(&[listener("[::]:80", true)], 80), Reach::Own(v4(80)));
+        assert_eq!(reach(&[listener("[::]:80", true)], 80), Reach::Own(v6(80)));
         assert_eq!(
             reach(
                 &[listener("[::]:80", true), listener("127.0.0.1:80", false)],
