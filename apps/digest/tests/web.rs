@@ -332,12 +332,17 @@ const BOUNDARY: &str = "b0undary";
 
 impl EndlessField {
     fn body(name: &str, limit: usize) -> (Body, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        EndlessField::after(
+            &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+            limit,
+        )
+    }
+
+    /// `head`, then the endless `a` bytes.
+    fn after(head: &str, limit: usize) -> (Body, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         let sent = std::sync::Arc::default();
         let stream = EndlessField {
-            head: Some(
-                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
-                    .into(),
-            ),
+            head: Some(bytes::Bytes::from(head.to_owned())),
             tail: Some(
                 format!(
                     "\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
@@ -428,6 +433,24 @@ async fn upload_form_fields_other_than_the_file_are_bounded() {
     assert!(r.body.starts_with(r#"{"error":"#), "{}", r.body);
     let pulled = sent.load(Ordering::SeqCst);
     assert!(pulled <= READ_AT_MOST, "read {pulled} bytes of the field");
+
+    // A part's headers that never end (the parser keeps them whole until they do).
+    let (body, sent) = EndlessField::after(
+        &format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf\"\r\nX-Junk: "),
+        ENDLESS,
+    );
+    let r = app
+        .send(
+            Request::post("/files/upload").header("content-type", &content_type),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    let pulled = sent.load(Ordering::SeqCst);
+    assert!(
+        pulled <= 3 * READ_AT_MOST,
+        "read {pulled} bytes of the headers"
+    );
 
     // Small fields still work: the token, then the file.
     let form = format!(

@@ -1,12 +1,12 @@
 //! The JSON API under `/api`: the same capabilities as the pages. Requests other than `GET`
 //! need an `X-Requested-With` header (see [`super::csrf`]); errors are `{"error": "…"}`.
 
-use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use shoal_kit::Session;
@@ -95,11 +95,12 @@ pub(crate) async fn submit_url(
 pub(crate) async fn upload(
     State(state): State<AppState>,
     session: Session,
+    Extension(allowance): Extension<upload::Allowance>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, Api> {
     let user = auth::required(&session)?;
     let multipart = multipart.map_err(|r| AppError::BadRequest(r.body_text()))?;
-    let job = upload::receive(&state, user.id, multipart, None).await?;
+    let job = upload::receive(&state, user.id, multipart, None, &allowance).await?;
     let (job, report) = jobs::get(&state.db, user.id, job.id)
         .await?
         .ok_or(AppError::NotFound)?;

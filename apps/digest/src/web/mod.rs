@@ -78,7 +78,9 @@ pub fn app(state: AppState, sessions: SessionStore) -> Router {
         .route("/jobs/{id}", get(api::job))
         .route(
             "/uploads",
-            post(api::upload).layer(DefaultBodyLimit::disable()),
+            post(api::upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::from_fn(upload::meter)),
         )
         .layer(middleware::from_fn(csrf::require_api_header));
     let dynamic = Router::new()
@@ -90,7 +92,9 @@ pub fn app(state: AppState, sessions: SessionStore) -> Router {
         .route("/files/url", post(pages::submit_url))
         .route(
             "/files/upload",
-            post(pages::upload).layer(DefaultBodyLimit::disable()),
+            post(pages::upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::from_fn(upload::meter)),
         )
         .route("/jobs/{id}", get(pages::job))
         .nest("/api", api)

@@ -1,10 +1,10 @@
 //! The HTML pages: sign up, sign in, sign out, "my files" (with the URL and upload forms) and
 //! a job's report. Every form POST checks the CSRF token first; every value shown is escaped.
 
-use axum::Form;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use shoal_kit::Session;
 
@@ -278,11 +278,12 @@ pub(crate) async fn submit_url(
 pub(crate) async fn upload(
     State(state): State<AppState>,
     session: Session,
+    Extension(allowance): Extension<upload::Allowance>,
     multipart: Multipart,
 ) -> Result<Response, AppError> {
     let user = auth::required(&session)?;
     let expected = csrf::token(&session)?;
-    match upload::receive(&state, user.id, multipart, Some(&expected)).await {
+    match upload::receive(&state, user.id, multipart, Some(&expected), &allowance).await {
         Ok(job) => Ok(Redirect::to(&format!("/jobs/{}", job.id)).into_response()),
         Err(e @ (AppError::BadRequest(_) | AppError::TooLarge(_))) => {
             files_page(&state, &session, &user, e.status(), Some(&e.message())).await

@@ -5,10 +5,21 @@
 //!
 //! The upload routes lift the body limit for the file, so every other field is read with a
 //! bound of its own ([`MAX_FIELD_BYTES`], at most [`MAX_FIELDS`] of them): a field that runs
-//! past it is answered with 413 as soon as the bound is crossed, without reading on.
+//! past it is answered with 413 as soon as the bound is crossed, without reading on. The
+//! multipart parser also keeps a part's headers in memory until they end, so [`meter`] puts a
+//! bound ([`MAX_BEFORE_FILE`]) on all the body yields before the file's data starts.
 
-use axum::extract::Multipart;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::{Multipart, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper::body::Frame;
 use shoal_kit::Scratch;
 
 use super::AppState;
@@ -25,6 +36,107 @@ pub(crate) const MAX_FIELD_BYTES: usize = 4096;
 /// The most fields a form may have before its file.
 const MAX_FIELDS: usize = 32;
 
+/// The most the body may yield before the file's data starts: the other fields, every part's
+/// headers, and what the parser reads ahead. Generous next to a real form (a token and a
+/// file name), since the body arrives in frames of up to a few hundred KiB.
+pub(crate) const MAX_BEFORE_FILE: u64 = 2 << 20;
+
+/// What an upload's body may still yield before its file starts (shared by [`meter`]'s body
+/// and [`receive`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Allowance(Arc<AllowanceState>);
+
+#[derive(Debug)]
+struct AllowanceState {
+    /// Bytes left; [`UNLIMITED`] once the file is being read (its own limit applies there).
+    left: AtomicU64,
+    exceeded: AtomicBool,
+}
+
+const UNLIMITED: u64 = u64::MAX;
+
+impl Allowance {
+    fn new(bytes: u64) -> Allowance {
+        Allowance(Arc::new(AllowanceState {
+            left: AtomicU64::new(bytes),
+            exceeded: AtomicBool::new(false),
+        }))
+    }
+
+    fn unlimit(&self) {
+        self.0.left.store(UNLIMITED, Ordering::SeqCst);
+    }
+
+    fn exceeded(&self) -> bool {
+        self.0.exceeded.load(Ordering::SeqCst)
+    }
+}
+
+/// Middleware for the upload routes: meters the body against an [`Allowance`] that the
+/// handler finds in the request's extensions and hands to [`receive`].
+pub(crate) async fn meter(request: Request, next: Next) -> Response {
+    let allowance = Allowance::new(MAX_BEFORE_FILE);
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(allowance.clone());
+    let body = Body::new(Metered {
+        inner: body,
+        allowance,
+        pause: false,
+    });
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// A body that fails once it has yielded more than its allowance.
+struct Metered {
+    inner: Body,
+    allowance: Allowance,
+    pause: bool,
+}
+
+impl HttpBody for Metered {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let state = &this.allowance.0;
+        let left = state.left.load(Ordering::SeqCst);
+        if left != UNLIMITED && std::mem::take(&mut this.pause) {
+            // The parser takes all that is ready in one go: one frame per poll lets it look at
+            // each frame (and find the file) before it takes the next.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if left != UNLIMITED
+            && let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+            && let Some(data) = data
+        {
+            let len = u64::try_from(data.len()).unwrap_or(UNLIMITED);
+            if len > left {
+                state.exceeded.store(true, Ordering::SeqCst);
+                return Poll::Ready(Some(Err(axum::Error::new(
+                    "the form's fields before the file are too large",
+                ))));
+            }
+            state.left.store(left - len, Ordering::SeqCst);
+            this.pause = true;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Receives the form's `file` field and stores its report as a finished `upload` job of
 /// `user`. With `csrf_token`, a `csrf` field holding it must come before the file (a page's
 /// form puts its hidden fields first).
@@ -33,7 +145,9 @@ pub(crate) async fn receive(
     user: i64,
     mut multipart: Multipart,
     csrf_token: Option<&str>,
+    allowance: &Allowance,
 ) -> Result<Job, AppError> {
+    let malformed = |e| malformed(allowance, e);
     let mut token_seen = csrf_token.is_none();
     let mut fields = 0;
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
@@ -48,6 +162,7 @@ pub(crate) async fn receive(
                 if !token_seen {
                     return Err(csrf::refused());
                 }
+                allowance.unlimit();
                 let name = display_name(field.file_name());
                 let scratch =
                     Scratch::new().map_err(|e| AppError::internal("creating scratch", &e))?;
@@ -65,14 +180,14 @@ pub(crate) async fn receive(
                 );
             }
             Some("csrf") => {
-                let presented = small_field(field).await?;
+                let presented = small_field(field, allowance).await?;
                 if let Some(expected) = csrf_token {
                     token_seen = csrf::matches(expected, &String::from_utf8_lossy(&presented));
                 }
             }
             // Skipping a field would still read all of it: read it under the same bound.
             _ => {
-                small_field(field).await?;
+                small_field(field, allowance).await?;
             }
         }
     }
@@ -86,9 +201,9 @@ pub(crate) async fn receive(
 }
 
 /// A field's bytes, refused with 413 as soon as it passes [`MAX_FIELD_BYTES`].
-async fn small_field(mut field: Field<'_>) -> Result<Vec<u8>, AppError> {
+async fn small_field(mut field: Field<'_>, allowance: &Allowance) -> Result<Vec<u8>, AppError> {
     let mut value = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| malformed(allowance, e))? {
         if value.len() + chunk.len() > MAX_FIELD_BYTES {
             let name: String = (field.name().unwrap_or_default().chars())
                 .filter(|c| !c.is_control())
@@ -103,7 +218,12 @@ async fn small_field(mut field: Field<'_>) -> Result<Vec<u8>, AppError> {
     Ok(value)
 }
 
-fn malformed(e: MultipartError) -> AppError {
+fn malformed(allowance: &Allowance, e: MultipartError) -> AppError {
+    if allowance.exceeded() {
+        return AppError::TooLarge(format!(
+            "the form's fields before the file are larger than {MAX_BEFORE_FILE} bytes"
+        ));
+    }
     AppError::BadRequest(format!("the upload is not a valid form: {}", e.body_text()))
 }
 
