@@ -105,7 +105,9 @@ impl Session {
     }
 
     /// Gives the session a new id when it is saved, keeping its data, and deletes the old id on
-    /// the server. Call it on login and on any change of privilege (session fixation).
+    /// the server. Call it on login and on any change of privilege (session fixation). A change
+    /// another request saves to the old id while the new one is made is carried over; a logout
+    /// in that moment wins (the client is told to forget the cookie).
     pub fn cycle(&self) {
         self.state().cycle = true;
     }
