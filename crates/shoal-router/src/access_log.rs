@@ -38,7 +38,7 @@ impl AccessLog {
         push_value(&mut line, client.to_str().unwrap_or("-"));
         line.push_str(" error=");
         line.push_str(error);
-        self.log.line_now(&self.source, line);
+        self.log.access(&self.source, line);
     }
 
     /// Writes one of the router's own lines (not an access line).
@@ -95,7 +95,8 @@ impl Pending {
             line.push_str(" error=");
             line.push_str(error);
         }
-        self.log.log.line_now(&self.log.source, line);
+        // Dropped (and counted) rather than waited for when the output is behind.
+        self.log.log.access(&self.log.source, line);
     }
 }
 

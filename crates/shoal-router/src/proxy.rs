@@ -55,7 +55,7 @@ enum Payload {
     },
     /// Streamed through hyper's client (a larger or unsized body, or an upgrade): it may go
     /// elsewhere only while not a byte of it has been written.
-    Stream(Option<Request<ClientBody>>),
+    Stream(Option<Box<Request<ClientBody>>>),
 }
 
 /// Handles one client request; never fails (router failures are responses).
@@ -145,7 +145,7 @@ pub(crate) async fn handle(
         *request.uri_mut() = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = parts.headers;
-        Payload::Stream(Some(request))
+        Payload::Stream(Some(Box::new(request)))
     };
 
     let deadline = tokio::time::Instant::from_std(started + shared.config.first_byte_timeout);
@@ -330,14 +330,14 @@ async fn attempt(
             let request = slot
                 .take()
                 .expect("a streamed request is sent at most once");
-            match sender.try_send_request(request).await {
+            match sender.try_send_request(*request).await {
                 Ok(response) => Ok(response.map(|body| Upstream::Hyper {
                     body,
                     reuse: (!upgrade).then(|| (backend.pool.clone(), sender)),
                 })),
                 Err(mut error) => match error.take_message() {
                     Some(request) => {
-                        *slot = Some(request);
+                        *slot = Some(Box::new(request));
                         Err(Tried::NotSent)
                     }
                     None => Err(Tried::Failed),
