@@ -80,9 +80,11 @@ impl Marker {
         })
     }
 
-    fn format(&self) -> Format {
+    /// The name the file was written under, when the marker records it.
+    fn file(&self) -> Option<&str> {
         match self {
-            Marker::Legacy(format) | Marker::Export { format, .. } => *format,
+            Marker::Legacy(_) => None,
+            Marker::Export { file, .. } => Some(file),
         }
     }
 
@@ -209,17 +211,18 @@ pub fn write(
                     continue;
                 }
                 match marker(&path) {
-                    Some(m) if ours(&m) => {
-                        if matches!(&m, Marker::Export { file, .. } if *file == name) {
-                            stale.push((path, m));
-                        } else if let Marker::Export { file, .. } = &m {
-                            warnings.push(format!(
-                                "kept `{}`: it starts with the line of this export's `{file}` but has another name (a copy?); remove it by hand if it is not needed",
-                                path.display()
-                            ));
-                        }
+                    Some(m) if ours(&m) && m.file() == Some(name.as_str()) => stale.push((path, m)),
+                    Some(Marker::Export {
+                        format: f,
+                        app: a,
+                        file,
+                    }) if f == format && a == app => {
+                        warnings.push(format!(
+                            "kept `{}`: it starts with the line of this export's `{file}` but has another name (a copy?); remove it by hand if it is not needed",
+                            path.display()
+                        ));
                     }
-                    Some(m @ Marker::Legacy(_)) if m.format() == format => {
+                    Some(m @ Marker::Legacy(f)) if f == format => {
                         warnings.push(format!(
                             "kept `{}`: it was written by {} and is not part of this export; remove it by hand if it was `{app}`'s",
                             path.display(),
