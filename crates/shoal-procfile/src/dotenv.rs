@@ -10,6 +10,7 @@
 //!   means the same under every tool, and a password containing `$` arrives intact. A command in
 //!   the Procfile runs through `sh -c`, which expands variables there.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::source::{self, SourceError};
@@ -49,6 +50,8 @@ pub fn read(path: &Path) -> Result<Vec<Var>, DotenvError> {
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Var>, DotenvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut vars: Vec<Var> = Vec::new();
+    // Where each key is in `vars`: a long (generated) file stays linear.
+    let mut positions: HashMap<String, usize> = HashMap::new();
     let mut lines = source::lines(text).peekable();
     let syntax = |line, message: String| DotenvError::Syntax {
         path: path.to_path_buf(),
@@ -63,7 +66,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Var>, DotenvError> {
         }
         let assignment = trimmed
             .strip_prefix("export")
-            .filter(|rest| rest.starts_with([' ', '\t']))
+            // `export = 1` sets a variable named `export`.
+            .filter(|rest| rest.starts_with([' ', '\t']) && !rest.trim_start().starts_with('='))
             .map_or(trimmed, str::trim_start);
         let Some((key, rest)) = assignment.split_once('=') else {
             return Err(syntax(
@@ -112,9 +116,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Var>, DotenvError> {
             value,
             line: line_no,
         };
-        match vars.iter_mut().find(|v| v.key == var.key) {
-            Some(earlier) => *earlier = var,
-            None => vars.push(var),
+        match positions.get(&var.key) {
+            Some(&at) => vars[at] = var,
+            None => {
+                positions.insert(var.key.clone(), vars.len());
+                vars.push(var);
+            }
         }
     }
     Ok(vars)
@@ -247,6 +254,15 @@ mod tests {
         assert_eq!(
             vars("A=1\nB=$A ${A}\n"),
             pairs(&[("A", "1"), ("B", "$A ${A}")])
+        );
+    }
+
+    #[test]
+    fn export_is_also_a_key() {
+        // Found while writing the property tests: the prefix was taken for `export ` and left `= 1`.
+        assert_eq!(
+            vars("export = 1\nexport export = 2\nexport\t= 3\n"),
+            pairs(&[("export", "3")])
         );
     }
 

@@ -6,6 +6,7 @@
 //! line looks like a mistyped entry. A name defined twice keeps its first position and takes the
 //! later command, with a warning naming both lines.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::Warning;
@@ -66,6 +67,8 @@ impl Procfile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, ProcfileError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut entries: Vec<Entry> = Vec::new();
+        // Where each name is in `entries`: a long (generated) Procfile stays linear.
+        let mut positions: HashMap<&str, usize> = HashMap::new();
         let mut warnings = Vec::new();
         let warn = |line, message: String, suggestion: Option<String>| Warning {
             file: path.to_path_buf(),
@@ -96,8 +99,9 @@ impl Procfile {
                         command: command.to_owned(),
                         line: line_no,
                     };
-                    match entries.iter_mut().find(|e| e.name == name) {
-                        Some(earlier) => {
+                    match positions.get(name) {
+                        Some(&at) => {
+                            let earlier = &mut entries[at];
                             warnings.push(warn(
                                 line_no,
                                 format!(
@@ -108,7 +112,10 @@ impl Procfile {
                             ));
                             *earlier = entry;
                         }
-                        None => entries.push(entry),
+                        None => {
+                            positions.insert(name, entries.len());
+                            entries.push(entry);
+                        }
                     }
                 }
             }
