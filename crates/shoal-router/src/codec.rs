@@ -150,6 +150,9 @@ fn framing(
     headers: &mut HeaderMap,
     http11: bool,
 ) -> io::Result<(Framing, bool)> {
+    // Removed whatever the method and status, so that no response is passed on with both.
+    let transfer_coded = headers.contains_key(header::TRANSFER_ENCODING);
+    let had_length = transfer_coded && headers.remove(header::CONTENT_LENGTH).is_some();
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -159,19 +162,16 @@ fn framing(
         // reused connection those bytes would be read as the next request's response.
         return Ok((Framing::Empty, false));
     }
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .peekable();
-    if codings.peek().is_some() {
-        let last_is_chunked = codings
+    if transfer_coded {
+        let last_is_chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
             .last()
             .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         // With a Content-Length as well, or in HTTP/1.0 (which has no transfer codings), the
         // framing is suspect and the connection is not reused (RFC 9112 §6.1, §6.3).
-        let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
         let reusable = http11 && !had_length;
         return Ok(if last_is_chunked {
             (Framing::Chunked(Chunk::Size), reusable)
@@ -253,18 +253,10 @@ fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<Decoded> 
     loop {
         match *chunk {
             Chunk::Size => {
-                let Some(end) = buf.iter().position(|&b| b == b'\n') else {
-                    if buf.len() > MAX_CHUNK_LINE {
-                        return Err(invalid("the instance sent a chunk-size line too long"));
-                    }
+                let Some((size, len)) = chunk_size_line(buf)? else {
                     return Ok(Decoded::NeedMore);
                 };
-                let line = buf[..end]
-                    .strip_suffix(b"\r")
-                    .ok_or_else(|| invalid("the instance sent a chunk-size line without CRLF"))?;
-                let size = parse_chunk_size(line)
-                    .ok_or_else(|| invalid("the instance sent an invalid chunk size"))?;
-                buf.advance(end + 1);
+                buf.advance(len);
                 *chunk = if size == 0 {
                     Chunk::Trailers
                 } else {
@@ -297,6 +289,20 @@ fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<Decoded> 
                 let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let parsed = httparse::parse_headers(buf, &mut fields)
                     .map_err(|_| invalid("the instance sent a malformed trailer section"))?;
+                let section = match parsed {
+                    httparse::Status::Complete((len, _)) => &buf[..len],
+                    httparse::Status::Partial => buf,
+                };
+                // A bare LF ends a line for httparse, not for every reader (hyper refuses it
+                // since 1.13): taking it as one lets a trailer section end early and swallow
+                // what follows.
+                if section
+                    .iter()
+                    .enumerate()
+                    .any(|(i, &b)| b == b'\n' && (i == 0 || section[i - 1] != b'\r'))
+                {
+                    return Err(invalid("the instance sent a trailer line without CRLF"));
+                }
                 let httparse::Status::Complete((len, fields)) = parsed else {
                     if buf.len() > MAX_HEAD_BYTES {
                         return Err(invalid("the instance sent a trailer section too large"));
@@ -316,21 +322,45 @@ fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<Decoded> 
     }
 }
 
-/// A chunk-size line: hexadecimal digits, then optional whitespace and extensions (ignored).
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line
+/// The chunk-size line at the start of `buf` (RFC 9112 §7.1): its size and length, or `None`
+/// while it may still become one. Hexadecimal digits, spaces or tabs, extensions (ignored)
+/// after `;`, then CRLF; refused at the first byte that cannot belong, as hyper does, rather
+/// than after waiting for a line end.
+fn chunk_size_line(buf: &[u8]) -> io::Result<Option<(u64, usize)>> {
+    let bad = || invalid("the instance sent an invalid chunk-size line");
+    let digits = buf
         .iter()
         .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
-    let rest = line[digits..].trim_ascii_start();
-    if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
-        return None;
+        .unwrap_or(buf.len());
+    if digits > 16 || (digits == 0 && !buf.is_empty()) {
+        return Err(bad());
     }
-    line[..digits].iter().try_fold(0u64, |n, &d| {
-        let value = (d as char).to_digit(16)?;
-        Some((n << 4) | u64::from(value))
-    })
+    let mut end = digits;
+    while buf.get(end).is_some_and(|&b| b == b' ' || b == b'\t') {
+        end += 1;
+    }
+    if buf.get(end) == Some(&b';') {
+        end += buf[end..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(buf.len() - end);
+    }
+    if end > MAX_CHUNK_LINE {
+        return Err(invalid("the instance sent a chunk-size line too long"));
+    }
+    match buf.get(end..end + 2) {
+        Some(b"\r\n") => {}
+        None if buf[end..] == *b"" || buf[end..] == *b"\r" => return Ok(None),
+        _ => return Err(bad()),
+    }
+    let size = buf[..digits].iter().fold(0u64, |n, &d| {
+        (n << 4) | u64::from((d as char).to_digit(16).unwrap_or(0))
+    });
+    Ok(Some((size, end + 2)))
 }
+
+#[cfg(test)]
+mod differential;
 
 #[cfg(test)]
 mod tests {
@@ -467,6 +497,12 @@ mod tests {
             !both.headers.contains_key("content-length"),
             "a Content-Length that chunked overrides is not passed on"
         );
+        // Found by the differential test: a bodiless response kept both.
+        let bodiless = final_head(
+            "HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            &get,
+        );
+        assert!(!bodiless.headers.contains_key("content-length"));
     }
 
     #[test]
@@ -518,12 +554,34 @@ mod tests {
             b"5\nhello\r\n0\r\n\r\n",
             b"11111111111111111\r\n",
             b"5\r\nhel",
+            // Found by the differential test: a bare LF in the trailer section, and a CR inside
+            // a chunk extension, were taken as line ends.
+            b"5\r\nhello\r\n0\r\nX: 1\n\nGET /swallowed HTTP/1.1\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 decode_all(Framing::Chunked(Chunk::Size), wire, 1).is_err(),
                 "{wire:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_bad_chunk_size_is_refused_before_its_line_ends() {
+        // Found by the differential test: the reader waited for a line end after `g`, until
+        // the instance closed the connection or the request timed out.
+        for wire in [&b"g"[..], b"5x", b"5 6", b"\r"] {
+            let mut buf = BytesMut::from(wire);
+            assert!(
+                decode(&mut Framing::Chunked(Chunk::Size), &mut buf).is_err(),
+                "{wire:?}"
+            );
+        }
+        let mut buf = BytesMut::from(&b"5 ;ext"[..]);
+        assert!(matches!(
+            decode(&mut Framing::Chunked(Chunk::Size), &mut buf),
+            Ok(Decoded::NeedMore)
+        ));
     }
 
     #[test]
