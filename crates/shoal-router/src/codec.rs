@@ -168,7 +168,7 @@ fn framing(
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
-            .last()
+            .next_back()
             .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         // With a Content-Length as well, or in HTTP/1.0 (which has no transfer codings), the
         // framing is suspect and the connection is not reused (RFC 9112 §6.1, §6.3).

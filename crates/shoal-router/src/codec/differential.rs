@@ -141,7 +141,6 @@ fn by_codec(case: &Case) -> Outcome {
             Ok(Decoded::NeedMore) => match pieces.next() {
                 Some(piece) => buf.extend_from_slice(&piece),
                 None if case.closes && framing == Framing::UntilClose => {
-                    framing = Framing::Empty;
                     break Body::Complete(data, trailers);
                 }
                 None if case.closes => break Body::Failed,

@@ -9,5 +9,6 @@ mod hardening;
 mod headers;
 mod pool_safety;
 mod slots;
+mod smuggling;
 mod streaming;
 mod support;
