@@ -6,7 +6,8 @@
 //! the two never collide; without `web`, instances start at the formation's port, as with
 //! foreman. Each process type in Procfile order gets the next block of 100 ports, and instance N
 //! of a type uses the type's first port + N - 1. A type scaled to 0 keeps its block, so ports
-//! never shift.
+//! never shift. `release` gets the first port of the block after the last type's: it runs while
+//! the router already holds the formation's port, and no instance ever uses that block.
 //!
 //! The environment of an instance is, from lowest to highest precedence: shoal's own environment
 //! (inherited), the `.env` files in the order given (a later file wins), then the variables shoal
@@ -64,6 +65,9 @@ pub struct EnvVar {
 pub struct Release {
     pub command: String,
     pub line: usize,
+    /// Its `PORT`: the first port of the block after the last process type's, which neither
+    /// the router nor any instance uses.
+    pub port: u16,
 }
 
 /// A process type of the formation.
@@ -77,6 +81,9 @@ pub struct ProcessType {
     pub count: u32,
     /// The port of instance 1.
     pub first_port: u16,
+    /// Variables set for this type's instances only, over the `.env` files (as
+    /// `--max-in-flight` sets `WEB_CONCURRENCY` for `web`); empty otherwise.
+    pub env: Vec<(String, String)>,
 }
 
 /// `web.1`: a process type and a 1-based index.
@@ -157,9 +164,7 @@ pub enum PlanError {
     OnlyRelease { procfile: PathBuf },
     #[error("`PORT` from {origin} is `{value}`; expected a port number from 1 to 65535")]
     BadPort { value: String, origin: String },
-    #[error(
-        "process type `{name}` would need port {port}, above 65535; use a lower port with `-p`"
-    )]
+    #[error("`{name}` would need port {port}, above 65535; use a lower port with `-p`")]
     PortOverflow { name: String, port: u32 },
 }
 
@@ -255,14 +260,27 @@ impl Plan {
                 line: entry.line,
                 count,
                 first_port: first_port as u16,
+                env: Vec::new(),
             });
         }
         debug_assert!(types.iter().all(|t| t.count <= formation::MAX_PER_TYPE));
 
-        let release = procfile.get(RELEASE).map(|e| Release {
-            command: e.command.clone(),
-            line: e.line,
-        });
+        let release_port =
+            u32::from(port) + u32::from(PORTS_PER_TYPE) * (types.len() as u32 + u32::from(routed));
+        let release = match procfile.get(RELEASE) {
+            Some(_) if release_port > u32::from(u16::MAX) => {
+                return Err(PlanError::PortOverflow {
+                    name: RELEASE.to_owned(),
+                    port: release_port,
+                });
+            }
+            Some(e) => Some(Release {
+                command: e.command.clone(),
+                line: e.line,
+                port: release_port as u16,
+            }),
+            None => None,
+        };
         Ok(Plan {
             procfile: procfile_path,
             app_dir,
@@ -385,12 +403,22 @@ impl Plan {
         port: u16,
         scratch: &Path,
     ) -> Vec<(String, String)> {
+        let own_type = self
+            .process_type(&name.kind)
+            .map_or(&[][..], |t| t.env.as_slice());
         let mut env: Vec<(String, String)> = self
             .env
             .iter()
             .filter(|v| !OWN_VARS.contains(&v.key.as_str()))
+            .filter(|v| !own_type.iter().any(|(key, _)| *key == v.key))
             .map(|v| (v.key.clone(), v.value.clone()))
             .collect();
+        env.extend(
+            own_type
+                .iter()
+                .filter(|(key, _)| !OWN_VARS.contains(&key.as_str()))
+                .cloned(),
+        );
         env.extend(own_vars(name, port, scratch));
         env
     }
@@ -494,6 +522,31 @@ mod tests {
             ]
         );
         assert_eq!(plan.release.as_ref().unwrap().command, "./migrate");
+    }
+
+    /// `release` runs while the router holds the formation's port: it gets the block after the
+    /// last type's, in both layouts, and never a port of the router or of an instance.
+    #[test]
+    fn release_gets_a_port_of_its_own() {
+        let dir = Dir::new("release: ./migrate\nweb: a\nworker: b\n");
+        let plan = dir.load(Some("worker=0")).unwrap();
+        assert_eq!(plan.release.unwrap().port, 5300);
+        let plan = Plan::load(&PlanOptions {
+            without_router: true,
+            ..dir.options()
+        })
+        .unwrap();
+        assert_eq!(plan.release.unwrap().port, 5200);
+
+        let err = Plan::load(&PlanOptions {
+            port: Some(65300),
+            ..dir.options()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, PlanError::PortOverflow { ref name, port: 65600 } if name == RELEASE),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (Heroku's router log is the model):
 //!
 //! ```text
-//! method=GET path="/cart?id=1" status=200 bytes=5120 instance=web.2 connect=0ms service=12ms request_id=5f0c… retries=0 client=127.0.0.1
+//! method=GET path="/cart?id=1" status=200 bytes=5120 instance=web.2 connect=0ms queue=0ms service=12ms request_id=5f0c… retries=0 client=127.0.0.1
 //! ```
 
 use std::fmt::Write as _;
@@ -34,7 +34,9 @@ impl AccessLog {
         let mut line = String::with_capacity(160);
         line.push_str("method=- path=- status=");
         line.push_str(itoa::Buffer::new().format(status));
-        line.push_str(" bytes=0 instance=- connect=0ms service=0ms request_id=- retries=0 client=");
+        line.push_str(
+            " bytes=0 instance=- connect=0ms queue=0ms service=0ms request_id=- retries=0 client=",
+        );
         push_value(&mut line, client.to_str().unwrap_or("-"));
         line.push_str(" error=");
         line.push_str(error);
@@ -56,6 +58,8 @@ pub(crate) struct Pending {
     pub(crate) status: u16,
     pub(crate) instance: Option<Arc<str>>,
     pub(crate) connect: Duration,
+    /// Time spent waiting in the router's queue for a free slot.
+    pub(crate) queue: Duration,
     pub(crate) started: Instant,
     pub(crate) request_id: HeaderValue,
     pub(crate) retries: u32,
@@ -82,6 +86,8 @@ impl Pending {
         line.push_str(self.instance.as_deref().unwrap_or("-"));
         line.push_str(" connect=");
         line.push_str(numbers.format(self.connect.as_millis()));
+        line.push_str("ms queue=");
+        line.push_str(numbers.format(self.queue.as_millis()));
         line.push_str("ms service=");
         line.push_str(numbers.format(self.started.elapsed().as_millis()));
         line.push_str("ms request_id=");

@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use shoal_supervisor::Snapshot;
 use tokio::sync::watch;
 
+use crate::admission::{Admitted, Queue};
 use crate::config::{Balance, RouterConfig};
 use crate::pool::Pool;
 
@@ -22,6 +23,8 @@ use crate::pool::Pool;
 #[derive(Debug, Default)]
 pub struct RouterStats {
     counters: Mutex<HashMap<String, Arc<Counters>>>,
+    /// The queue, when instances have a concurrency limit.
+    queue: OnceLock<Arc<Queue>>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +52,16 @@ impl RouterStats {
             .map_or(0, |c| c.in_flight.load(Ordering::SeqCst))
     }
 
+    /// The most requests an instance is sent at once; `None`: no limit.
+    pub fn limit(&self) -> Option<usize> {
+        self.queue.get().map(|queue| queue.limit)
+    }
+
+    /// Requests waiting in the router's queue for a free slot now.
+    pub fn queued(&self) -> usize {
+        self.queue.get().map_or(0, |queue| queue.len())
+    }
+
     /// Requests sent to instance `name` so far.
     pub fn served(&self, name: &str) -> u64 {
         self.counters
@@ -72,6 +85,10 @@ pub(crate) struct Backend {
     ejected_until: AtomicU64,
     epoch: Instant,
     pub(crate) pool: Arc<Pool>,
+    /// Under a concurrency limit: where this instance's freed slots go.
+    queue: Option<Arc<Queue>>,
+    /// The instance has left the rotation (not ready any more, or replaced).
+    retired: AtomicBool,
 }
 
 impl Backend {
@@ -99,13 +116,17 @@ impl Backend {
     }
 
     /// Marks a request in flight on this instance until the guard is dropped.
-    fn begin(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.counters.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.counters.served.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight::handed(self.clone())
     }
 
-    fn in_flight(&self) -> usize {
+    /// A request in flight has ended.
+    pub(crate) fn end(&self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
         self.counters.in_flight.load(Ordering::Relaxed)
     }
 }
@@ -118,13 +139,44 @@ fn nanos_since(epoch: Instant) -> u64 {
     nanos(epoch.elapsed())
 }
 
-/// A request in flight on a backend, from the moment the backend was picked for it.
-pub(crate) struct InFlight(Arc<Backend>);
+/// A request in flight on a backend, from the moment the backend was picked for it: one of
+/// its slots when it has a concurrency limit.
+pub(crate) struct InFlight(Option<Arc<Backend>>);
+
+impl InFlight {
+    /// A slot already counted in flight, for a new request.
+    pub(crate) fn handed(backend: Arc<Backend>) -> Self {
+        backend.counters.served.fetch_add(1, Ordering::Relaxed);
+        InFlight(Some(backend))
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        self.0.as_ref().expect("set until dropped")
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let Some(backend) = self.0.take() else { return };
+        match backend.queue.clone() {
+            Some(queue) => {
+                let usable = !backend.retired.load(Ordering::Relaxed) && !backend.is_ejected();
+                queue.release(backend, usable);
+            }
+            None => backend.end(),
+        }
     }
+}
+
+/// What picking an instance for an attempt came to.
+pub(crate) enum Pick {
+    Ready(Arc<Backend>, InFlight),
+    /// No instance that the request has not tried is ready.
+    NoneReady,
+    /// Every instance is at its limit and the queue is full.
+    QueueFull,
+    /// The request waited in the queue until its deadline.
+    QueueTimeout,
 }
 
 struct Cache {
@@ -141,6 +193,7 @@ pub(crate) struct Backends {
     idle_per_instance: usize,
     next: AtomicUsize,
     stats: Arc<RouterStats>,
+    queue: Option<Arc<Queue>>,
 }
 
 impl Backends {
@@ -149,7 +202,14 @@ impl Backends {
         config: &RouterConfig,
         stats: Arc<RouterStats>,
     ) -> Self {
+        let queue = config
+            .max_in_flight
+            .map(|limit| Arc::new(Queue::new(limit.get(), config.max_queue)));
+        if let Some(queue) = &queue {
+            let _ = stats.queue.set(queue.clone());
+        }
         Backends {
+            queue,
             cache: Mutex::new(Cache {
                 snapshot: Arc::new(Snapshot::default()),
                 list: Arc::new(Vec::new()),
@@ -167,6 +227,7 @@ impl Backends {
     pub(crate) fn current(&self) -> Arc<Vec<Arc<Backend>>> {
         let snapshot = self.snapshots.borrow().clone();
         let mut cache = self.cache.lock().unwrap();
+        let mut joined = Vec::new();
         if !Arc::ptr_eq(&cache.snapshot, &snapshot) {
             let list = snapshot
                 .ready(&self.process_type)
@@ -180,7 +241,7 @@ impl Backends {
                         })
                         .cloned()
                         .unwrap_or_else(|| {
-                            Arc::new(Backend {
+                            let backend = Arc::new(Backend {
                                 name: info.name.to_string().into(),
                                 addr,
                                 pid: info.pid,
@@ -189,14 +250,30 @@ impl Backends {
                                 ejected_until: AtomicU64::new(0),
                                 epoch: Instant::now(),
                                 pool: Arc::new(Pool::new(addr, self.idle_per_instance)),
-                            })
+                                queue: self.queue.clone(),
+                                retired: AtomicBool::new(false),
+                            });
+                            joined.push(backend.clone());
+                            backend
                         })
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            for old in cache.list.iter() {
+                if !list.iter().any(|b| Arc::ptr_eq(b, old)) {
+                    old.retired.store(true, Ordering::Relaxed);
+                }
+            }
             cache.list = Arc::new(list);
             cache.snapshot = snapshot;
         }
-        cache.list.clone()
+        let list = cache.list.clone();
+        drop(cache);
+        if let Some(queue) = &self.queue {
+            for backend in &joined {
+                queue.offer(backend);
+            }
+        }
+        list
     }
 
     /// Chooses an instance for the next attempt of a request, never one in `tried`. Ejected
@@ -204,10 +281,61 @@ impl Backends {
     /// all of them out of rotation at once.
     /// The request counts as in flight on the chosen instance from this moment, so that an
     /// instance being drained is never stopped between being picked and being sent a request.
-    pub(crate) fn pick(&self, tried: &[Arc<Backend>]) -> Option<(Arc<Backend>, InFlight)> {
-        let backend = self.choose(tried)?;
-        let in_flight = backend.begin();
-        Some((backend, in_flight))
+    ///
+    /// Under a concurrency limit, only an instance with a free slot is chosen — the least busy
+    /// — and the request waits in the queue until `queue_deadline` when there is none.
+    pub(crate) async fn pick(
+        &self,
+        tried: &[Arc<Backend>],
+        queue_deadline: tokio::time::Instant,
+    ) -> Pick {
+        let Some(queue) = &self.queue else {
+            return match self.choose(tried) {
+                Some(backend) => {
+                    let in_flight = backend.begin();
+                    Pick::Ready(backend, in_flight)
+                }
+                None => Pick::NoneReady,
+            };
+        };
+        let mut snapshots = self.snapshots.clone();
+        snapshots.borrow_and_update();
+        let list = self.current();
+        let untried: Vec<&Arc<Backend>> = list
+            .iter()
+            .filter(|b| !tried.iter().any(|t| Arc::ptr_eq(t, b)))
+            .collect();
+        let healthy: Vec<&Arc<Backend>> = untried
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ejected())
+            .collect();
+        let candidates = if healthy.is_empty() { untried } else { healthy };
+        if candidates.is_empty() {
+            return Pick::NoneReady;
+        }
+        let mut slot = match queue.admit(&candidates, tried) {
+            Admitted::Now(backend, in_flight) => return Pick::Ready(backend, in_flight),
+            Admitted::Refused => return Pick::QueueFull,
+            Admitted::Queued(slot) => slot,
+        };
+        loop {
+            tokio::select! {
+                handed = &mut slot => return match handed {
+                    Ok(in_flight) => Pick::Ready(in_flight.backend().clone(), in_flight),
+                    // Only if the queue itself went away.
+                    Err(_) => Pick::QueueTimeout,
+                },
+                () = tokio::time::sleep_until(queue_deadline) => return Pick::QueueTimeout,
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return Pick::QueueTimeout;
+                    }
+                    // Rebuilding the list offers newly ready instances' slots to the queue.
+                    self.current();
+                }
+            }
+        }
     }
 
     fn choose(&self, tried: &[Arc<Backend>]) -> Option<Arc<Backend>> {

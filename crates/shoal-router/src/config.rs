@@ -1,6 +1,7 @@
 //! The router's settings. Each default is documented in the README; keep the two in step.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -59,6 +60,13 @@ pub struct RouterConfig {
     /// Largest body an idempotent request may have and still be retried after its instance
     /// died (it is buffered to be sent again).
     pub retry_body_limit: usize,
+    /// Requests each instance is sent at once, at most; `None`: no limit. With a limit, a
+    /// request that finds every instance at it waits in the router's queue.
+    pub max_in_flight: Option<NonZeroUsize>,
+    /// Longest a request waits in the queue for a free slot; then 503 `queue_timeout`.
+    pub queue_timeout: Duration,
+    /// Requests waiting in the queue, at most; beyond, 503 `queue_full` at once.
+    pub max_queue: usize,
     /// Instances tried per request, at most.
     pub max_attempts: usize,
     /// Connect failures in a row that take an instance out of rotation.
@@ -83,6 +91,9 @@ impl Default for RouterConfig {
             ready_wait: Duration::from_secs(5),
             max_connections: 10_000,
             retry_body_limit: 64 * 1024,
+            max_in_flight: None,
+            queue_timeout: Duration::from_secs(10),
+            max_queue: 1024,
             max_attempts: 3,
             eject_after: 3,
             eject_for: Duration::from_secs(5),

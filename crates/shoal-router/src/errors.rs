@@ -17,6 +17,11 @@ pub(crate) enum Failure {
     /// The instance failed after the request reached it, and it could not safely be
     /// retried (502 `instance_failed`).
     InstanceFailed,
+    /// Every instance was at its concurrency limit and the queue was full (503 `queue_full`).
+    QueueFull,
+    /// The request waited in the queue for a free slot until the queue timeout (503
+    /// `queue_timeout`).
+    QueueTimeout,
     /// No response head within the first-byte timeout (504 `instance_timeout`).
     InstanceTimeout,
     /// The client announced a body and stopped sending it for the body timeout (408
@@ -32,7 +37,9 @@ pub(crate) enum Failure {
 impl Failure {
     pub(crate) fn status(self) -> StatusCode {
         match self {
-            Failure::NoReadyInstance => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::NoReadyInstance | Failure::QueueFull | Failure::QueueTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Failure::InstanceUnreachable | Failure::InstanceFailed => StatusCode::BAD_GATEWAY,
             Failure::InstanceTimeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -47,6 +54,8 @@ impl Failure {
             Failure::InstanceUnreachable => "instance_unreachable",
             Failure::InstanceFailed => "instance_failed",
             Failure::InstanceTimeout => "instance_timeout",
+            Failure::QueueFull => "queue_full",
+            Failure::QueueTimeout => "queue_timeout",
             Failure::BodyTimeout => "body_timeout",
             Failure::BadRequest(code) => code,
             Failure::MethodNotSupported => "method_not_supported",
@@ -59,6 +68,8 @@ impl Failure {
             Failure::InstanceUnreachable => "no instance accepted a connection",
             Failure::InstanceFailed => "the instance failed before it answered",
             Failure::InstanceTimeout => "the instance did not answer in time",
+            Failure::QueueFull => "every instance is busy and the queue is full",
+            Failure::QueueTimeout => "every instance stayed busy while the request waited",
             Failure::BodyTimeout => "the client stopped sending its request body",
             Failure::BadRequest(_) => "the request's framing is ambiguous or not supported",
             Failure::MethodNotSupported => "the router does not open tunnels (CONNECT)",
@@ -85,6 +96,10 @@ impl Failure {
         );
         headers.insert("x-shoal-error", HeaderValue::from_static(self.code()));
         headers.insert(X_REQUEST_ID, request_id.clone());
+        if matches!(self, Failure::QueueFull | Failure::QueueTimeout) {
+            // Load is shed: a client may try again shortly.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(
             self,
             Failure::BadRequest(_) | Failure::MethodNotSupported | Failure::BodyTimeout

@@ -25,6 +25,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 
 /// Removes hop-by-hop headers. For an upgrade (`upgrade = true`), `Connection: upgrade` and
 /// `Upgrade` are what the upgrade is made of, so they stay. `TE: trailers` stays on requests:
@@ -111,6 +112,25 @@ pub(crate) fn set_forwarding(
     };
     headers.insert(X_FORWARDED_PORT, public_port.clone());
     headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+/// Sets `X-Request-Start: t=MICROSECONDS` (since the Unix epoch), the time the router received
+/// the request, unless the client sent one: New Relic, Scout, Judoscale and Rails' queue-time
+/// middleware read it to tell the time a request waited before the app from the time it took.
+pub(crate) fn set_request_start(headers: &mut HeaderMap, received: std::time::SystemTime) {
+    if headers.contains_key(X_REQUEST_START) {
+        return;
+    }
+    let micros = received
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut value = String::with_capacity(20);
+    value.push_str("t=");
+    value.push_str(itoa::Buffer::new().format(micros));
+    headers.insert(
+        X_REQUEST_START,
+        HeaderValue::from_str(&value).expect("digits are a valid header value"),
+    );
 }
 
 /// Whether `name` has an underscore and means a forwarding header once `_` is read as `-`.

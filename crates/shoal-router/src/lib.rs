@@ -14,6 +14,7 @@
 //! - [`server`]: the accept loop, connection limit and HTTP/1 server settings.
 //! - `proxy`: one request, from the client to an instance and back, with retries.
 //! - `backends`: the ready instances, their in-flight counts and passive ejection.
+//! - `admission`: per-instance concurrency limits and the router's one queue.
 //! - `codec`: the pure HTTP/1.1 response codec (heads, framing, bodies) and request encoding.
 //! - `direct`: the router's own HTTP/1.1 client, for requests held in memory.
 //! - `pool`: idle keep-alive connections to each instance.
@@ -23,6 +24,7 @@
 //! - `access_log`: one logfmt line per request.
 
 mod access_log;
+mod admission;
 mod backends;
 mod body;
 mod codec;

@@ -25,7 +25,7 @@ use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{AccessLog, Pending};
-use crate::backends::{Backend, Backends, InFlight};
+use crate::backends::{Backend, Backends, InFlight, Pick};
 use crate::body::{BodyEnd, ClientBody, ResponseBody, Upstream};
 use crate::config::RouterConfig;
 use crate::direct::{self, DirectBody, ExchangeError};
@@ -65,6 +65,7 @@ pub(crate) async fn handle(
     mut request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
+    let received = std::time::SystemTime::now();
     let request_id = headers::request_id(request.headers());
     let mut pending = Pending {
         log: shared.log.clone(),
@@ -77,6 +78,7 @@ pub(crate) async fn handle(
         status: 0,
         instance: None,
         connect: Duration::ZERO,
+        queue: Duration::ZERO,
         started,
         request_id: request_id.clone(),
         retries: 0,
@@ -105,6 +107,7 @@ pub(crate) async fn handle(
         &shared.forwarded_port,
         &request_id,
     );
+    headers::set_request_start(&mut parts.headers, received);
     let target = pending.path.as_str();
 
     let limit = shared.config.retry_body_limit as u64;
@@ -148,8 +151,7 @@ pub(crate) async fn handle(
         Payload::Stream(Some(Box::new(request)))
     };
 
-    let deadline = tokio::time::Instant::from_std(started + shared.config.first_byte_timeout);
-    match forward(&shared, payload, upgrade, deadline, &mut pending).await {
+    match forward(&shared, payload, upgrade, &mut pending).await {
         Ok(answer) => {
             pending.instance = Some(answer.backend.name.clone());
             Ok(respond(
@@ -204,12 +206,14 @@ enum Tried {
     Failed,
 }
 
-/// Tries instances until one answers with a response head.
+/// Tries instances until one answers with a response head. Every attempt passes admission
+/// (`Backends::pick`), so a retry waits for a free slot like a new request; the time spent
+/// waiting for one is counted in `pending.queue`. The first-byte timeout runs from the first
+/// time the request is sent.
 async fn forward(
     shared: &Shared,
     mut payload: Payload,
     upgrade: bool,
-    deadline: tokio::time::Instant,
     pending: &mut Pending,
 ) -> Result<Answer, Failure> {
     let config = &shared.config;
@@ -217,18 +221,32 @@ async fn forward(
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut failure = Failure::NoReadyInstance;
     let mut replayed = false;
+    let queue_deadline = tokio::time::Instant::now() + config.queue_timeout;
+    let mut deadline: Option<tokio::time::Instant> = None;
     while tried.len() < config.max_attempts {
-        let Some((backend, in_flight)) = backends.pick(&tried) else {
-            if tried.is_empty() {
-                let wait = config
-                    .ready_wait
-                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                if backends.wait_for_ready(wait).await {
-                    continue;
+        let asked = Instant::now();
+        let picked = backends.pick(&tried, queue_deadline).await;
+        pending.queue += asked.elapsed();
+        let (backend, in_flight) = match picked {
+            Pick::Ready(backend, in_flight) => (backend, in_flight),
+            Pick::QueueFull => return Err(Failure::QueueFull),
+            Pick::QueueTimeout => return Err(Failure::QueueTimeout),
+            Pick::NoneReady => {
+                if tried.is_empty() {
+                    let wait = deadline.map_or(config.ready_wait, |deadline| {
+                        config
+                            .ready_wait
+                            .min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                    });
+                    if backends.wait_for_ready(wait).await {
+                        continue;
+                    }
                 }
+                break;
             }
-            break;
         };
+        let deadline = *deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + config.first_byte_timeout);
         tried.push(backend.clone());
         pending.retries = tried.len() as u32 - 1;
         // A failure is logged with the last instance it reached.

@@ -147,6 +147,15 @@ pub(crate) struct RouterArgs {
     /// Seconds a client may go without sending a byte of a request body it announced (then 408 and the connection is closed)
     #[arg(long, value_name = "SECS", default_value_t = 15.0, value_parser = parse_seconds)]
     pub(crate) body_timeout: f64,
+    /// Requests each web instance is sent at once; more wait in the router's one queue [default: `WEB_CONCURRENCY` from the .env files or the environment, else no limit]. Web instances get it as `WEB_CONCURRENCY`
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_in_flight: Option<u32>,
+    /// Seconds a request may wait in the router's queue for a free slot (then 503 `queue_timeout`)
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
+    pub(crate) queue_timeout: f64,
+    /// Requests that may wait in the router's queue; beyond, 503 `queue_full` at once
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_queue: u32,
     /// Client connections served at once; more wait to be accepted
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,

@@ -135,6 +135,7 @@ async fn access_log_lines_are_logfmt() {
             "bytes",
             "instance",
             "connect",
+            "queue",
             "service",
             "request_id",
             "retries",

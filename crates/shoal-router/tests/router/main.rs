@@ -8,6 +8,7 @@ mod framing;
 mod hardening;
 mod headers;
 mod pool_safety;
+mod queue;
 mod slots;
 mod smuggling;
 mod streaming;

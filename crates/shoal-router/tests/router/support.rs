@@ -218,6 +218,8 @@ pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
     pub(crate) log: Captured,
     pub(crate) snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Requests per instance and the queue, as `shoal ps` sees them.
+    pub(crate) stats: Arc<shoal_router::RouterStats>,
 }
 
 impl Running {
@@ -261,11 +263,13 @@ pub(crate) async fn router(ports: &[u16], tune: impl FnOnce(&mut RouterConfig)) 
     let (snapshots, receiver) = watch::channel(snapshot(ports));
     let router = Router::bind(config, log).await.unwrap();
     let addr = router.local_addr();
+    let stats = router.stats();
     tokio::spawn(router.serve(receiver, std::future::pending()));
     Running {
         addr,
         log: captured,
         snapshots,
+        stats,
     }
 }
 

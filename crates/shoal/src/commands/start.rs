@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{load_plan, plan_options, runtime};
 use crate::cli::StartArgs;
+use crate::report::UsageError;
 use crate::{exit, report};
 
 pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
-    let plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
+    let mut plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
+    let max_in_flight = in_flight_limit(&mut plan, args.router.max_in_flight)?;
     for warning in &plan.warnings {
         report::warning(warning);
     }
@@ -61,6 +64,9 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         header_timeout: Duration::from_secs_f64(args.router.header_timeout),
         body_timeout: Duration::from_secs_f64(args.router.body_timeout),
         max_connections: args.router.max_connections as usize,
+        max_in_flight,
+        queue_timeout: Duration::from_secs_f64(args.router.queue_timeout),
+        max_queue: args.router.max_queue as usize,
         ..RouterConfig::default()
     });
 
@@ -78,6 +84,44 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     writer.finish_within(Duration::from_secs(5));
     runtime_dir.remove_unused();
     code
+}
+
+/// The variable gunicorn, Puma and others size themselves by, and the default of
+/// `--max-in-flight`.
+const WEB_CONCURRENCY: &str = "WEB_CONCURRENCY";
+
+/// The most requests the router sends a web instance at once: `--max-in-flight`, else
+/// `WEB_CONCURRENCY` from the `.env` files, else from shoal's environment, else no limit. A
+/// limit given with the flag reaches the web instances as `WEB_CONCURRENCY` (over the `.env`
+/// files), so that the app sizes itself to what the router sends it.
+fn in_flight_limit(
+    plan: &mut shoal_procfile::Plan,
+    flag: Option<u32>,
+) -> anyhow::Result<Option<NonZeroUsize>> {
+    if let Some(limit) = flag {
+        if let Some(web) = plan.types.iter_mut().find(|t| t.name == "web") {
+            web.env
+                .push((WEB_CONCURRENCY.to_owned(), limit.to_string()));
+        }
+        return Ok(NonZeroUsize::new(limit as usize));
+    }
+    let (value, source) = match plan.env.iter().rev().find(|v| v.key == WEB_CONCURRENCY) {
+        Some(var) => (
+            var.value.clone(),
+            format!("{}:{}", var.file.display(), var.line),
+        ),
+        None => match std::env::var(WEB_CONCURRENCY) {
+            Ok(value) => (value, "the environment".to_owned()),
+            Err(_) => return Ok(None),
+        },
+    };
+    match value.trim().parse::<NonZeroUsize>() {
+        Ok(limit) => Ok(Some(limit)),
+        Err(_) => Err(UsageError(anyhow::anyhow!(
+            "`{WEB_CONCURRENCY}={value}` ({source}) is not a positive whole number; expected how many requests a web instance serves at once (or set `--max-in-flight`)"
+        ))
+        .into()),
+    }
 }
 
 async fn supervise(

@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod export;
 mod ports;
+mod queue;
 mod router;
 mod run;
 mod start;

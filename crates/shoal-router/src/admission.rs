@@ -1,0 +1,166 @@
+//! Admission under a concurrency limit (`--max-in-flight`): a request attempt goes only to an
+//! instance with a free slot, and waits in one first-come, first-served queue in the router
+//! when every instance is at its limit (HAProxy's `maxconn` per server with its queue is the
+//! model). A slot that frees up is handed straight to the request at the head of the queue
+//! that may use it, so nothing polls and a newcomer never overtakes a waiting request; an
+//! instance that becomes ready fills its slots from the queue the same way.
+//!
+//! Every change to a capped instance's count and to the queue happens under the queue's lock,
+//! so a slot cannot be freed between a request finding none and joining the queue (no lost
+//! wake-up). Without a limit none of this runs: picking is `backends`' policy alone.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::backends::{Backend, InFlight};
+
+/// The queue and the limit, shared by every instance of the formation.
+pub(crate) struct Queue {
+    /// Requests in flight per instance, at most.
+    pub(crate) limit: usize,
+    /// Requests waiting, at most; beyond, a request is refused at once.
+    max_len: usize,
+    waiters: Mutex<VecDeque<Waiter>>,
+}
+
+struct Waiter {
+    /// Where a freed slot is sent; closed when the request gave up (timeout, client gone).
+    slot: oneshot::Sender<InFlight>,
+    /// Instances this request already tried: their slots are not for it.
+    tried: Vec<Arc<Backend>>,
+}
+
+impl Waiter {
+    fn may_use(&self, backend: &Arc<Backend>) -> bool {
+        !self.slot.is_closed() && !self.tried.iter().any(|t| Arc::ptr_eq(t, backend))
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("limit", &self.limit)
+            .field("max_len", &self.max_len)
+            .field("waiting", &self.len())
+            .finish()
+    }
+}
+
+/// What became of a request that asked for a slot.
+pub(crate) enum Admitted {
+    /// A slot on this instance.
+    Now(Arc<Backend>, InFlight),
+    /// Every instance it may use is at its limit: it waits for a slot here.
+    Queued(oneshot::Receiver<InFlight>),
+    /// The queue is full.
+    Refused,
+}
+
+impl Queue {
+    pub(crate) fn new(limit: usize, max_len: usize) -> Self {
+        Queue {
+            limit,
+            max_len,
+            waiters: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Takes a slot on the least busy of `candidates` (ties broken at random), or joins the
+    /// queue. A request only takes a free slot directly when nobody waits before it.
+    pub(crate) fn admit(&self, candidates: &[&Arc<Backend>], tried: &[Arc<Backend>]) -> Admitted {
+        let mut waiters = self.waiters.lock().unwrap();
+        waiters.retain(|w| !w.slot.is_closed());
+        if waiters.is_empty()
+            && let Some(backend) = self.least_busy(candidates)
+        {
+            let in_flight = backend.begin();
+            return Admitted::Now(backend.clone(), in_flight);
+        }
+        if waiters.len() >= self.max_len {
+            return Admitted::Refused;
+        }
+        let (slot, receiver) = oneshot::channel();
+        waiters.push_back(Waiter {
+            slot,
+            tried: tried.to_vec(),
+        });
+        Admitted::Queued(receiver)
+    }
+
+    fn least_busy<'a>(&self, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
+        let mut best: Option<(&Arc<Backend>, usize)> = None;
+        let mut ties = 0u32;
+        for &backend in candidates {
+            let busy = backend.in_flight();
+            if busy >= self.limit {
+                continue;
+            }
+            match best {
+                Some((_, least)) if busy > least => {}
+                Some((_, least)) if busy == least => {
+                    // Reservoir sampling: each of the tied instances equally likely.
+                    ties += 1;
+                    if fastrand::u32(..=ties) == 0 {
+                        best = Some((backend, busy));
+                    }
+                }
+                _ => {
+                    best = Some((backend, busy));
+                    ties = 0;
+                }
+            }
+        }
+        best.map(|(backend, _)| backend)
+    }
+
+    /// A request on `backend` has ended: its slot goes to the first waiter that may use it,
+    /// unless `usable` is false (the instance left the rotation); otherwise it is freed.
+    pub(crate) fn release(&self, backend: Arc<Backend>, usable: bool) {
+        let waiter = {
+            let mut waiters = self.waiters.lock().unwrap();
+            let next = if usable {
+                waiters
+                    .iter()
+                    .position(|w| w.may_use(&backend))
+                    .and_then(|i| waiters.remove(i))
+            } else {
+                None
+            };
+            if next.is_none() {
+                backend.end();
+            }
+            next
+        };
+        if let Some(waiter) = waiter {
+            // The count stays: the slot changes hands. Should the waiter have given up at this
+            // very moment, the slot comes back to this function when it is dropped.
+            let _ = waiter.slot.send(InFlight::handed(backend));
+        }
+    }
+
+    /// Fills `backend`'s free slots from the queue (it has just become ready).
+    pub(crate) fn offer(&self, backend: &Arc<Backend>) {
+        let mut handed = Vec::new();
+        {
+            let mut waiters = self.waiters.lock().unwrap();
+            while backend.in_flight() < self.limit {
+                let Some(i) = waiters.iter().position(|w| w.may_use(backend)) else {
+                    break;
+                };
+                let waiter = waiters.remove(i).expect("the position was just found");
+                handed.push((waiter, backend.begin()));
+            }
+        }
+        for (waiter, in_flight) in handed {
+            let _ = waiter.slot.send(in_flight);
+        }
+    }
+
+    /// Requests waiting now.
+    pub(crate) fn len(&self) -> usize {
+        let waiters = self.waiters.lock().unwrap();
+        waiters.iter().filter(|w| !w.slot.is_closed()).count()
+    }
+}
