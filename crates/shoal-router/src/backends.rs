@@ -31,6 +31,8 @@ pub struct RouterStats {
 struct Counters {
     in_flight: AtomicUsize,
     served: AtomicU64,
+    /// Woken when `in_flight` drops to zero (a draining instance's last request ended).
+    idle: tokio::sync::Notify,
 }
 
 impl RouterStats {
@@ -60,6 +62,23 @@ impl RouterStats {
     /// Requests waiting in the router's queue for a free slot now.
     pub fn queued(&self) -> usize {
         self.queue.get().map_or(0, |queue| queue.len())
+    }
+
+    /// Resolves once instance `name` has no request in flight (at once if it has none): the
+    /// last request ending wakes it, nothing polls.
+    pub async fn until_idle(&self, name: &str) {
+        let counters = self.counters(name);
+        loop {
+            let notified = counters.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a request ending in between still wakes
+            // this waiter.
+            notified.as_mut().enable();
+            if counters.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Requests sent to instance `name` so far.
@@ -123,7 +142,9 @@ impl Backend {
 
     /// A request in flight has ended.
     pub(crate) fn end(&self) {
-        self.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.counters.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.counters.idle.notify_waiters();
+        }
     }
 
     pub(crate) fn in_flight(&self) -> usize {

@@ -291,3 +291,34 @@ fn micros_now() -> u128 {
         .unwrap()
         .as_micros()
 }
+
+#[tokio::test]
+async fn draining_is_told_when_an_instance_has_no_request_left() {
+    let gate = Arc::new(Semaphore::new(0));
+    let app = gated("app", gate.clone()).await;
+    let running = router(&[app.instance.port], |_| {}).await;
+    // Idle from the start.
+    tokio::time::timeout(PATIENCE, running.stats.until_idle("web.1"))
+        .await
+        .unwrap();
+    let held = get(&running, "/");
+    until("the request in the instance", || {
+        app.now.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stats = running.stats.clone();
+    let idle = tokio::spawn(async move { stats.until_idle("web.1").await });
+    // It cannot resolve while the request is in flight.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), async {
+            while !idle.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .is_err()
+    );
+    gate.add_permits(1);
+    assert_eq!(held.await.unwrap().status, 200);
+    tokio::time::timeout(PATIENCE, idle).await.unwrap().unwrap();
+}
