@@ -166,6 +166,26 @@ impl DirectBody {
         }
     }
 
+    /// Whether what already arrived with the head can be decoded: a chunked body that is
+    /// malformed from its first bytes is then refused while the client can still be given a
+    /// 502, instead of the response being cut after its head was sent. Decodes a copy, so
+    /// nothing is consumed.
+    pub(crate) fn starts_well(&self) -> bool {
+        let Some(conn) = &self.conn else { return true };
+        if !matches!(self.framing, Framing::Chunked(_)) || conn.buf.is_empty() {
+            return true;
+        }
+        let mut framing = self.framing;
+        let mut ahead = conn.buf.clone();
+        loop {
+            match decode(&mut framing, &mut ahead) {
+                Ok(Decoded::Frame(_)) => {}
+                Ok(Decoded::End | Decoded::NeedMore) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     pub(crate) fn is_end_stream(&self) -> bool {
         matches!(
             self.framing,

@@ -256,6 +256,29 @@ fn is_host(value: &[u8]) -> bool {
         && text.parse::<http::uri::Authority>().is_ok()
 }
 
+/// Replaces a `Content-Length` given as a list or several times (`5, 5`: the same value, or the
+/// response would have been refused) by the one value, as RFC 9110 §8.6 allows a recipient to,
+/// so that no client downstream has to know the rule.
+pub(crate) fn normalize_content_length(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let (Some(first), second) = (values.next(), values.next()) else {
+        return;
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return;
+    }
+    let single = first
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .map(<[u8]>::trim_ascii)
+        .and_then(|digits| HeaderValue::from_bytes(digits).ok());
+    match single {
+        Some(value) => headers.insert(header::CONTENT_LENGTH, value),
+        None => headers.remove(header::CONTENT_LENGTH),
+    };
+}
+
 /// Whether a message names a transfer coding other than `chunked` (`gzip`, `gzip, chunked`…).
 pub(crate) fn has_coding_other_than_chunked(headers: &HeaderMap) -> bool {
     headers
@@ -327,6 +350,20 @@ mod tests {
             host_check("http://other.example:81/p", v11, &[]),
             Ok("other.example:81".into())
         );
+    }
+
+    #[test]
+    fn a_content_length_list_becomes_one_value() {
+        let mut headers = map(&[("content-length", "5, 5")]);
+        normalize_content_length(&mut headers);
+        assert_eq!(headers["content-length"], "5");
+        let mut headers = map(&[("content-length", "7"), ("content-length", "7")]);
+        normalize_content_length(&mut headers);
+        assert_eq!(headers.get_all("content-length").iter().count(), 1);
+        assert_eq!(headers["content-length"], "7");
+        let mut headers = map(&[("content-length", "12")]);
+        normalize_content_length(&mut headers);
+        assert_eq!(headers["content-length"], "12");
     }
 
     #[test]

@@ -328,6 +328,9 @@ async fn attempt(
                 reused = false;
             };
             let body = DirectBody::new(conn, &head, backend.pool.clone());
+            if !body.starts_well() {
+                return Err(Tried::Failed);
+            }
             let mut response = Response::new(Upstream::Direct(body));
             *response.status_mut() = head.status;
             *response.headers_mut() = head.headers;
@@ -385,6 +388,7 @@ fn respond(
     }
     let instance_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
+    headers::normalize_content_length(&mut parts.headers);
     headers::remove_hop_by_hop(&mut parts.headers, switching);
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     pending.status = parts.status.as_u16();

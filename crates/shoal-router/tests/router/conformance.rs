@@ -231,3 +231,32 @@ async fn an_instance_failure_names_the_instance_in_the_access_line() {
     let line = running.log.wait_for("error=instance_failed").await;
     assert!(line.contains("instance=web.1"), "{line}");
 }
+
+#[tokio::test]
+async fn a_content_length_list_from_an_instance_reaches_the_client_as_one_value() {
+    let (answer, _) = answer_to(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let head = answer.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{answer:?}");
+    assert_eq!(head.matches("content-length").count(), 1, "{answer:?}");
+    assert!(head.contains("content-length: 5\r\n"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\nhello"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_response_malformed_from_its_first_chunk_is_a_502() {
+    let (answer, hits) = answer_to(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nz",
+    )
+    .await;
+    assert_eq!(hits, 1);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer:?}");
+    assert!(
+        answer.contains("x-shoal-error: instance_failed"),
+        "{answer:?}"
+    );
+}
