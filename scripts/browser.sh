@@ -11,9 +11,9 @@
 ensure_chromium() {
     if ! command -v chromium >/dev/null 2>&1; then
         echo "scripts/test: installing chromium" >&2
-        if ! apt-get install -y -qq chromium >/dev/null 2>&1; then
-            apt-get update -qq >/dev/null 2>&1 || true
-            apt-get install -y -qq chromium >/dev/null
+        if ! apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null 2>&1; then
+            apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 || true
+            apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null
         fi
     fi
     SHOAL_TEST_CHROMIUM="$(command -v chromium)"

@@ -5,9 +5,9 @@
 ensure_memcached() {
     if ! command -v memcached >/dev/null 2>&1; then
         echo "scripts/test: installing memcached" >&2
-        if ! apt-get install -y -qq memcached >/dev/null 2>&1; then
-            apt-get update -qq >/dev/null 2>&1 || true
-            apt-get install -y -qq memcached >/dev/null
+        if ! apt-get -o DPkg::Lock::Timeout=300 install -y -qq memcached >/dev/null 2>&1; then
+            apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 || true
+            apt-get -o DPkg::Lock::Timeout=300 install -y -qq memcached >/dev/null
         fi
     fi
     if ! (exec 3<>/dev/tcp/127.0.0.1/11211) 2>/dev/null; then
