@@ -51,10 +51,10 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
     };
 
     let mut services: Vec<(String, Yaml)> = Vec::new();
-    if let Some(command) = &formation.release {
-        let mut release = service(command, formation.plan.port);
-        release.push(("restart", Yaml::str("no")));
-        services.push(("release".to_owned(), Yaml::map(release)));
+    if let Some(release) = &formation.release {
+        let mut entries = service(&release.command, release.port);
+        entries.push(("restart", Yaml::str("no")));
+        services.push(("release".to_owned(), Yaml::map(entries)));
     }
     let mut warnings = Vec::new();
     for kind in &formation.types {

@@ -22,14 +22,23 @@ pub(crate) struct Formation<'a> {
     /// The app's name on the target.
     pub(crate) app: String,
     pub(crate) types: Vec<Kind<'a>>,
-    /// The `release` command, wrapped for the shell, if the Procfile has one.
-    pub(crate) release: Option<String>,
+    /// The `release` step, if the Procfile has one.
+    pub(crate) release: Option<Release>,
     /// `.env` variables that are not secret, in the plan's order.
     pub(crate) config: Vec<(&'a str, &'a str)>,
     /// `.env` variables whose names look secret (`API_KEY`, `DB_PASSWORD`…) or whose values
     /// carry a URL password (`postgres://app:hunter2@db/app`): they go only where the owner
     /// alone can read them.
     pub(crate) secrets: Vec<(&'a str, &'a str)>,
+}
+
+/// The `release` step.
+pub(crate) struct Release {
+    /// The command as the shell runs it.
+    pub(crate) command: String,
+    /// Its `PORT`, as under `shoal start`: one that no instance uses, so that a release unit
+    /// on the instances' machine never takes an instance's port.
+    pub(crate) port: u16,
 }
 
 /// A process type, named for the target.
@@ -78,7 +87,10 @@ impl<'a> Formation<'a> {
             plan,
             app,
             types,
-            release: plan.release.as_ref().map(|r| shell_command(&r.command)),
+            release: plan.release.as_ref().map(|r| Release {
+                command: shell_command(&r.command),
+                port: r.port,
+            }),
             config,
             secrets,
         })

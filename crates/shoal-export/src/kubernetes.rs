@@ -98,14 +98,17 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
         image,
         env_name: &env_name,
     };
-    if let Some(command) = &formation.release {
+    if let Some(release) = &formation.release {
         let name = format!("{app}-release");
         let template = Yaml::map([
             (
                 "metadata",
                 Yaml::map([("labels", labels(app, Some("release")))]),
             ),
-            ("spec", pod.spec("release", command, None, options, "Never")),
+            (
+                "spec",
+                pod.spec("release", &release.command, None, options, "Never"),
+            ),
         ]);
         files.push(file(
             &name,
@@ -225,7 +228,11 @@ impl Pod<'_> {
         restart: &str,
     ) -> Yaml {
         let web = kind.filter(|k| k.is_web());
-        let port = kind.map_or(self.formation.plan.port, |k| k.port);
+        let port = match kind {
+            Some(kind) => kind.port,
+            // Only the release Job has no kind.
+            None => (self.formation.release.as_ref()).map_or(self.formation.plan.port, |r| r.port),
+        };
         let mut env = vec![Yaml::map([
             ("name", Yaml::str("PORT")),
             ("value", Yaml::Str(port.to_string())),

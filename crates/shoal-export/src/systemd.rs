@@ -76,13 +76,13 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
         }
     };
 
-    if let Some(command) = &formation.release {
+    if let Some(release) = &formation.release {
         files.push(service(
             &release_unit,
             &format!("{app} release (runs once before the formation starts)"),
             "release.1",
-            formation.plan.port,
-            command,
+            release.port,
+            &release.command,
         ));
     }
     for kind in &formation.types {

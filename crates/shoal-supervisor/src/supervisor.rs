@@ -167,7 +167,7 @@ impl Controller {
                 let index = self.add_slot(
                     InstanceName::new(shoal_procfile::plan::RELEASE, 1),
                     release.command.clone(),
-                    plan.port,
+                    release.port,
                     plan.types.len(),
                     false,
                 );

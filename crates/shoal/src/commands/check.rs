@@ -77,8 +77,8 @@ fn human(plan: &Plan, runtime_dir: &RuntimeDir) -> String {
     if let Some(release) = &plan.release {
         let _ = writeln!(
             out,
-            "release        {}  (runs once, before the formation starts)",
-            release.command
+            "release        port {}  {}  (runs once, before the formation starts)",
+            release.port, release.command
         );
     }
 
@@ -170,6 +170,7 @@ struct JsonPlan<'a> {
 struct JsonRelease<'a> {
     command: &'a str,
     line: usize,
+    port: u16,
 }
 
 #[derive(Serialize)]
@@ -205,6 +206,7 @@ impl<'a> JsonPlan<'a> {
             release: plan.release.as_ref().map(|r| JsonRelease {
                 command: &r.command,
                 line: r.line,
+                port: r.port,
             }),
             process_types: plan
                 .types

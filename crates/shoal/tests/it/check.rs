@@ -15,7 +15,7 @@ fn prints_instances_ports_and_masked_environment() {
         "web.1     port 5100   ./server -p $PORT",
         "web.2     port 5101   ./server -p $PORT",
         "worker.1  port 5200   ./work",
-        "release        ./migrate  (runs once, before the formation starts)",
+        "release        port 5300  ./migrate  (runs once, before the formation starts)",
         "postgres://app:****@db/app",
         "RUST_LOG",
         "info",

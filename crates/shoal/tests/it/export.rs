@@ -349,6 +349,72 @@ fn systemd_units_pass_systemd_analyze_verify() {
     }
 }
 
+/// Ports (README, `shoal export` and Ports): the plan `shoal check` shows, laid out without the
+/// router. Under `shoal start` the router holds the formation's port and `web.1` gets the next
+/// block; on the targets the engine fronts `web` itself, so `web.1` listens on the formation's
+/// port and every other type, and `release`, moves down one block.
+#[test]
+fn ports_are_checks_without_the_router() {
+    let app = App::new("release: ./migrate\nweb: ./server\nworker: ./work\n");
+    let check = app.run(&["check", "--json", "-p", "6000", "-m", "web=2"]);
+    assert_ok(&check);
+    let plan: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    let ports: Vec<(String, u64)> = plan["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                i["port"].as_u64().unwrap(),
+            )
+        })
+        .chain([(
+            "release.1".to_owned(),
+            plan["release"]["port"].as_u64().unwrap(),
+        )])
+        .collect();
+    let expected = |web: u64| {
+        vec![
+            ("web.1".to_owned(), web),
+            ("web.2".to_owned(), web + 1),
+            ("worker.1".to_owned(), web + 100),
+            ("release.1".to_owned(), web + 200),
+        ]
+    };
+    assert_eq!(plan["port"], 6000);
+    assert_eq!(ports, expected(6100), "shoal start's layout");
+
+    let out = export(
+        &app,
+        &[
+            "systemd", "-o", "units", "--app", "demo", "-p", "6000", "-m", "web=2",
+        ],
+    );
+    assert_ok(&out);
+    let exported: Vec<(String, u64)> = ["web.1", "web.2", "worker.1", "release"]
+        .into_iter()
+        .map(|instance| {
+            let unit =
+                std::fs::read_to_string(app.path().join(format!("units/demo-{instance}.service")))
+                    .unwrap();
+            let port = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("Environment=PORT="))
+                .and_then(|l| l.split(' ').next())
+                .unwrap_or_else(|| panic!("no PORT in {instance}:\n{unit}"));
+            let name = instance.replace("release", "release.1");
+            (name, port.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(exported, expected(6000), "the export's layout");
+
+    let out = export(&app, &["compose", "-o", "compose", "-p", "6000"]);
+    assert_ok(&out);
+    let compose = std::fs::read_to_string(app.path().join("compose/compose.yaml")).unwrap();
+    assert!(compose.contains("\"6000:6000\""), "{compose}");
+}
+
 #[test]
 fn unknown_format_suggests_the_closest() {
     let app = demo();

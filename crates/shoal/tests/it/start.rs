@@ -263,6 +263,24 @@ fn release_runs_once_before_the_formation() {
     assert_eq!(out.stdout.matches("release.1 | migrating").count(), 1);
 }
 
+/// The router listens on the formation's port while `release` runs: `release.1` gets a port of
+/// its own, the block after the last type's (README, Ports).
+#[test]
+fn release_gets_a_port_that_the_router_does_not_hold() {
+    let app = App::new("release: echo release PORT=$PORT\nweb: FAKE sleep\nworker: FAKE sleep\n");
+    let port = free_port();
+    let shoal = app.spawn(&["start", "-p", &port.to_string()]);
+    shoal.wait_for("web.1 started");
+    let out = shoal.stdout();
+    assert!(
+        out.contains(&format!("release.1 | release PORT={}", port + 300)),
+        "{out}"
+    );
+    assert!(out.contains("release.1 exited with code 0"), "{out}");
+    shoal.signal(libc::SIGINT);
+    assert_eq!(shoal.finish().code(), Some(130));
+}
+
 #[test]
 fn failed_release_stops_the_start_with_its_code() {
     let app = App::new("release: echo cannot migrate >&2; exit 4\nweb: FAKE sleep\n");
