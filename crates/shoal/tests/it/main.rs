@@ -6,6 +6,7 @@ mod control;
 mod export;
 mod ports;
 mod queue;
+mod readme;
 mod router;
 mod run;
 mod start;
