@@ -28,3 +28,4 @@ pub use diagnostic::Warning;
 pub use plan::{
     Instance, InstanceName, InstanceNameError, Plan, PlanError, PlanOptions, ProcessType, Release,
 };
+pub use source::MAX_SOURCE_BYTES;

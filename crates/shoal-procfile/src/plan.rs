@@ -13,6 +13,7 @@
 //! (inherited), the `.env` files in the order given (a later file wins), then the variables shoal
 //! sets for each instance ([`Plan::instance_env`]).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -346,6 +347,9 @@ impl Plan {
             options.env_files.iter().map(|p| absolute(p)).collect()
         };
         let mut env: Vec<EnvVar> = Vec::new();
+        // Where each key is in `env`: looking among all earlier keys made a long `.env` file
+        // quadratic.
+        let mut positions: HashMap<String, usize> = HashMap::new();
         for file in &env_files {
             for var in dotenv::read(file)? {
                 let var = EnvVar {
@@ -354,9 +358,12 @@ impl Plan {
                     file: file.clone(),
                     line: var.line,
                 };
-                match env.iter_mut().find(|v| v.key == var.key) {
-                    Some(earlier) => *earlier = var,
-                    None => env.push(var),
+                match positions.get(&var.key) {
+                    Some(&at) => env[at] = var,
+                    None => {
+                        positions.insert(var.key.clone(), env.len());
+                        env.push(var);
+                    }
                 }
             }
         }
@@ -505,6 +512,71 @@ mod tests {
             .into_iter()
             .map(|i| (i.name.to_string(), i.port))
             .collect()
+    }
+
+    /// Runs `work` on another thread, so that a read that never ends fails the test instead
+    /// of hanging it.
+    fn within_deadline<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("did not finish within 60 s")
+    }
+
+    #[test]
+    fn a_procfile_or_env_file_that_is_not_a_regular_file_is_refused() {
+        // `shoal check -f /dev/zero` read until memory ran out; `-e FIFO` waited for ever.
+        let dir = Dir::new("web: a\n");
+        let fifo = dir.0.path().join("pipe.env");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let procfile = dir.options();
+        let loads = within_deadline(move || {
+            [
+                Plan::load(&PlanOptions {
+                    procfile: "/dev/zero".into(),
+                    ..PlanOptions::default()
+                }),
+                Plan::load(&PlanOptions {
+                    env_files: vec!["/dev/zero".into()],
+                    ..procfile.clone()
+                }),
+                Plan::load(&PlanOptions {
+                    env_files: vec![fifo],
+                    ..procfile
+                }),
+            ]
+            .map(|load| load.unwrap_err().to_string())
+        });
+        assert_eq!(
+            loads[..2],
+            [
+                "cannot read `/dev/zero`: it is a character device; expected a regular file",
+                "cannot read `/dev/zero`: it is a character device; expected a regular file"
+            ]
+        );
+        assert!(
+            loads[2].ends_with("pipe.env`: it is a FIFO; expected a regular file"),
+            "{}",
+            loads[2]
+        );
+    }
+
+    #[test]
+    fn a_long_env_file_loads_in_linear_time() {
+        // Each key was looked for among all the earlier ones: 100 000 keys made 5 * 10^9
+        // comparisons.
+        const KEYS: usize = 100_000;
+        let env: String = (0..KEYS).map(|i| format!("K{i}={i}\n")).collect();
+        let dir = Dir::new("web: a\n").file(".env", &env);
+        let options = dir.options();
+        let plan = within_deadline(move || Plan::load(&options)).unwrap();
+        assert!(plan.env.len() >= KEYS, "{}", plan.env.len());
     }
 
     #[test]

@@ -1,6 +1,21 @@
 //! Reading an input file as UTF-8 text, line by line, with the errors a user can act on.
+//!
+//! A Procfile or `.env` file is read only when it is a regular file of at most
+//! [`MAX_SOURCE_BYTES`]: `-f /dev/zero` would otherwise fill memory, `-e /dev/stdin` or a FIFO
+//! would wait for ever, and a directory is never meant. The kind is looked up on the path first
+//! (following symlinks), so that nothing but a regular file is even opened — opening a FIFO
+//! blocks until a writer comes — and again on the opened file, with the size, so that a file
+//! swapped in between is refused too. The read stops one byte past the bound, for a file that
+//! grows while it is read. (The same rule as `shoal verify`'s includes.)
 
+use std::fs::{File, FileType, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+
+/// The largest Procfile or `.env` file shoal reads: 16 MiB. Real ones are a few kilobytes, so a
+/// larger file is certainly a wrong path, refused before it fills memory.
+pub const MAX_SOURCE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why an input file could not be read as text.
 #[derive(Debug, thiserror::Error)]
@@ -10,8 +25,20 @@ pub enum SourceError {
     Io {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
+    /// A device, FIFO, socket or directory.
+    #[error("cannot read `{}`: it is {kind}; expected a regular file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    /// Larger than [`MAX_SOURCE_BYTES`].
+    #[error(
+        "cannot read `{}`: it is larger than {} MiB ({}); expected a file of at most {} MiB",
+        path.display(),
+        MAX_SOURCE_BYTES >> 20,
+        size.map_or_else(|| "it grew while it was read".to_owned(), |s| format!("{s} bytes")),
+        MAX_SOURCE_BYTES >> 20
+    )]
+    TooLarge { path: PathBuf, size: Option<u64> },
     /// The file is not UTF-8 text.
     #[error("`{}`:{line}: not valid UTF-8 (byte {byte:#04x} at column {column}); expected UTF-8 text", path.display())]
     NotUtf8 {
@@ -22,13 +49,65 @@ pub enum SourceError {
     },
 }
 
-/// Reads `path` as UTF-8, dropping a leading byte-order mark.
+/// Reads the regular file at `path`, of at most [`MAX_SOURCE_BYTES`], as UTF-8, dropping a
+/// leading byte-order mark.
 pub(crate) fn read_text(path: &Path) -> Result<String, SourceError> {
-    let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
+    decode(path, read_at_most(path, MAX_SOURCE_BYTES)?)
+}
+
+fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
+    let failed = |source| SourceError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    decode(path, bytes)
+    };
+    regular(path, &std::fs::metadata(path).map_err(failed)?, limit)?;
+    let file = File::open(path).map_err(failed)?;
+    let size = regular(path, &file.metadata().map_err(failed)?, limit)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > limit {
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            size: None,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The size of a regular file within `limit`, or why it is not one.
+fn regular(path: &Path, metadata: &Metadata, limit: u64) -> Result<u64, SourceError> {
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        return Err(SourceError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind(file_type),
+        });
+    }
+    if metadata.len() > limit {
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            size: Some(metadata.len()),
+        });
+    }
+    Ok(metadata.len())
+}
+
+fn kind(file_type: FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Decodes file contents as UTF-8, dropping a leading byte-order mark, and names the line and
@@ -61,4 +140,119 @@ pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|line| line.strip_suffix('\r').unwrap_or(line))
         .enumerate()
         .map(|(i, line)| (i + 1, line))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Runs `read_text` on another thread, so that a read that never ends fails the test
+    /// instead of hanging it; the deadline is generous, a refusal takes microseconds.
+    fn read_within_deadline(path: &Path) -> Result<String, SourceError> {
+        let (tx, rx) = mpsc::channel();
+        let owned = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_text(&owned));
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("reading `{}` did not end within 60 s", path.display()))
+    }
+
+    #[test]
+    fn a_regular_file_is_read_without_its_bom() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Procfile");
+        std::fs::write(&path, "\u{feff}web: serve\n").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "web: serve\n");
+    }
+
+    #[test]
+    fn devices_are_refused_before_anything_is_read() {
+        // `/dev/zero` never ends: read as before, `shoal check -f /dev/zero` filled memory.
+        let err = read_within_deadline(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read `/dev/zero`: it is a character device; expected a regular file"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_a_device_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join(".env");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let err = read_within_deadline(&link).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SourceError::NotRegular {
+                    kind: "a character device",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(".env`"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("Procfile");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Opening a FIFO for reading blocks until a writer opens it: the old read never
+        // returned.
+        let err = read_within_deadline(&fifo).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read `{}`: it is a FIFO; expected a regular file",
+                fifo.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_directory_is_refused_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_text(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(": it is a directory; expected a regular file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_bound_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        // Sparse: no disk space and no time, and nothing is read.
+        File::create(&path)
+            .unwrap()
+            .set_len(MAX_SOURCE_BYTES + 1)
+            .unwrap();
+        let err = read_within_deadline(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read `{}`: it is larger than 16 MiB (16777217 bytes); expected a file of at most 16 MiB",
+                path.display()
+            )
+        );
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"12345").unwrap();
+        assert_eq!(read_at_most(&small, 5).unwrap(), b"12345");
+        assert!(matches!(
+            read_at_most(&small, 4),
+            Err(SourceError::TooLarge { size: Some(5), .. })
+        ));
+    }
 }
