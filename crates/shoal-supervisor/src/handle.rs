@@ -6,9 +6,20 @@ use std::sync::Arc;
 use shoal_procfile::InstanceName;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Phase, Snapshot};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+/// What becomes of an instance started by [`Handle::boot`] that exits, or is killed at its
+/// boot timeout, before it is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfItFails {
+    /// It is restarted with backoff, as any instance that exits.
+    Restart,
+    /// It leaves the formation: something else (the instance it was to replace, or one
+    /// standing in) keeps serving, so restarting it would only add an instance.
+    GiveUp,
+}
 
 pub(crate) enum Command {
     Stop,
@@ -17,6 +28,8 @@ pub(crate) enum Command {
         kind: String,
         /// The index to start at; `None`: the lowest free one.
         index: Option<u32>,
+        /// `None`: answer once it is started. `Some`: answer once it is up, or with why not.
+        until_up: Option<IfItFails>,
         reply: Reply<InstanceName>,
     },
     Drain {
@@ -38,6 +51,7 @@ pub(crate) enum Command {
 pub struct Handle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub(crate) phase: watch::Receiver<Phase>,
 }
 
 impl Handle {
@@ -57,6 +71,7 @@ impl Handle {
         self.ask(|reply| Command::Add {
             kind: kind.to_owned(),
             index: None,
+            until_up: None,
             reply,
         })
         .await
@@ -69,6 +84,26 @@ impl Handle {
         self.ask(|reply| Command::Add {
             kind: name.kind.clone(),
             index: Some(name.index),
+            until_up: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts an instance of `kind` (at `index`, or the lowest free one) and answers once it
+    /// is up: ready, or running for a type that is not probed. When it exits or reaches its
+    /// boot timeout first, the error says which, and `if_it_fails` says what becomes of it.
+    /// An error also when the formation is not running or begins to stop meanwhile.
+    pub async fn boot(
+        &self,
+        kind: &str,
+        index: Option<u32>,
+        if_it_fails: IfItFails,
+    ) -> Result<InstanceName, String> {
+        self.ask(|reply| Command::Add {
+            kind: kind.to_owned(),
+            index,
+            until_up: Some(if_it_fails),
             reply,
         })
         .await
@@ -105,17 +140,23 @@ impl Handle {
 
     async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, String> {
         let (reply, answer) = oneshot::channel();
+        // A controller that is gone has ended the formation: to whoever asks, it is stopping.
         self.commands
             .send(command(reply))
-            .map_err(|_| "the formation is shutting down".to_owned())?;
+            .map_err(|_| "the formation is stopping".to_owned())?;
         answer
             .await
-            .unwrap_or_else(|_| Err("the formation is shutting down".to_owned()))
+            .unwrap_or_else(|_| Err("the formation is stopping".to_owned()))
     }
 
     /// The formation as it is now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Whether the formation is starting, running or stopping, now.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
     }
 
     /// A receiver that sees every new snapshot.

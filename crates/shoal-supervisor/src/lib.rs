@@ -38,10 +38,10 @@ pub mod work_dir;
 
 pub use backoff::Backoff;
 pub use exit::Exit;
-pub use handle::Handle;
+pub use handle::{Handle, IfItFails};
 pub use output::{Log, LogWriter, Style};
 pub use scratch::RuntimeDir;
-pub use snapshot::{InstanceInfo, Outcome, Snapshot, State};
+pub use snapshot::{InstanceInfo, Outcome, Phase, Snapshot, State};
 pub use supervisor::{Options, Supervisor};
 pub use watchdog::Watchdog;
 pub use work_dir::WorkDirs;

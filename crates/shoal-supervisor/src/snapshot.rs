@@ -42,6 +42,19 @@ impl State {
     }
 }
 
+/// Where the formation as a whole is in its life. Changes (scale, restart, stopping one
+/// instance) are accepted only while it is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Its `release` command runs; no instance has started yet.
+    #[default]
+    Starting,
+    /// Its instances run (and are restarted when they exit).
+    Running,
+    /// It is stopping: nothing is started or restarted any more.
+    Stopping,
+}
+
 /// One instance as last seen by the controller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceInfo {

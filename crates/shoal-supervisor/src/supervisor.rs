@@ -13,13 +13,13 @@ use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
 use crate::exit::Exit;
-use crate::handle::{Command, Handle};
+use crate::handle::{Command, Handle, IfItFails, Reply};
 use crate::instance::{self, Context, Event, Start, StopState};
 use crate::output::Log;
 use crate::ports::Holder;
 use crate::process;
 use crate::scratch::RuntimeDir;
-use crate::snapshot::{InstanceInfo, Outcome, Snapshot, State};
+use crate::snapshot::{InstanceInfo, Outcome, Phase, Snapshot, State};
 
 /// How the formation is run.
 #[derive(Debug, Clone)]
@@ -76,6 +76,7 @@ impl Supervisor {
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(StopState::Running);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+        let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
         let context = Arc::new(Context {
             plan: plan.clone(),
             runtime,
@@ -96,7 +97,8 @@ impl Supervisor {
             commands,
             stop: stop_tx,
             snapshot: snapshot_tx,
-            phase: Phase::Release,
+            published_phase: phase_tx,
+            phase: Phase::Starting,
             outcome: None,
             kill_at: None,
         };
@@ -105,17 +107,11 @@ impl Supervisor {
             Handle {
                 commands: commands_tx,
                 snapshot: snapshot_rx,
+                phase: phase_rx,
             },
             task,
         )
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Release,
-    Running,
-    Stopping,
 }
 
 struct Slot {
@@ -142,6 +138,9 @@ struct Slot {
     retired: bool,
     /// Killed by chaos mode: restarts at once, without counting as a crash.
     chaos_killed: bool,
+    /// Someone waits until this start is up ([`Handle::boot`]), and what becomes of it if it
+    /// fails first.
+    waiter: Option<(Reply<InstanceName>, IfItFails)>,
 }
 
 struct Controller {
@@ -154,6 +153,7 @@ struct Controller {
     commands: mpsc::UnboundedReceiver<Command>,
     stop: watch::Sender<StopState>,
     snapshot: watch::Sender<Arc<Snapshot>>,
+    published_phase: watch::Sender<Phase>,
     phase: Phase,
     outcome: Option<Outcome>,
     kill_at: Option<tokio::time::Instant>,
@@ -212,10 +212,22 @@ impl Controller {
                 let _ = reply.send(self.chaos_kill(&name));
             }
             // Publish before answering: whoever asked looks at the snapshot next.
-            Command::Add { kind, index, reply } => {
+            Command::Add {
+                kind,
+                index,
+                until_up,
+                reply,
+            } => {
                 let result = self.add(&kind, index);
                 self.publish();
-                let _ = reply.send(result);
+                match (result, until_up) {
+                    (Ok(slot), Some(if_it_fails)) => {
+                        self.slots[slot].waiter = Some((reply, if_it_fails));
+                    }
+                    (result, _) => {
+                        let _ = reply.send(result.map(|slot| self.slots[slot].name.clone()));
+                    }
+                }
             }
             Command::Drain { name, reply } => {
                 let result = self.drain(&name);
@@ -256,6 +268,7 @@ impl Controller {
             retiring: false,
             retired: false,
             chaos_killed: false,
+            waiter: None,
         });
         self.slots.len() - 1
     }
@@ -323,7 +336,11 @@ impl Controller {
                     State::Running
                 };
                 let message = format!("{} started (pid {pid}, port {})", s.name, s.port);
+                let up = !s.probe;
                 self.log(message);
+                if up {
+                    self.answer_up(slot);
+                }
                 // The stop began while this instance was being spawned.
                 match *self.stop.borrow() {
                     // Retired while it was being spawned: stop it now that it has a pid (the
@@ -358,6 +375,7 @@ impl Controller {
                     message.push_str(&format!(" at {addr}"));
                 }
                 self.log(message);
+                self.answer_up(slot);
             }
             Event::Exited {
                 slot,
@@ -404,6 +422,63 @@ impl Controller {
     }
 
     fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration, port_taken: Option<Holder>) {
+        let waiter = self.slots[index].waiter.take();
+        let why = waiter.as_ref().map(|_| self.why_not_up(index, &exit, ran));
+        let give_up = matches!(waiter, Some((_, IfItFails::GiveUp)))
+            && !self.slots[index].retiring
+            && self.phase == Phase::Running;
+        self.exited(
+            index,
+            exit,
+            ran,
+            port_taken,
+            why.as_deref().filter(|_| give_up),
+        );
+        // Answered once the slot's fate is settled and published: whoever waited looks at the
+        // snapshot next.
+        if let (Some((reply, _)), Some(why)) = (waiter, why) {
+            self.publish();
+            let _ = reply.send(Err(why));
+        }
+    }
+
+    /// Why an instance that exited never came up: stopped, killed at its boot timeout, or
+    /// exited on its own. Looked at before the slot notes the exit.
+    fn why_not_up(&self, index: usize, exit: &Exit, ran: Duration) -> String {
+        let slot = &self.slots[index];
+        let name = &slot.name;
+        let up = if slot.probe { "ready" } else { "running" };
+        let boot_timeout = self.options.boot_timeout;
+        // The instance task kills a probed instance that is not ready at its boot timeout;
+        // nothing else sends SIGKILL to one still starting after that long but chaos mode.
+        let timed_out = slot.probe
+            && slot.state == State::Starting
+            && *exit == Exit::Signal(Signal::SIGKILL as i32)
+            && !slot.chaos_killed
+            && ran >= boot_timeout;
+        if slot.retiring {
+            format!("{name} was stopped before it was {up}")
+        } else if timed_out {
+            format!(
+                "{name} was not ready within {} (`--boot-timeout`), so it was killed",
+                describe(boot_timeout)
+            )
+        } else {
+            format!("{name} {exit} before it was {up}")
+        }
+    }
+
+    /// Notes the exit of `index`'s instance and decides what follows: nothing (it was
+    /// retired, or `given_up` says why it leaves the formation), the formation's start or
+    /// stop, or a restart after a backoff.
+    fn exited(
+        &mut self,
+        index: usize,
+        exit: Exit,
+        ran: Duration,
+        port_taken: Option<Holder>,
+        given_up: Option<&str>,
+    ) {
         let slot = &mut self.slots[index];
         slot.active = false;
         slot.pid = None;
@@ -412,7 +487,8 @@ impl Controller {
         slot.last_exit = Some(exit.clone());
         slot.state = State::Stopped;
         let name = slot.name.clone();
-        let retiring = slot.retiring;
+        let retiring = slot.retiring || given_up.is_some();
+        slot.retiring = retiring;
         slot.retired = retiring;
         match &port_taken {
             Some(holder) => self.log(format!(
@@ -420,13 +496,19 @@ impl Controller {
             )),
             None => self.log(format!("{name} {exit}")),
         }
+        if let Some(why) = given_up {
+            // Said instead of "restarting …": it is not.
+            self.log(format!(
+                "{why}; not restarting it: another instance serves in its place"
+            ));
+        }
         if retiring {
             return;
         }
 
         if self.release == Some(index) {
             self.release = None;
-            if self.phase == Phase::Release {
+            if self.phase == Phase::Starting {
                 if exit.success() {
                     self.log("release finished; starting the formation");
                     self.start_formation();
@@ -478,6 +560,11 @@ impl Controller {
         }
         self.phase = Phase::Stopping;
         self.outcome.get_or_insert(outcome);
+        for slot in &mut self.slots {
+            if let Some((reply, _)) = slot.waiter.take() {
+                let _ = reply.send(Err("the formation is stopping".to_owned()));
+            }
+        }
         let _ = self.stop.send(StopState::Stopping);
         self.kill_at = Some(tokio::time::Instant::now() + self.options.grace);
         let mut signalled = 0;
@@ -520,16 +607,25 @@ impl Controller {
         }
     }
 
+    /// The slot of instance `name`, while it is part of the formation and the formation runs.
     fn running_slot(&self, name: &InstanceName) -> Result<usize, String> {
+        if self.phase == Phase::Stopping {
+            return Err("the formation is stopping".into());
+        }
         self.slots
             .iter()
             .position(|s| &s.name == name && !s.retired && !s.retiring)
             .ok_or_else(|| format!("no instance `{name}` is running"))
     }
 
-    fn add(&mut self, kind: &str, wanted: Option<u32>) -> Result<InstanceName, String> {
-        if self.phase != Phase::Running {
-            return Err("the formation is not running (it is starting or stopping)".into());
+    /// Starts an instance of `kind` at index `wanted` or the lowest free one; returns its slot.
+    fn add(&mut self, kind: &str, wanted: Option<u32>) -> Result<usize, String> {
+        match self.phase {
+            Phase::Running => {}
+            Phase::Starting => {
+                return Err("the formation is starting (its `release` command runs)".into());
+            }
+            Phase::Stopping => return Err("the formation is stopping".into()),
         }
         let plan = self.context.plan.clone();
         let kind_index = plan
@@ -589,7 +685,19 @@ impl Controller {
             ),
         };
         self.start_slot(slot);
-        Ok(name)
+        Ok(slot)
+    }
+
+    /// Tells whoever waits on `slot`'s start that it is up. Published first: they look at the
+    /// snapshot next.
+    fn answer_up(&mut self, slot: usize) {
+        if self.slots[slot].retiring || self.slots[slot].waiter.is_none() {
+            return;
+        }
+        self.publish();
+        if let Some((reply, _)) = self.slots[slot].waiter.take() {
+            let _ = reply.send(Ok(self.slots[slot].name.clone()));
+        }
     }
 
     fn chaos_kill(&mut self, name: &InstanceName) -> Result<u32, String> {
@@ -664,6 +772,11 @@ impl Controller {
             })
             .collect();
         self.snapshot.send_replace(Arc::new(Snapshot { instances }));
+        self.published_phase.send_if_modified(|phase| {
+            let changed = *phase != self.phase;
+            *phase = self.phase;
+            changed
+        });
     }
 
     fn log(&self, message: impl Into<String>) {
