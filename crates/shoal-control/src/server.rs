@@ -5,11 +5,20 @@
 //! add an instance, drain one (out of the router's rotation), retire one (SIGTERM, then SIGKILL
 //! after the grace period) — so that:
 //! - a scale-down drains each removed `web` instance before stopping it;
-//! - a rolling restart starts each replacement first, waits until it is ready, drains the old
-//!   instance until the router has no request in flight on it, and only then stops it. Under
-//!   a steady load this fails no request, POSTs included.
+//! - a rolling restart of a routed type keeps every name and port: one stand-in instance
+//!   (at the lowest free index) starts first and must become ready; then each instance in
+//!   turn is drained until the router has no request in flight on it, stopped, and started
+//!   again under its own name and port; last, the stand-in is drained and stopped. The type
+//!   never has fewer ready instances than before, so under a steady load this fails no
+//!   request, POSTs included. Two processes never share a name (nor its scratch directory,
+//!   nor its request counts), and the type never exceeds its count by more than one.
+//! - instances of other types (nothing routes to them) are stopped and started again one at
+//!   a time, so a type meant to run once (a clock) never runs twice.
+//!
+//! While the formation is starting or stopping, every change is refused with that reason.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +27,7 @@ use std::time::{Duration, Instant};
 use shoal_procfile::{InstanceName, Plan};
 use shoal_router::RouterStats;
 use shoal_supervisor::scratch::{RuntimeDirError, effective_uid, private_dir};
-use shoal_supervisor::{Exit, Handle, Snapshot, State};
+use shoal_supervisor::{Exit, Handle, IfItFails, Phase, Snapshot, State};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
@@ -186,22 +195,34 @@ async fn handle(request: Request, shared: &Shared) -> Response {
         }
         Request::Scale { counts } => {
             let _changing = shared.changes.lock().await;
-            scale(shared, &counts).await
+            match running(shared) {
+                Ok(()) => scale(shared, &counts).await,
+                Err(failure) => Err(failure),
+            }
         }
         Request::Restart { target } => {
             let _changing = shared.changes.lock().await;
-            restart(shared, target.as_deref()).await
+            match running(shared) {
+                Ok(()) => restart(shared, target.as_deref()).await,
+                Err(failure) => Err(failure),
+            }
+        }
+        // Asking again is not a failure: the formation does what was asked.
+        Request::Stop { target: None } if shared.handle.phase() == Phase::Stopping => {
+            Ok("the formation is already stopping".to_owned())
         }
         Request::Stop { target: None } => {
             shared.handle.stop();
             Ok("stopping the formation".to_owned())
         }
-
         Request::Stop {
             target: Some(target),
         } => {
             let _changing = shared.changes.lock().await;
-            stop(shared, &target).await
+            match running(shared) {
+                Ok(()) => stop(shared, &target).await,
+                Err(failure) => Err(failure),
+            }
         }
     };
     match result {
@@ -240,13 +261,31 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
         .collect()
 }
 
+/// Changes are made only while the formation runs: starting, its instances are not there yet;
+/// stopping, nothing may start and everything is being stopped anyway.
+fn running(shared: &Shared) -> Result<(), Failure> {
+    match shared.handle.phase() {
+        Phase::Running => Ok(()),
+        Phase::Starting => Err(Failure::Failed(
+            "the formation is starting (its `release` command runs); try again once it runs"
+                .to_owned(),
+        )),
+        Phase::Stopping => Err(Failure::Failed("the formation is stopping".to_owned())),
+    }
+}
+
+/// Whether an instance in this state is on its way out of the formation.
+fn leaving(state: State) -> bool {
+    matches!(state, State::Stopping | State::Stopped | State::Draining)
+}
+
 /// The instances of the formation that are not on their way out.
 fn members(snapshot: &Snapshot, kind: Option<&str>) -> Vec<InstanceName> {
     snapshot
         .instances
         .iter()
         .filter(|i| kind.is_none_or(|k| i.name.kind == k))
-        .filter(|i| !matches!(i.state, State::Stopping | State::Stopped | State::Draining))
+        .filter(|i| !leaving(i.state))
         .map(|i| i.name.clone())
         .collect()
 }
@@ -291,66 +330,144 @@ async fn scale(shared: &Shared, counts: &BTreeMap<String, u32>) -> Result<String
     Ok(format!("scaled to {}", done.join(",")))
 }
 
-async fn restart(shared: &Shared, target: Option<&str>) -> Result<String, Failure> {
+/// The instances `target` names (a type, an instance, or every instance for `None`) that are
+/// not on their way out; an instance that is is an error of its own.
+fn targets(shared: &Shared, target: Option<&str>) -> Result<Vec<InstanceName>, Failure> {
     let snapshot = shared.handle.snapshot();
-    let names: Vec<InstanceName> = match target {
-        None => members(&snapshot, None),
-        Some(target) => match target.parse::<InstanceName>() {
-            Ok(name) if snapshot.instances.iter().any(|i| i.name == name) => vec![name],
-            _ => members(
-                &snapshot,
-                Some(check_type(&shared.plan, target).map_err(|_| {
-                    Failure::Usage(format!(
-                        "`{target}` is neither a process type nor a running instance"
-                    ))
-                })?),
-            ),
-        },
+    let Some(target) = target else {
+        return Ok(members(&snapshot, None));
     };
-    let mut restarted = Vec::new();
-    for old in names {
-        let new = shared.handle.add(&old.kind).await?;
-        wait_until_up(shared, &new).await?;
-        drain(shared, &old).await?;
-        shared.handle.retire(&old).await?;
-        wait_until_gone(shared, &old).await;
-        restarted.push(format!("{old} → {new}"));
-    }
-    Ok(format!(
-        "restarted {}",
-        if restarted.is_empty() {
-            "nothing".to_owned()
-        } else {
-            restarted.join(", ")
+    if let Ok(name) = target.parse::<InstanceName>()
+        && let Some(instance) = snapshot.instances.iter().find(|i| i.name == name)
+    {
+        if leaving(instance.state) {
+            return Err(Failure::Failed(format!(
+                "`{name}` is {}: it is leaving the formation",
+                instance.state.as_str()
+            )));
         }
-    ))
+        return Ok(vec![name]);
+    }
+    let kind = check_type(&shared.plan, target).map_err(|_| {
+        Failure::Usage(format!(
+            "`{target}` is neither a process type nor a running instance"
+        ))
+    })?;
+    Ok(members(&snapshot, Some(kind)))
+}
+
+/// What a command that found nothing to act on says: never an empty list of names.
+fn nothing(target: Option<&str>, verb: &str) -> String {
+    match target {
+        None => format!("nothing to {verb}: the formation has no running instances"),
+        Some(target) => format!("nothing to {verb}: `{target}` has no running instances"),
+    }
+}
+
+fn joined(names: &[InstanceName]) -> String {
+    names
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn restart(shared: &Shared, target: Option<&str>) -> Result<String, Failure> {
+    let names = targets(shared, target)?;
+    if names.is_empty() {
+        return Ok(nothing(target, "restart"));
+    }
+    // One type at a time, in the order of the formation.
+    let mut kinds: Vec<&str> = Vec::new();
+    for name in &names {
+        if !kinds.contains(&name.kind.as_str()) {
+            kinds.push(&name.kind);
+        }
+    }
+    let mut stood_in = Vec::new();
+    for kind in kinds {
+        let of_kind: Vec<InstanceName> = names.iter().filter(|n| n.kind == kind).cloned().collect();
+        match restart_kind(shared, kind, &of_kind).await {
+            Ok(Some(stand_in)) => stood_in.push(stand_in),
+            Ok(None) => {}
+            // A stop that began meanwhile is the reason, whatever step it cut short.
+            Err(failure) => return Err(running(shared).err().unwrap_or(failure)),
+        }
+    }
+    let mut message = format!("restarted {}", joined(&names));
+    if !stood_in.is_empty() {
+        let _ = write!(message, " ({} stood in meanwhile)", joined(&stood_in));
+    }
+    Ok(message)
+}
+
+/// Restarts `names` of `kind` one at a time, each under its own name and port. While the
+/// router sends the type traffic, a stand-in serves beside them throughout (returned), so
+/// that the type is never an instance short; at the most instances a type can have, there is
+/// no room for one, and the others carry the traffic while each restarts.
+async fn restart_kind(
+    shared: &Shared,
+    kind: &str,
+    names: &[InstanceName],
+) -> Result<Option<InstanceName>, Failure> {
+    let snapshot = shared.handle.snapshot();
+    let of_kind = || snapshot.instances.iter().filter(|i| i.name.kind == kind);
+    let routed = shared.stats.is_some() && of_kind().any(|i| i.state == State::Ready);
+    let room = of_kind().count() < shoal_procfile::formation::MAX_PER_TYPE as usize;
+    let stand_in = if routed && room {
+        match shared.handle.boot(kind, None, IfItFails::GiveUp).await {
+            Ok(stand_in) => Some(stand_in),
+            Err(error) => {
+                return Err(Failure::Failed(format!(
+                    "{error}; {} {} running as before",
+                    joined(names),
+                    if names.len() == 1 { "keeps" } else { "keep" }
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    for name in names {
+        running(shared)?;
+        drain(shared, name).await?;
+        shared.handle.retire(name).await?;
+        wait_until_gone(shared, name).await;
+        // With a stand-in serving, one that fails is given up and the stand-in stays in its
+        // place; without one, it restarts as any instance that exits.
+        let if_it_fails = match stand_in {
+            Some(_) => IfItFails::GiveUp,
+            None => IfItFails::Restart,
+        };
+        if let Err(error) = shared
+            .handle
+            .boot(kind, Some(name.index), if_it_fails)
+            .await
+        {
+            return Err(Failure::Failed(match &stand_in {
+                Some(stand_in) => format!("{error}; {stand_in} keeps serving in its place"),
+                None => error,
+            }));
+        }
+    }
+    if let Some(stand_in) = &stand_in {
+        drain(shared, stand_in).await?;
+        shared.handle.retire(stand_in).await?;
+        wait_until_gone(shared, stand_in).await;
+    }
+    Ok(stand_in)
 }
 
 async fn stop(shared: &Shared, target: &str) -> Result<String, Failure> {
-    let snapshot = shared.handle.snapshot();
-    let names = match target.parse::<InstanceName>() {
-        Ok(name) if snapshot.instances.iter().any(|i| i.name == name) => vec![name],
-        _ => members(
-            &snapshot,
-            Some(check_type(&shared.plan, target).map_err(|_| {
-                Failure::Usage(format!(
-                    "`{target}` is neither a process type nor a running instance"
-                ))
-            })?),
-        ),
-    };
+    let names = targets(shared, Some(target))?;
+    if names.is_empty() {
+        return Ok(nothing(Some(target), "stop"));
+    }
     for name in &names {
         drain(shared, name).await?;
         shared.handle.retire(name).await?;
     }
-    Ok(format!(
-        "stopping {}",
-        names
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+    Ok(format!("stopping {}", joined(&names)))
 }
 
 /// Takes a routed instance out of rotation and waits (at most the grace period) until the
@@ -383,42 +500,6 @@ async fn drain(shared: &Shared, name: &InstanceName) -> Result<(), String> {
             quiet_since = None;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-/// Waits until a new instance is ready (or running, for types that are not probed); an
-/// instance that exits first, or does not come up in time, is retired and the change stops.
-async fn wait_until_up(shared: &Shared, name: &InstanceName) -> Result<(), String> {
-    let mut snapshots = shared.handle.watch();
-    let limit = Duration::from_secs(120);
-    let outcome = tokio::time::timeout(limit, async {
-        loop {
-            let state = snapshots
-                .borrow_and_update()
-                .instances
-                .iter()
-                .find(|i| &i.name == name)
-                .map(|i| (i.state, i.last_exit.is_some()));
-            match state {
-                Some((State::Ready | State::Running, _)) => return Ok(()),
-                Some((State::Crashed | State::Stopped, _)) | None => {
-                    return Err(format!("{name} exited before it was ready"));
-                }
-                Some(_) => {}
-            }
-            if snapshots.changed().await.is_err() {
-                return Err("the formation is shutting down".to_owned());
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| Err(format!("{name} was not ready within {} s", limit.as_secs())));
-    if let Err(error) = outcome {
-        let _ = shared.handle.retire(name).await;
-        return Err(format!(
-            "{error}; the instance it was to replace keeps running"
-        ));
     }
     Ok(())
 }

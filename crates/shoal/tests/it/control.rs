@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::{App, DEADLINE, free_port, http};
 
+mod restart;
+
 /// The formation's control socket, from `shoal check --json`'s runtime directory.
 fn socket_of(app: &App) -> std::path::PathBuf {
     let out = app.run(&["check", "--json"]);
@@ -336,8 +338,7 @@ fn a_request_during_shutdown_gets_an_answer_or_a_clear_error() {
     let out = app.run(&["scale", "web=2"]);
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("the formation is not running (it is starting or stopping)"),
+        out.stderr.contains("the formation is stopping"),
         "{}",
         out.stderr
     );
