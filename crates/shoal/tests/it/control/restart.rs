@@ -138,6 +138,11 @@ fn a_replacement_killed_at_its_boot_timeout_is_said_to_be() {
     shoal.wait_for(
         "web.2 was not ready within 1 s (`--boot-timeout`), so it was killed; not restarting it",
     );
+    assert!(
+        !shoal.stdout().contains("restarting web.2"),
+        "{}",
+        shoal.stdout()
+    );
     assert_eq!(ps(&app).len(), 1);
 }
 
