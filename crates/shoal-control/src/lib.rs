@@ -14,6 +14,7 @@
 
 pub mod chaos;
 pub mod client;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 

@@ -13,6 +13,10 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
 use shoal_supervisor::Log;
+
+use crate::backends::{Counters, RouterStats};
+use crate::body::BodyOutcome;
+use crate::metrics::Ended;
 use shoal_supervisor::output::Source;
 
 /// Where access lines go.
@@ -20,12 +24,14 @@ use shoal_supervisor::output::Source;
 pub(crate) struct AccessLog {
     log: Log,
     source: Arc<Source>,
+    /// Where each ended request is counted for the metrics.
+    pub(crate) stats: Arc<RouterStats>,
 }
 
 impl AccessLog {
-    pub(crate) fn new(log: Log) -> Self {
+    pub(crate) fn new(log: Log, stats: Arc<RouterStats>) -> Self {
         let source = log.named("router");
-        AccessLog { log, source }
+        AccessLog { log, source, stats }
     }
 
     /// Writes the access line of a request that the HTTP/1 parser refused before the router
@@ -40,6 +46,7 @@ impl AccessLog {
         push_value(&mut line, client.to_str().unwrap_or("-"));
         line.push_str(" error=");
         line.push_str(error);
+        self.stats.count_error(error);
         self.log.access(&self.source, line);
     }
 
@@ -57,6 +64,12 @@ pub(crate) struct Pending {
     pub(crate) path: PathAndQuery,
     pub(crate) status: u16,
     pub(crate) instance: Option<Arc<str>>,
+    /// The counters of the instance the request last reached.
+    pub(crate) counters: Option<Arc<Counters>>,
+    /// The request's body, as far as it was received.
+    pub(crate) request_body: Option<Arc<BodyOutcome>>,
+    /// When the instance's response head arrived, from the request's start.
+    pub(crate) to_head: Option<Duration>,
     pub(crate) connect: Duration,
     /// Time spent waiting in the router's queue for a free slot.
     pub(crate) queue: Duration,
@@ -71,6 +84,18 @@ pub(crate) struct Pending {
 impl Pending {
     /// Writes the line: `bytes` of body were sent; `error` names what cut it short.
     pub(crate) fn finish(self, bytes: u64, error: Option<&'static str>) {
+        let stats = &self.log.stats;
+        stats.record(&Ended {
+            counters: self.counters.as_deref(),
+            status: self.status,
+            bytes_in: self.request_body.as_ref().map_or(0, |body| body.bytes()),
+            bytes_out: bytes,
+            duration: self.started.elapsed(),
+            to_head: self.to_head,
+            queue: stats.limit().map(|_| self.queue),
+            retries: self.retries,
+            error: self.error,
+        });
         // One line per request, on the hot path: numbers are written with itoa, not fmt.
         let mut numbers = itoa::Buffer::new();
         let mut line = String::with_capacity(200);

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::admission::{Admitted, Queue};
 use crate::config::{Balance, RouterConfig};
+use crate::metrics::Totals;
 use crate::pool::Pool;
 
 /// Requests per instance, kept while the instance leaves the rotation (so that a draining
@@ -23,14 +24,21 @@ use crate::pool::Pool;
 #[derive(Debug, Default)]
 pub struct RouterStats {
     counters: Mutex<HashMap<String, Arc<Counters>>>,
+    /// Latencies, retries, router errors and connections, for the metrics.
+    pub(crate) totals: Totals,
     /// The queue, when instances have a concurrency limit.
     queue: OnceLock<Arc<Queue>>,
 }
 
+/// What the router counts per instance.
 #[derive(Debug, Default)]
-struct Counters {
-    in_flight: AtomicUsize,
+pub(crate) struct Counters {
+    pub(crate) in_flight: AtomicUsize,
     served: AtomicU64,
+    /// Answers by status class, 1xx to 5xx.
+    pub(crate) by_class: [AtomicU64; 5],
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     /// Woken when `in_flight` drops to zero (a draining instance's last request ended).
     idle: tokio::sync::Notify,
 }
@@ -43,6 +51,19 @@ impl RouterStats {
             .entry(name.to_owned())
             .or_default()
             .clone()
+    }
+
+    /// Every instance counted so far, by name.
+    pub(crate) fn each_instance(&self) -> Vec<(String, Arc<Counters>)> {
+        let mut all: Vec<(String, Arc<Counters>)> = self
+            .counters
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, counters)| (name.clone(), counters.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Requests instance `name` (`web.1`) is working on now.
@@ -98,7 +119,7 @@ pub(crate) struct Backend {
     /// Where the instance's own listener was verified to serve its port.
     pub(crate) addr: SocketAddr,
     pid: Option<u32>,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     connect_failures: AtomicU32,
     /// Out of rotation until this many nanoseconds after `epoch`; 0 when it never was.
     ejected_until: AtomicU64,

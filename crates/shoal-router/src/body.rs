@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -189,7 +189,11 @@ pub(crate) struct ClientBody {
 
 /// How a client's body ended, for the response the router makes when forwarding it failed.
 #[derive(Debug, Default)]
-pub(crate) struct BodyOutcome(AtomicU8);
+pub(crate) struct BodyOutcome {
+    end: AtomicU8,
+    /// Bytes of the body received so far.
+    bytes: AtomicU64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyEnd {
@@ -203,7 +207,7 @@ pub(crate) enum BodyEnd {
 
 impl BodyOutcome {
     pub(crate) fn get(&self) -> BodyEnd {
-        match self.0.load(Ordering::Acquire) {
+        match self.end.load(Ordering::Acquire) {
             1 => BodyEnd::TimedOut,
             2 => BodyEnd::Broken,
             _ => BodyEnd::Fine,
@@ -216,7 +220,12 @@ impl BodyOutcome {
             BodyEnd::TimedOut => 1,
             BodyEnd::Broken => 2,
         };
-        self.0.store(value, Ordering::Release);
+        self.end.store(value, Ordering::Release);
+    }
+
+    /// Bytes of the body received so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -256,6 +265,11 @@ impl Body for ClientBody {
                 // The timer is not moved per frame (that costs a timer-wheel update): it is
                 // only checked against the last progress when it fires.
                 this.progress = Some(Instant::now());
+                if let Some(data) = frame.data_ref() {
+                    this.outcome
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {

@@ -22,6 +22,7 @@
 //! - `upgrade`: HTTP/1.1 Upgrade (WebSocket) passthrough.
 //! - `errors`: the responses the router makes itself.
 //! - `access_log`: one logfmt line per request.
+//! - `metrics`: counters and histograms, written in the Prometheus text format on a scrape.
 
 mod access_log;
 mod admission;
@@ -32,6 +33,7 @@ pub mod config;
 mod direct;
 mod errors;
 mod headers;
+mod metrics;
 mod pool;
 mod proxy;
 pub mod server;

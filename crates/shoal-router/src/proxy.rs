@@ -77,6 +77,9 @@ pub(crate) async fn handle(
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
         status: 0,
         instance: None,
+        counters: None,
+        request_body: None,
+        to_head: None,
         connect: Duration::ZERO,
         queue: Duration::ZERO,
         started,
@@ -114,6 +117,7 @@ pub(crate) async fn handle(
     let small = body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit);
     let body = ClientBody::new(body, shared.config.body_timeout);
     let outcome = body.outcome();
+    pending.request_body = Some(outcome.clone());
     let payload = if !upgrade && small {
         let bytes = if body.is_end_stream() {
             Bytes::new()
@@ -154,6 +158,7 @@ pub(crate) async fn handle(
     match forward(&shared, payload, upgrade, &mut pending).await {
         Ok(answer) => {
             pending.instance = Some(answer.backend.name.clone());
+            pending.to_head = Some(started.elapsed());
             Ok(respond(
                 answer.response,
                 pending,
@@ -251,6 +256,7 @@ async fn forward(
         pending.retries = tried.len() as u32 - 1;
         // A failure is logged with the last instance it reached.
         pending.instance = Some(backend.name.clone());
+        pending.counters = Some(backend.counters.clone());
 
         let attempt = attempt(shared, &backend, &mut payload, upgrade, pending);
         match tokio::time::timeout_at(deadline, attempt).await {

@@ -86,9 +86,9 @@ impl Router {
             stats,
         } = self;
         let shared = Arc::new(Shared {
-            backends: Backends::new(snapshots, &config, stats),
+            backends: Backends::new(snapshots, &config, stats.clone()),
             forwarded_port: HeaderValue::from(public_port),
-            log: AccessLog::new(log),
+            log: AccessLog::new(log, stats),
             config,
         });
         let config = &shared.config;
@@ -127,6 +127,7 @@ impl Router {
             let _ = stream.set_nodelay(true);
             let shared = shared.clone();
             tokio::spawn(async move {
+                let _open = shared.log.stats.connection_opened();
                 let client = headers::client_address(peer.ip());
                 let handler = shared.clone();
                 let for_handler = client.clone();

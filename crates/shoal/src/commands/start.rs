@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shoal_control::metrics::MetricsServer;
 use shoal_control::{ChaosSpec, ControlServer};
 use shoal_router::{Router, RouterConfig};
 use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, Watchdog};
@@ -21,6 +22,15 @@ use crate::{exit, report};
 pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     let mut plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
     let max_in_flight = in_flight_limit(&mut plan, args.router.max_in_flight)?;
+    if let Some(metrics) = args.metrics
+        && plan.routed
+        && metrics.port() == plan.port
+    {
+        return Err(UsageError(anyhow::anyhow!(
+            "`--metrics {metrics}` is the formation's public port; metrics are served on a port of their own (e.g. `127.0.0.1:9100`)"
+        ))
+        .into());
+    }
     for warning in &plan.warnings {
         report::warning(warning);
     }
@@ -78,6 +88,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         options,
         router,
         args.chaos,
+        args.metrics,
     ));
     // Tasks still parked (none should be) must not hold the log open.
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -131,6 +142,7 @@ async fn supervise(
     options: Options,
     router: Option<RouterConfig>,
     chaos: Option<ChaosSpec>,
+    metrics: Option<SocketAddr>,
 ) -> anyhow::Result<i32> {
     // Listen before anything starts, so that an early Ctrl-C stops the formation in order.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
@@ -140,6 +152,10 @@ async fn supervise(
     // Bind the public port before starting anything, so that a port in use is a clear error.
     let router = match router {
         Some(config) => Some(Router::bind(config, log.clone()).await?),
+        None => None,
+    };
+    let metrics = match metrics {
+        Some(addr) => Some(MetricsServer::bind(addr).await?),
         None => None,
     };
     let socket = runtime_dir.control_socket();
@@ -156,6 +172,12 @@ async fn supervise(
             let _ = router_stopped.await;
         }));
     }
+    let metrics = metrics.map(|server| {
+        if let Some(addr) = server.local_addr() {
+            log.system(format!("serving metrics on http://{addr}/metrics"));
+        }
+        tokio::spawn(server.serve(handle.clone(), stats.clone(), std::future::pending()))
+    });
     let control = tokio::spawn(control.serve(handle.clone(), plan, stats, grace));
     let chaos = chaos
         .map(|spec| tokio::spawn(shoal_control::chaos::run(handle.clone(), spec, log.clone())));
@@ -184,6 +206,9 @@ async fn supervise(
     let _ = router_stop.send(());
     if let Some(chaos) = chaos {
         chaos.abort();
+    }
+    if let Some(metrics) = metrics {
+        metrics.abort();
     }
     // Dropping the server task removes the socket file.
     control.abort();

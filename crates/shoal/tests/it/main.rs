@@ -4,6 +4,7 @@
 mod check;
 mod control;
 mod export;
+mod metrics;
 mod ports;
 mod queue;
 mod readme;
