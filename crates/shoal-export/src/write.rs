@@ -100,11 +100,32 @@ impl Marker {
 }
 
 /// Why an export could not be written. Nothing was changed when one is returned, except for
-/// [`WriteError::Replace`].
+/// [`WriteError::Replace`] (and the parents of an output directory that could not be created).
+///
+/// [`WriteError::is_usage`] tells what the user has to change (a file where the directory or
+/// a file should be, files that are not this export's) from what failed on the way (a
+/// directory that cannot be created, read or written).
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The output directory cannot be created or read.
-    #[error("cannot use `{}` as the output directory", path.display())]
+    /// The output directory, or one of its parents, is a file.
+    #[error(
+        "cannot use `{}` as the output directory: `{}` is not a directory; expected a directory or a path that does not exist yet",
+        path.display(), file.display()
+    )]
+    NotADirectory {
+        path: PathBuf,
+        /// The file in the way: the path itself or one of its parents.
+        file: PathBuf,
+    },
+    /// The output directory is missing and cannot be created.
+    #[error("cannot create the output directory `{}`", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The output directory cannot be read.
+    #[error("cannot read the output directory `{}`", path.display())]
     Dir {
         path: PathBuf,
         #[source]
@@ -149,6 +170,23 @@ pub enum WriteError {
     },
 }
 
+impl WriteError {
+    /// Whether the user has to change something for the export to succeed, rather than the
+    /// export failing on the way.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            WriteError::NotADirectory { .. }
+            | WriteError::NotOurs { .. }
+            | WriteError::OtherExport { .. }
+            | WriteError::NotAFile { .. } => true,
+            WriteError::CreateDir { .. }
+            | WriteError::Dir { .. }
+            | WriteError::Write { .. }
+            | WriteError::Replace { .. } => false,
+        }
+    }
+}
+
 /// What [`write`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -170,9 +208,12 @@ pub fn write(
     files: &[File],
     force: bool,
 ) -> Result<Written, WriteError> {
-    let dir_error = |source| WriteError::Dir {
-        path: dir.to_path_buf(),
-        source,
+    let dir_error = |source: io::Error| match source.kind() {
+        io::ErrorKind::NotADirectory => not_a_directory(dir),
+        _ => WriteError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        },
     };
     let ours = |marker: &Marker| match marker {
         Marker::Export {
@@ -245,7 +286,13 @@ pub fn write(
             }
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(dir_error)?;
+            fs::create_dir_all(dir).map_err(|source| match source.kind() {
+                io::ErrorKind::NotADirectory => not_a_directory(dir),
+                _ => WriteError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                },
+            })?;
         }
         Err(err) => return Err(dir_error(err)),
     }
@@ -288,6 +335,18 @@ pub fn write(
         removed,
         warnings,
     })
+}
+
+/// `dir` is, or is inside, something that is not a directory: name the file in the way.
+fn not_a_directory(dir: &Path) -> WriteError {
+    let file = dir
+        .ancestors()
+        .find(|p| fs::metadata(p).is_ok_and(|m| !m.is_dir()))
+        .unwrap_or(dir);
+    WriteError::NotADirectory {
+        path: dir.to_path_buf(),
+        file: file.to_path_buf(),
+    }
 }
 
 /// The marker of the file at `path`, judging by its first line.
@@ -560,6 +619,30 @@ mod tests {
             names(dir.path()),
             ["link.service", "shop-debug.service", "shop-web.1.service"]
         );
+    }
+
+    /// `-o` naming a file, or a path inside one, names the file in the way and is the user's to
+    /// fix; nothing is created.
+    #[test]
+    fn a_file_where_the_directory_should_be_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = dir.path().join("taken");
+        fs::write(&taken, "mine\n").unwrap();
+        for out in [taken.clone(), taken.join("deploy"), taken.join("a/b")] {
+            let err =
+                write(&out, Format::Compose, "app", &[file("a.yaml", "a\n")], true).unwrap_err();
+            assert!(err.is_usage(), "{err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot use `{}` as the output directory: `{}` is not a directory; expected a directory or a path that does not exist yet",
+                    out.display(),
+                    taken.display()
+                )
+            );
+        }
+        assert_eq!(names(dir.path()), ["taken"]);
+        assert_eq!(read(dir.path(), "taken"), "mine\n");
     }
 
     #[test]

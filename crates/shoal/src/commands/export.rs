@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use shoal_export::write::WriteError;
 use shoal_export::{Format, Hpa, Options};
 
 use super::{load_plan, plan_options};
@@ -68,10 +67,14 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
     }
     let written =
         shoal_export::write::write(&output_dir, format, &export.app, &export.files, args.force)
-            .map_err(|err| match err {
-                // Half of the files are in place: that is shoal failing, not the user.
-                WriteError::Replace { .. } => anyhow::Error::from(err),
-                err => UsageError(err.into()).into(),
+            .map_err(|err| {
+                // A directory that cannot be written, or half of the files in place, is the
+                // export failing on the way (1); files in the way are the user's to move (2).
+                if err.is_usage() {
+                    UsageError(err.into()).into()
+                } else {
+                    anyhow::Error::from(err)
+                }
             })?;
     for path in &written.written {
         println!("wrote {}", path.display());

@@ -422,6 +422,12 @@ fn unknown_format_suggests_the_closest() {
     assert_eq!(out.code(), Some(2));
     assert!(out.stderr.contains("'kubernets'"), "{}", out.stderr);
     assert!(
+        out.stderr
+            .contains("[possible values: kubernetes, systemd, compose]"),
+        "{}",
+        out.stderr
+    );
+    assert!(
         out.stderr.contains("a similar value exists: 'kubernetes'"),
         "{}",
         out.stderr
@@ -546,21 +552,91 @@ fn re_export_removes_the_files_of_types_that_are_gone() {
     assert!(dir.join("notes.txt").exists());
 }
 
+/// Every entry of `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `-o` naming a file, or a path inside one, is the user's to fix (exit 2): the message names
+/// the file in the way and what was expected, and nothing is written.
 #[test]
-fn an_unusable_output_directory_is_named() {
+fn an_output_path_that_is_a_file_is_named() {
     let app = demo();
     app.write("taken", "a file\n");
-    let out = export(&app, &["compose", "-o", "taken"]);
-    assert_eq!(out.code(), Some(2));
+    let before = listing(app.path());
+    for output in ["taken", "taken/deploy"] {
+        let out = export(&app, &["compose", "-o", output]);
+        assert_eq!(out.code(), Some(2), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!(
+                "error: cannot use `{}` as the output directory: `{}` is not a directory; expected a directory or a path that does not exist yet",
+                app.path().join(output).display(),
+                app.path().join("taken").display()
+            )),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+    assert_eq!(listing(app.path()), before);
+    assert_eq!(
+        std::fs::read_to_string(app.path().join("taken")).unwrap(),
+        "a file\n"
+    );
+}
+
+/// A directory that cannot be written into, or created, fails the export (exit 1: the flags
+/// were right, the export failed on the way), names the path, and leaves nothing behind.
+#[test]
+fn an_unwritable_output_directory_fails_and_writes_nothing() {
+    let app = demo();
+    let locked = app.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+    // root writes into a 0500 directory anyway; sysfs refuses new files even to root.
+    let unwritable = |dir: &Path| std::fs::write(dir.join("probe"), "").is_err();
+    let dir = if unwritable(&locked) {
+        locked
+    } else if unwritable(Path::new("/sys/kernel")) {
+        PathBuf::from("/sys/kernel")
+    } else {
+        eprintln!("NOT RUN: no directory here refuses to be written");
+        return;
+    };
+    let before = listing(&dir);
+
+    let output = dir.display().to_string();
+    let out = export(&app, &["compose", "-o", &output]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(
-            "error: cannot use `{}` as the output directory",
-            app.path().join("taken").display()
+            "error: cannot write `{}`",
+            dir.join("compose.yaml").display()
         )),
         "{}",
         out.stderr
     );
     assert!(out.stderr.contains("caused by:"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert_eq!(listing(&dir), before, "nothing is left in `{output}`");
+
+    let missing = dir.join("deploy");
+    let output = missing.display().to_string();
+    let out = export(&app, &["compose", "-o", &output]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "error: cannot create the output directory `{output}`"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!missing.exists());
 }
 
 #[test]
