@@ -45,6 +45,14 @@ pub struct InstanceStatus {
     pub restarts: u32,
     pub in_flight: usize,
     pub served: u64,
+    /// The most requests the router sends this instance at once (`--max-in-flight`); absent
+    /// without a limit or for a type the router does not serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
+    /// With a limit: requests waiting in the router's one queue for a free slot on any web
+    /// instance (the same number on each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<usize>,
     /// How the previous run ended: `code N`, `signal SIGKILL`, or `not started: …`.
     pub last_exit: Option<String>,
 }

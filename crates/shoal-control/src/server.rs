@@ -234,6 +234,9 @@ async fn handle(request: Request, shared: &Shared) -> Response {
 
 /// Every instance, as `shoal ps` shows it.
 pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceStatus> {
+    let limit = stats.and_then(RouterStats::limit);
+    // The router serves `web` (see shoal-router's `RouterConfig::process_type`).
+    let routed = "web";
     snapshot
         .instances
         .iter()
@@ -248,6 +251,10 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
                 restarts: i.restarts,
                 in_flight: stats.map_or(0, |s| s.in_flight(&name)),
                 served: stats.map_or(0, |s| s.served(&name)),
+                max_in_flight: limit.filter(|_| i.name.kind == routed),
+                queued: limit
+                    .filter(|_| i.name.kind == routed)
+                    .map(|_| stats.map_or(0, RouterStats::queued)),
                 last_exit: i.last_exit.as_ref().map(|exit| match exit {
                     Exit::Code(code) => format!("code {code}"),
                     Exit::Signal(signal) => {

@@ -97,7 +97,10 @@ fn table(instances: &[InstanceStatus]) -> String {
                 i.state.clone(),
                 i.uptime_secs.map_or("-".into(), uptime),
                 i.restarts.to_string(),
-                i.in_flight.to_string(),
+                match i.max_in_flight {
+                    Some(limit) => format!("{}/{limit}", i.in_flight),
+                    None => i.in_flight.to_string(),
+                },
                 i.served.to_string(),
                 i.last_exit.clone().unwrap_or_else(|| "-".into()),
             ]
@@ -124,6 +127,15 @@ fn table(instances: &[InstanceStatus]) -> String {
     line(headers.to_vec());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
+    }
+    if let Some((limit, queued)) = instances
+        .iter()
+        .find_map(|i| Some((i.max_in_flight?, i.queued?)))
+    {
+        let _ = writeln!(
+            out,
+            "queue: {queued} waiting for a free slot (at most {limit} in flight per web instance)"
+        );
     }
     out
 }

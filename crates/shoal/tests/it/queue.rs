@@ -29,3 +29,35 @@ fn a_web_concurrency_that_is_not_a_number_is_a_usage_error() {
         out.stderr
     );
 }
+
+#[test]
+fn ps_shows_the_limit_and_the_queue() {
+    let app = App::new("web: FAKE serve\nworker: FAKE sleep\n");
+    let port = free_port().to_string();
+    let shoal = app.spawn(&["start", "-p", &port, "--max-in-flight", "2"]);
+    shoal.wait_ready(1);
+    shoal.wait_for("worker.1 | up");
+    let out = app.run(&["ps"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let web = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web.1"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(web.contains(" 0/2 "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("queue: 0 waiting for a free slot (at most 2 in flight per web instance)"),
+        "{}",
+        out.stdout
+    );
+    let out = app.run(&["ps", "--json"]);
+    let instances: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    let web = instances.iter().find(|i| i["name"] == "web.1").unwrap();
+    assert_eq!(
+        (web["max_in_flight"].as_u64(), web["queued"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let worker = instances.iter().find(|i| i["name"] == "worker.1").unwrap();
+    assert!(worker.get("max_in_flight").is_none(), "{worker}");
+}
