@@ -1,9 +1,10 @@
 //! `shoal verify`: proves that an app is stateless, by differential replay. A scenario (an
 //! `.http` file or a HAR file) is replayed twice against a formation with one long-lived
 //! `web` instance — the baseline, whose two runs tell which parts of the answers change by
-//! themselves — and then in rounds against a formation of several `web` instances, each
-//! request sent to another instance than the one before and instances restarted in between,
-//! every instance in a private copy of the app directory. Every answer that differs from the
+//! themselves — and then in rounds against a formation of several `web` instances (and two
+//! of every other type), each request sent to another instance than the one before and
+//! instances of every type restarted in between — workers also while a job runs — every
+//! instance in a private copy of the app directory. Every answer that differs from the
 //! baseline, beyond the learned noise, is a divergence: the app kept state in a process.
 //!
 //! This crate talks to the supervisor (through its handle and snapshots) and to the instances

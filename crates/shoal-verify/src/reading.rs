@@ -1,7 +1,8 @@
 //! The plain-language reading of a divergence: what most likely made the answer differ, from
 //! what verify knows about the round — which instance served the request, which ones served
-//! the client's earlier requests, which were restarted in between, and which files instances
-//! wrote to their working directories.
+//! the client's earlier requests, which were restarted in between, which workers ran and were
+//! restarted when the answer is a job's result, and which files instances wrote to their
+//! working directories.
 
 use serde::Serialize;
 
@@ -20,6 +21,65 @@ pub enum Cause {
     NoAnswer,
     /// The request could not even be built: a value it needs was not in an earlier answer.
     MissingValue,
+    /// The answer is a job's result (the request polled with `# @until`), and the job ran on
+    /// another worker than in the baseline, or on one that was restarted.
+    Worker,
+}
+
+/// A worker (an instance of a type other than `web`) restarted during a client's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRestart {
+    /// `worker.2`.
+    pub name: String,
+    pub signal: Signal,
+    /// The client's request before which it happened, or during which.
+    pub request: usize,
+    /// Restarted while that request polled, after this many tries.
+    pub while_polling: Option<u32>,
+}
+
+impl WorkerRestart {
+    /// `worker.1 restarted with SIGKILL while #6 polled (after try 1)`.
+    pub fn describe(&self) -> String {
+        match self.while_polling {
+            Some(tries) => format!(
+                "{} restarted with {} while #{} polled (after try {tries})",
+                self.name,
+                self.signal.name(),
+                self.request
+            ),
+            None => format!(
+                "{} restarted with {} before #{}",
+                self.name,
+                self.signal.name(),
+                self.request
+            ),
+        }
+    }
+
+    /// `with SIGKILL before request #4`.
+    fn when(&self) -> String {
+        match self.while_polling {
+            Some(_) => format!(
+                "with {} while request #{} waited for its job",
+                self.signal.name(),
+                self.request
+            ),
+            None => format!(
+                "with {} before request #{}",
+                self.signal.name(),
+                self.request
+            ),
+        }
+    }
+}
+
+/// What is known about the workers when an answer is a job's result.
+pub struct Job<'a> {
+    /// Instances of types other than `web` in the round.
+    pub workers: u32,
+    /// Those restarted during the client's requests up to this one.
+    pub restarts: &'a [WorkerRestart],
 }
 
 /// What is known about one divergent request of a round.
@@ -37,6 +97,9 @@ pub struct Facts<'a> {
     /// The instance gave no answer (the error), or the request could not be built.
     pub no_answer: Option<&'a str>,
     pub not_built: Option<&'a str>,
+    /// The request polled with `# @until` (its answer is a job's result) in a formation with
+    /// workers.
+    pub job: Option<Job<'a>>,
 }
 
 /// The cause and the sentence that explains it.
@@ -56,6 +119,8 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
                 facts.served_by
             ),
         )
+    } else if let Some(reading) = facts.job.as_ref().and_then(worker_reading) {
+        (Cause::Worker, reading)
     } else if let Some((before, signal)) = facts
         .restarted_since
         .filter(|_| facts.earlier.iter().all(|(_, who)| who == facts.served_by))
@@ -99,7 +164,7 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
             ),
         )
     };
-    if matches!(cause, Cause::Process | Cause::Restart) {
+    if matches!(cause, Cause::Process | Cause::Restart | Cause::Worker) {
         if facts.writes.is_empty() {
             text.push_str(
                 "; no instance wrote to its working directory, so it was most likely kept in process memory (or in its temporary directory)",
@@ -126,6 +191,42 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
     (cause, text)
 }
 
+/// The reading of a job's result that changed, when workers can explain it: one was
+/// restarted during the client's requests, or several ran.
+fn worker_reading(job: &Job<'_>) -> Option<String> {
+    if job.restarts.is_empty() {
+        return (job.workers > 1).then(|| {
+            format!(
+                "the answer is a job's result, and the job ran on one of {} worker instances: the result depended on which worker ran it — state kept in one worker is not seen by another",
+                job.workers
+            )
+        });
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for restart in job.restarts {
+        if !names.contains(&restart.name.as_str()) {
+            names.push(&restart.name);
+        }
+    }
+    let restarted: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let when: Vec<String> = job
+                .restarts
+                .iter()
+                .filter(|r| r.name == *name)
+                .map(WorkerRestart::when)
+                .collect();
+            format!("{name} was restarted ({})", when.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "the answer changed after {}: the job's result depended on something {} kept",
+        restarted.join(" and "),
+        names.join(" or ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +240,7 @@ mod tests {
             writes,
             no_answer: None,
             not_built: None,
+            job: None,
         }
     }
 
@@ -180,6 +282,58 @@ mod tests {
         let earlier = vec![(1, "web.2".to_owned()), (2, "web.2".to_owned())];
         let mut f = facts(&earlier, &[]);
         f.restarted_since = Some((3, Signal::Term));
+        let (cause, text) = read(&f);
+        assert_eq!(cause, Cause::Restart);
+        let _ = text;
+
+        // A job's result: the workers explain it, not the web instance that answered.
+        let restarts = vec![
+            WorkerRestart {
+                name: "worker.1".into(),
+                signal: Signal::Kill,
+                request: 4,
+                while_polling: None,
+            },
+            WorkerRestart {
+                name: "worker.2".into(),
+                signal: Signal::Term,
+                request: 3,
+                while_polling: Some(1),
+            },
+        ];
+        f.job = Some(Job {
+            workers: 2,
+            restarts: &restarts,
+        });
+        let (cause, text) = read(&f);
+        assert_eq!(cause, Cause::Worker);
+        assert!(
+            text.starts_with(
+                "the answer changed after worker.1 was restarted (with SIGKILL before request #4) and worker.2 was restarted (with SIGTERM while request #3 waited for its job): the job's result depended on something worker.1 or worker.2 kept; no instance wrote"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            restarts[1].describe(),
+            "worker.2 restarted with SIGTERM while #3 polled (after try 1)"
+        );
+        f.job = Some(Job {
+            workers: 2,
+            restarts: &[],
+        });
+        let (cause, text) = read(&f);
+        assert_eq!(cause, Cause::Worker);
+        assert!(
+            text.starts_with(
+                "the answer is a job's result, and the job ran on one of 2 worker instances"
+            ),
+            "{text}"
+        );
+        // One worker, never restarted: the job cannot be the cause.
+        f.job = Some(Job {
+            workers: 1,
+            restarts: &[],
+        });
         let (cause, text) = read(&f);
         assert_eq!(cause, Cause::Restart);
         assert!(

@@ -6,11 +6,13 @@
 //!    afresh, and replayed again by another fresh client. Each run thus sees one long-lived
 //!    instance starting from the app as built; what differs between the two runs changes by
 //!    itself (timestamps, random ids, CSRF tokens) and is learned as noise.
-//! 2. **Shuffled rounds.** The formation with N `web` instances is started for each round, and
-//!    the scenarios are replayed following the round's seeded [`schedule`]: each request to
-//!    another instance than the one before, instances restarted in between (SIGTERM or
-//!    SIGKILL). verify sends each request straight to the chosen instance's port, with the
-//!    headers shoal's router would add (see [`crate::client`]).
+//! 2. **Shuffled rounds.** The formation with N `web` instances (and at least two of every
+//!    other type, unless `-m` names it) is started for each round, and the scenarios are
+//!    replayed following the round's seeded [`schedule`]: each request to another instance
+//!    than the one before, instances of every type restarted in between (SIGTERM or SIGKILL),
+//!    and workers also while a request polls with `# @until` — while a job runs. verify sends
+//!    each request straight to the chosen instance's port, with the headers shoal's router
+//!    would add (see [`crate::client`]).
 //! 3. Every shuffled answer is compared with the first baseline answer, beyond the noise.
 //!
 //! Every instance of every run runs in a private copy of the app directory, fresh at each
@@ -33,14 +35,19 @@ use crate::error::{ScenarioError, VerifyError};
 use crate::formation::{Formation, Setup, Tail};
 use crate::observe::{Normalizer, Observation};
 use crate::reading::{self, Facts};
-use crate::report::{Divergence, JSON_VERSION, Report, RequestReport, ScenarioReport, Verdict};
+use crate::report::{
+    Divergence, JSON_VERSION, Report, RequestReport, ScenarioReport, TypeCount, Verdict,
+};
 use crate::resolve::{Replay, ResolveError};
 use crate::scenario::check::{Environment, check};
 use crate::scenario::{self, RequestSpec, Scenario, Until};
-use crate::schedule::{self, Signal, Step};
+use crate::schedule::{self, Restart, Shape, Signal, Step};
 
 /// `web` instances in the shuffled rounds when the formation spec does not say.
 pub const DEFAULT_WEB: u32 = 3;
+/// Instances of every other type in the shuffled rounds when the formation spec does not name
+/// the type: two, so that a later job may be taken by another worker than an earlier one.
+pub const DEFAULT_OTHERS: u32 = 2;
 /// How long a request may take, unless its `# @timeout` says otherwise.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between two tries of a request with `# @until`.
@@ -103,6 +110,7 @@ pub async fn verify(options: Options, progress: &dyn Progress) -> Result<Report,
     let started = Instant::now();
     let base_plan = Plan::load(&options.plan)?;
     let web_count = shuffled_web_count(&options.plan, &base_plan)?;
+    let others = shuffled_other_counts(&options.plan, &base_plan);
     let public_port = base_plan.port;
     let dotenv: BTreeMap<String, String> = base_plan
         .env
@@ -133,7 +141,7 @@ pub async fn verify(options: Options, progress: &dyn Progress) -> Result<Report,
         &options,
         progress,
         &base_plan,
-        web_count,
+        (web_count, &others),
         &scenarios,
         dotenv,
         work.path(),
@@ -151,7 +159,7 @@ async fn run_in(
     options: &Options,
     progress: &dyn Progress,
     base_plan: &Plan,
-    web_count: u32,
+    (web_count, others): (u32, &[(String, u32)]),
     scenarios: &[Scenario],
     dotenv: BTreeMap<String, String>,
     work: &std::path::Path,
@@ -174,16 +182,40 @@ async fn run_in(
             .display()
     )))?;
 
-    let counts = |web: u32| -> Vec<(String, u32)> {
-        base_plan
-            .types
-            .iter()
-            .map(|t| (t.name.clone(), if t.name == WEB { web } else { t.count }))
-            .collect()
-    };
-    let port = free_block(&counts(web_count))?;
-    let baseline_plan = Arc::new(plan_with(&options.plan, port, &counts(1))?);
-    let shuffled_plan = Arc::new(plan_with(&options.plan, port, &counts(web_count))?);
+    let baseline_counts: Vec<(String, u32)> = base_plan
+        .types
+        .iter()
+        .map(|t| (t.name.clone(), if t.name == WEB { 1 } else { t.count }))
+        .collect();
+    let shuffled_counts: Vec<(String, u32)> = base_plan
+        .types
+        .iter()
+        .map(|t| {
+            let count = if t.name == WEB {
+                web_count
+            } else {
+                others
+                    .iter()
+                    .find(|(name, _)| *name == t.name)
+                    .map_or(0, |(_, count)| *count)
+            };
+            (t.name.clone(), count)
+        })
+        .collect();
+    // The block must be free for the larger of the two formations, type by type.
+    let widest: Vec<(String, u32)> = baseline_counts
+        .iter()
+        .zip(&shuffled_counts)
+        .map(|((name, a), (_, b))| (name.clone(), (*a).max(*b)))
+        .collect();
+    let port = free_block(&widest)?;
+    let baseline_plan = Arc::new(plan_with(&options.plan, port, &baseline_counts)?);
+    let shuffled_plan = Arc::new(plan_with(&options.plan, port, &shuffled_counts)?);
+    let polls: Vec<bool> = scenarios
+        .iter()
+        .flat_map(|s| s.requests.iter().map(|r| r.until.is_some()))
+        .collect();
+    let workers: u32 = others.iter().map(|(_, count)| count).sum();
     let setup = Setup {
         runtime,
         copies: copies.clone(),
@@ -239,11 +271,20 @@ async fn run_in(
         .map(|s| vec![Vec::new(); s.requests.len()])
         .collect();
     let mut schedule_report = Vec::new();
-    let mut restarts = 0;
+    let mut restarts = Restarts::default();
     let mut local_writes: Vec<LocalWrite> = baseline_writes.clone();
     for round in 1..=options.rounds {
         let phase = format!("round {round}/{}", options.rounds);
-        let steps = schedule::plan(options.seed, round, web_count, total);
+        let steps = schedule::plan(
+            options.seed,
+            round,
+            Shape {
+                web: web_count,
+                others,
+                polls: &polls,
+            },
+        );
+        debug_assert_eq!(steps.len(), total);
         copies.begin_run(&format!("round {round}"));
         let began = Instant::now();
         let mut formation = Formation::start(shuffled_plan.clone(), &runner.setup).await?;
@@ -253,9 +294,19 @@ async fn run_in(
         formation.stop().await;
         let writes = copies.end_run();
         let played = result?;
-        restarts += played.restarts;
-        let round_restarts = played.restarts;
-        let found = judge(round, &steps, &played, &baselines[0], &noise, &writes);
+        restarts.add(&played.restarts);
+        let round_restarts = played.restarts.total;
+        let found = judge(
+            Round {
+                number: round,
+                steps: &steps,
+                workers,
+            },
+            &played,
+            &baselines[0],
+            &noise,
+            &writes,
+        );
         let mut divergent = 0;
         for (s, per_request) in found.into_iter().enumerate() {
             for (i, divergence) in per_request.into_iter().enumerate() {
@@ -352,9 +403,19 @@ async fn run_in(
             seed: options.seed,
             rounds: options.rounds,
             web_instances: web_count,
+            formation: shuffled_counts
+                .iter()
+                .filter(|(_, count)| *count > 0)
+                .map(|(kind, count)| TypeCount {
+                    kind: kind.clone(),
+                    instances: *count,
+                })
+                .collect(),
             public_address: format!("http://127.0.0.1:{}", base_plan.port),
             elapsed_secs: 0.0,
-            restarts,
+            restarts: restarts.total,
+            worker_restarts: restarts.workers,
+            restarts_while_polling: restarts.while_polling,
             scenarios: scenario_reports,
             schedule: schedule_report,
             local_writes,
@@ -385,6 +446,28 @@ fn shuffled_web_count(options: &PlanOptions, plan: &Plan) -> Result<u32, VerifyE
         ));
     }
     Ok(count)
+}
+
+/// The instances of every type but `web` in the shuffled rounds: the formation spec's count
+/// for a type it names (or for every type, with `all=N`), else [`DEFAULT_OTHERS`]. Types with
+/// no instance are left out.
+fn shuffled_other_counts(options: &PlanOptions, plan: &Plan) -> Vec<(String, u32)> {
+    let spec = options
+        .formation
+        .as_deref()
+        .and_then(|text| Spec::parse(text).ok());
+    plan.types
+        .iter()
+        .filter(|t| t.name != WEB)
+        .map(|t| {
+            let named = spec
+                .as_ref()
+                .is_some_and(|s| s.all.is_some() || s.counts.iter().any(|(n, _)| *n == t.name));
+            let count = if named { t.count } else { DEFAULT_OTHERS };
+            (t.name.clone(), count)
+        })
+        .filter(|(_, count)| *count > 0)
+        .collect()
 }
 
 /// A port block where every instance of `counts` finds its port free, as the plan lays them
@@ -434,12 +517,52 @@ struct Exchange {
     /// Why the request could not be built (shuffled rounds only).
     not_built: Option<String>,
     capture_failures: Vec<ResolveError>,
+    /// When the step's worker was restarted while this request polled: after how many tries.
+    restarted_after_try: Option<u32>,
+    /// Whether the request polls with `# @until`: its answer is a job's result.
+    polls: bool,
+}
+
+/// How many instances a run restarted.
+#[derive(Debug, Default, Clone, Copy)]
+struct Restarts {
+    total: usize,
+    /// Of instances of types other than `web`.
+    workers: usize,
+    /// Of those, while a request polled with `# @until`.
+    while_polling: usize,
+}
+
+impl Restarts {
+    fn count(&mut self, restart: &Restart, while_polling: bool) {
+        self.total += 1;
+        if restart.kind != WEB {
+            self.workers += 1;
+        }
+        if while_polling {
+            self.while_polling += 1;
+        }
+    }
+
+    fn add(&mut self, other: &Restarts) {
+        self.total += other.total;
+        self.workers += other.workers;
+        self.while_polling += other.while_polling;
+    }
 }
 
 struct Played {
     /// Per scenario, per request.
     exchanges: Vec<Vec<Exchange>>,
-    restarts: usize,
+    restarts: Restarts,
+}
+
+/// What a restart during polling did to the polling's deadline and when it happened.
+struct Polled {
+    answer: Result<Answer, String>,
+    met: bool,
+    /// The tries before the worker was restarted, if one was.
+    restarted_after_try: Option<u32>,
 }
 
 struct Runner<'a> {
@@ -471,22 +594,20 @@ impl Runner<'_> {
             requests: total,
         });
         let mut step = 0;
-        let mut restarts = 0;
+        let mut restarts = Restarts::default();
         let mut exchanges = Vec::new();
         for scenario in self.scenarios {
             let mut client = Replay::new(scenario, self.public_port, &self.dotenv);
             let mut played = Vec::new();
             for spec in &scenario.requests {
-                let planned = steps.map(|s| s[step]);
-                if let Some(restart) = planned.and_then(|p| p.restart) {
-                    let name = InstanceName::new(WEB, restart.instance);
-                    self.progress.event(Event::Restart {
-                        phase,
-                        instance: &name.to_string(),
-                        signal: restart.signal,
-                    });
-                    formation.restart(&name, restart.signal).await?;
-                    restarts += 1;
+                let planned = steps.map(|s| &s[step]);
+                for restart in planned
+                    .into_iter()
+                    .flat_map(|p| [&p.restart, &p.worker_restart])
+                    .flatten()
+                {
+                    self.restart(formation, phase, restart).await?;
+                    restarts.count(restart, false);
                 }
                 let name = InstanceName::new(WEB, planned.map_or(1, |p| p.instance));
                 let info = formation.ready(&name).await?;
@@ -503,14 +624,24 @@ impl Runner<'_> {
                             step,
                             not_built: Some(err.message),
                             capture_failures: Vec::new(),
+                            restarted_after_try: None,
+                            polls: spec.until.is_some(),
                         });
                         step += 1;
                         continue;
                     }
                 };
-                let (answer, until_met) = self
-                    .send(spec, &outgoing, formation.web_port(name.index))
-                    .await;
+                let during = planned.and_then(|p| p.worker_restart_while_polling.as_ref());
+                let Polled {
+                    answer,
+                    met: until_met,
+                    restarted_after_try,
+                } = self
+                    .send(spec, &outgoing, &name, formation, (phase, during))
+                    .await?;
+                if let Some(restart) = during.filter(|_| restarted_after_try.is_some()) {
+                    restarts.count(restart, true);
+                }
                 let capture_failures = client.record(spec, &outgoing, answer.as_ref().ok());
                 if let Some(run) = baseline {
                     let at = format!(
@@ -561,13 +692,15 @@ impl Runner<'_> {
                     step,
                     not_built: None,
                     capture_failures,
+                    restarted_after_try,
+                    polls: spec.until.is_some(),
                 });
                 step += 1;
                 self.progress.event(Event::Request {
                     phase,
                     done: step,
                     total,
-                    restarts,
+                    restarts: restarts.total,
                 });
             }
             exchanges.push(played);
@@ -578,28 +711,67 @@ impl Runner<'_> {
         })
     }
 
-    /// Sends `request` to `port`; with `# @until`, again until the answer meets it. Returns the
-    /// (last) answer and whether the condition was met.
+    /// Restarts the instance `restart` names, saying so.
+    async fn restart(
+        &self,
+        formation: &mut Formation,
+        phase: &str,
+        restart: &Restart,
+    ) -> Result<(), VerifyError> {
+        let name = restart.name();
+        self.progress.event(Event::Restart {
+            phase,
+            instance: &name.to_string(),
+            signal: restart.signal,
+        });
+        formation.restart(&name, restart.signal).await
+    }
+
+    /// Sends `request` to `web`; with `# @until`, again until the answer meets it. `during`
+    /// is the worker restarted while the request polls: after the first answer that does not
+    /// meet the condition (a job is in progress), or after the answer if it does. The time
+    /// the restarted worker takes to come back is added to the polling's deadline: the job
+    /// is given the time it had.
     async fn send(
         &self,
         spec: &RequestSpec,
         request: &Outgoing,
-        port: u16,
-    ) -> (Result<Answer, String>, bool) {
+        web: &InstanceName,
+        formation: &mut Formation,
+        (phase, during): (&str, Option<&Restart>),
+    ) -> Result<Polled, VerifyError> {
         let timeout = spec.timeout.unwrap_or(REQUEST_TIMEOUT);
         let route = Route {
-            port,
+            port: formation.web_port(web.index),
             public_port: self.public_port,
         };
         let Some(until) = &spec.until else {
-            return (client::send(request, route, timeout).await, true);
+            return Ok(Polled {
+                answer: client::send(request, route, timeout).await,
+                met: true,
+                restarted_after_try: None,
+            });
         };
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        let mut tries = 0;
+        let mut restarted_after_try = None;
         loop {
             let answer = client::send(request, route, timeout).await;
+            tries += 1;
             let met = answer.as_ref().is_ok_and(|a| meets(until, a));
+            if let Some(restart) = during.filter(|_| restarted_after_try.is_none()) {
+                let began = Instant::now();
+                self.restart(formation, phase, restart).await?;
+                formation.ready(&restart.name()).await?;
+                restarted_after_try = Some(tries);
+                deadline += began.elapsed();
+            }
             if met || Instant::now() + UNTIL_INTERVAL >= deadline {
-                return (answer, met);
+                return Ok(Polled {
+                    answer,
+                    met,
+                    restarted_after_try,
+                });
             }
             tokio::time::sleep(UNTIL_INTERVAL).await;
         }
@@ -619,11 +791,55 @@ fn scenario_error(scenario: &Scenario, err: &ResolveError) -> ScenarioError {
     ScenarioError::at(&scenario.path, err.line, err.message.clone())
 }
 
+/// A shuffled round as planned.
+struct Round<'a> {
+    number: u32,
+    steps: &'a [Step],
+    /// Instances of types other than `web`.
+    workers: u32,
+}
+
+/// The workers restarted during one client's requests up to its request `exchanges[upto]`,
+/// with when, in the client's own numbering.
+fn worker_restarts(
+    steps: &[Step],
+    exchanges: &[Exchange],
+    upto: usize,
+) -> Vec<reading::WorkerRestart> {
+    let mut out = Vec::new();
+    for (i, exchange) in exchanges[..=upto].iter().enumerate() {
+        let step = &steps[exchange.step];
+        if let Some(restart) = &step.worker_restart {
+            out.push(reading::WorkerRestart {
+                name: restart.name().to_string(),
+                signal: restart.signal,
+                request: i + 1,
+                while_polling: None,
+            });
+        }
+        if let (Some(restart), Some(tries)) = (
+            &step.worker_restart_while_polling,
+            exchange.restarted_after_try,
+        ) {
+            out.push(reading::WorkerRestart {
+                name: restart.name().to_string(),
+                signal: restart.signal,
+                request: i + 1,
+                while_polling: Some(tries),
+            });
+        }
+    }
+    out
+}
+
 /// Compares one shuffled round with the first baseline run: for every request, the
 /// divergence, if there is one.
 fn judge(
-    round: u32,
-    steps: &[Step],
+    Round {
+        number: round,
+        steps,
+        workers,
+    }: Round<'_>,
     played: &Played,
     baseline: &[Vec<Exchange>],
     noise: &[Vec<Noise>],
@@ -667,6 +883,7 @@ fn judge(
                     let (global, signal) = (last + 1..=exchange.step).rev().find_map(|k| {
                         steps[k]
                             .restart
+                            .as_ref()
                             .filter(|r| r.instance == exchange.served_by.index)
                             .map(|r| (k, r.signal))
                     })?;
@@ -681,20 +898,35 @@ fn judge(
                     .iter()
                     .map(|(j, who)| format!("#{j} served by {who}"))
                     .collect();
+                let workers_restarted = worker_restarts(steps, exchanges, i);
+                // Restarts since this client's previous request: the workers' while it
+                // polled, then everything before this one (other clients' steps included).
+                before.extend(
+                    workers_restarted
+                        .iter()
+                        .filter(|r| r.request == index - 1 && r.while_polling.is_some())
+                        .map(reading::WorkerRestart::describe),
+                );
                 let from = if i == 0 {
                     exchange.step
                 } else {
                     exchanges[i - 1].step + 1
                 };
                 for step in &steps[from..=exchange.step] {
-                    if let Some(restart) = step.restart {
+                    for restart in [&step.restart, &step.worker_restart].into_iter().flatten() {
                         before.push(format!(
-                            "web.{} restarted with {} just before",
-                            restart.instance,
+                            "{} restarted with {} just before",
+                            restart.name(),
                             restart.signal.name()
                         ));
                     }
                 }
+                before.extend(
+                    workers_restarted
+                        .iter()
+                        .filter(|r| r.request == index && r.while_polling.is_some())
+                        .map(reading::WorkerRestart::describe),
+                );
                 let (cause, reading) = reading::read(&Facts {
                     served_by: &served_by,
                     earlier: &earlier,
@@ -709,6 +941,10 @@ fn judge(
                         .flatten()
                         .filter(|_| exchange.not_built.is_none()),
                     not_built: exchange.not_built.as_deref(),
+                    job: exchange.polls.then_some(reading::Job {
+                        workers,
+                        restarts: &workers_restarted,
+                    }),
                 });
                 Divergence {
                     round,
@@ -730,4 +966,37 @@ fn judge(
         out.push(found);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn others(formation: Option<&str>) -> Vec<(String, u32)> {
+        let dir = tempfile::tempdir().unwrap();
+        let procfile = dir.path().join("Procfile");
+        std::fs::write(&procfile, "web: a\nworker: b\nclock: c\n").unwrap();
+        let options = PlanOptions {
+            procfile,
+            formation: formation.map(str::to_owned),
+            ..PlanOptions::default()
+        };
+        let plan = Plan::load(&options).unwrap();
+        shuffled_other_counts(&options, &plan)
+    }
+
+    fn pairs(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+        list.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
+    }
+
+    #[test]
+    fn every_other_type_runs_twice_unless_the_formation_names_it() {
+        assert_eq!(others(None), pairs(&[("worker", 2), ("clock", 2)]));
+        assert_eq!(others(Some("web=2")), pairs(&[("worker", 2), ("clock", 2)]));
+        assert_eq!(others(Some("worker=1,clock=0")), pairs(&[("worker", 1)]));
+        assert_eq!(
+            others(Some("all=1,worker=3")),
+            pairs(&[("worker", 3), ("clock", 1)])
+        );
+    }
 }

@@ -171,7 +171,7 @@ pub(crate) struct VerifyArgs {
     /// Scenarios to replay: `.http` files (VS Code REST Client / JetBrains format) or `.har` files
     #[arg(required = true, value_name = "SCENARIO")]
     pub(crate) scenarios: Vec<PathBuf>,
-    /// The formation of the shuffled rounds, e.g. `web=3,worker=1`; the baseline runs it with one web instance [default: web=3, one of every other type]
+    /// The formation of the shuffled rounds, e.g. `web=3,worker=1`; the baseline runs one web instance, and one of every other type `-m` does not name [default: web=3, two of every other type]
     #[arg(short = 'm', long, value_name = "SPEC")]
     pub(crate) formation: Option<String>,
     /// How many shuffled rounds to replay the scenarios in

@@ -34,18 +34,33 @@ pub struct Report {
     pub rounds: u32,
     /// `web` instances in the shuffled rounds.
     pub web_instances: u32,
+    /// The shuffled rounds' formation: every process type that ran, with its instances.
+    pub formation: Vec<TypeCount>,
     /// The address requests carry (`Host`), as if they came through the router.
     pub public_address: String,
     pub elapsed_secs: f64,
     /// Instance restarts in the shuffled rounds.
     pub restarts: usize,
+    /// Of those, restarts of instances of types other than `web` (workers).
+    pub worker_restarts: usize,
+    /// Of those, restarts while a request polled with `# @until` (while a job ran).
+    pub restarts_while_polling: usize,
     pub scenarios: Vec<ScenarioReport>,
-    /// Each shuffled round's plan: which instance served each request, and restarts.
+    /// Each shuffled round's plan: which `web` instance served each request, and which
+    /// instance of which type was restarted before it or while it polled.
     pub schedule: Vec<Vec<Step>>,
     /// Files instances created, changed or deleted in their working directories.
     pub local_writes: Vec<LocalWrite>,
     /// Things the user should know that are not divergences.
     pub notes: Vec<String>,
+}
+
+/// A process type and how many instances of it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TypeCount {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub instances: u32,
 }
 
 /// One scenario file.

@@ -13,12 +13,19 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let (divergent, unstable, total) = report.counts();
     let compared = total - unstable;
+    let workers = if report.worker_restarts == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} of workers, {} while a job ran)",
+            report.worker_restarts, report.restarts_while_polling
+        )
+    };
     let setting = format!(
-        "{} round{} over {} web instance{}, {} restart{}, seed {}, {:.1} s",
+        "{} round{} over {}, {} restart{}{workers}, seed {}, {:.1} s",
         report.rounds,
         plural(report.rounds as usize),
-        report.web_instances,
-        plural(report.web_instances as usize),
+        instances(report),
         report.restarts,
         plural(report.restarts),
         report.seed,
@@ -142,6 +149,26 @@ pub fn render(report: &Report) -> String {
         );
     }
     out
+}
+
+/// `3 web instances` or `3 web and 2 worker instances`.
+fn instances(report: &Report) -> String {
+    let counts: Vec<(&str, usize)> = report
+        .formation
+        .iter()
+        .map(|t| (t.kind.as_str(), t.instances as usize))
+        .collect();
+    if counts.len() < 2 {
+        return format!(
+            "{} web instance{}",
+            report.web_instances,
+            plural(report.web_instances as usize)
+        );
+    }
+    let total: usize = counts.iter().map(|(_, c)| c).sum();
+    let listed: Vec<String> = counts.iter().map(|(n, c)| format!("{c} {n}")).collect();
+    let (last, first) = listed.split_last().expect("two or more");
+    format!("{} and {last} instance{}", first.join(", "), plural(total))
 }
 
 fn differences(out: &mut String, divergence: &super::Divergence, indent: &str) {

@@ -212,6 +212,119 @@ fn uploads_in_sqlite_digested_by_a_worker_are_stateless() {
     assert_eq!(requests[1]["baseline_status"], 200);
 }
 
+/// The JSON report of a run that wrote one with `--json FILE`.
+fn json_report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The shuffled rounds run two workers by default and restart them too; `--seed 9` plans
+/// both of them restarted between the two jobs in round 1 (pinned by the schedule's
+/// `seed_9_restarts_both_workers_between_the_fixture_jobs`), so the second job cannot be
+/// served from a worker's memory there: one round is enough for a certain verdict.
+#[test]
+fn a_worker_caching_results_in_memory_is_stateful_once_restarts_land_between_jobs() {
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    let output = verify(
+        "worker-cache-memory",
+        &[
+            "-e",
+            &env,
+            "--seed",
+            "9",
+            "--rounds",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_verdict(&output, true);
+    assert!(
+        output.stdout.contains("over 3 web and 2 worker instances"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("body $.words: 3 → 5"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output
+            .stdout
+            .contains("reading: the answer changed after worker.")
+            && output
+                .stdout
+                .contains("the job's result depended on something worker."),
+        "{}",
+        output.stdout
+    );
+    let report = json_report(&json);
+    assert_eq!(
+        report["formation"],
+        serde_json::json!([{"type": "web", "instances": 3}, {"type": "worker", "instances": 2}])
+    );
+    // Only the second job's result differed, and the workers are named as the cause.
+    let requests = report["scenarios"][0]["requests"].as_array().unwrap();
+    for (i, request) in requests.iter().enumerate() {
+        let divergences = request["divergences"].as_array().unwrap();
+        assert_eq!(divergences.is_empty(), i != 5, "#{}: {request}", i + 1);
+    }
+    let round_1 = requests[5]["divergences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["round"] == 1)
+        .expect("a divergence in round 1");
+    assert_eq!(round_1["cause"], "worker", "{round_1}");
+    // The plan says which instance of which type was restarted before which request.
+    let steps = report["schedule"][0].as_array().unwrap();
+    for (step, instance) in [(3, 1), (4, 2)] {
+        assert_eq!(steps[step]["worker_restart"]["type"], "worker");
+        assert_eq!(steps[step]["worker_restart"]["instance"], instance);
+    }
+    assert!(report["worker_restarts"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn the_same_cache_in_the_database_is_stateless_with_workers_restarted_mid_job() {
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    let output = verify(
+        "worker-cache-sqlite",
+        &[
+            "-e",
+            &env,
+            "--seed",
+            "9",
+            "--rounds",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_verdict(&output, false);
+    let report = json_report(&json);
+    // Workers were restarted between requests and while a job's result was polled for.
+    assert!(report["worker_restarts"].as_u64().unwrap() >= 2, "{report}");
+    assert!(
+        report["restarts_while_polling"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    let while_polling = report["schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|round| round.as_array().unwrap())
+        .filter(|step| step["worker_restart_while_polling"]["type"] == "worker")
+        .count();
+    assert!(while_polling >= 1, "{report}");
+    // Both jobs were answered: the second one from the first version's cached digest.
+    let requests = report["scenarios"][0]["requests"].as_array().unwrap();
+    assert_eq!(requests[2]["baseline_status"], 200);
+    assert_eq!(requests[5]["baseline_status"], 200);
+}
+
 #[test]
 fn a_static_site_is_stateless_from_an_http_file_and_from_a_har_file() {
     assert_verdict(&verify("static-site", &["--seed", "5"]), false);
