@@ -144,12 +144,10 @@ async fn run_once(
         },
     };
     // Looked at before the spawn, while nothing of the instance can hold the port: whoever
-    // holds it now is another process, whose port the instance will fail to listen on.
-    let taken_before = if start.probe {
-        ports::holder(start.port)
-    } else {
-        None
-    };
+    // holds it now is another process, whose port the instance will fail to listen on. A
+    // bind is one system call; who holds the port (every process's descriptors) is only looked
+    // up if the instance then exits without becoming ready.
+    let taken_before = start.probe && ports::in_use(start.port);
     let launch = Launch {
         command: &start.command,
         dir: &dir,
@@ -232,9 +230,14 @@ async fn run_once(
         readers.abort_all();
     }
     // The group is empty now, so whoever holds the port is not the instance.
-    let port_taken = match taken_before {
-        Some(_) if !became_ready => ports::holder(start.port),
-        _ => None,
+    let port_taken = if taken_before && !became_ready {
+        let port = start.port;
+        tokio::task::spawn_blocking(move || ports::holder(port))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
     };
     (exit, Some(leader), port_taken)
 }
@@ -312,7 +315,13 @@ enum Probe {
 }
 
 async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
-    let Some(listeners) = ports::listeners(port, pgid) else {
+    // Reading the kernel's socket tables costs in proportion to every socket on the machine
+    // (tenths of a second with tens of thousands): it is done only once something accepts
+    // connections on the port, and off the runtime's threads.
+    if !accepts_somewhere(port).await {
+        return Probe::NotYet;
+    }
+    let Some(listeners) = socket_tables(port, pgid).await else {
         return probe_unverified(port, context).await;
     };
     let addr = match ports::reach(&listeners, port) {
@@ -325,11 +334,34 @@ async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
     };
     // The listener that took this connection must still be the instance's: listeners may have
     // come or gone since they were read.
-    let served = ports::listeners(port, pgid).is_some_and(|now| ports::serves(&now, addr));
+    let served = socket_tables(port, pgid)
+        .await
+        .is_some_and(|now| ports::serves(&now, addr));
     if !served {
         return Probe::NotYet;
     }
     healthy(stream, addr, context).await
+}
+
+/// Whether anything accepts connections on `port` at a loopback address.
+async fn accepts_somewhere(port: u16) -> bool {
+    for addr in [
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+    ] {
+        if TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The listeners on `port` and whether each is group `pgid`'s, read on a blocking thread.
+async fn socket_tables(port: u16, pgid: u32) -> Option<Vec<ports::Listener>> {
+    tokio::task::spawn_blocking(move || ports::listeners(port, pgid))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Without `/proc` nobody can tell whose listener answers: the first loopback address that

@@ -217,6 +217,16 @@ impl std::fmt::Display for Holder {
     }
 }
 
+/// Whether another socket holds `port` so that an instance could not listen on it: a bind
+/// at 127.0.0.1 fails (with `SO_REUSEADDR`, as servers bind, so a connection in `TIME_WAIT`
+/// does not count). One system call, where [`holder`] reads every process's descriptors.
+pub fn in_use(port: u16) -> bool {
+    matches!(
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse
+    )
+}
+
 /// Who holds `port` (a listener, or a connection that was given it as its local port), when
 /// anybody does. Meant for a port no instance holds at the moment: before it starts, or after
 /// its process group is gone.
