@@ -316,12 +316,10 @@ enum Probe {
 
 async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
     // Reading the kernel's socket tables costs in proportion to every socket on the machine
-    // (tenths of a second with tens of thousands): it is done only once something accepts
-    // connections on the port, and off the runtime's threads.
-    if !accepts_somewhere(port).await {
-        return Probe::NotYet;
-    }
-    let Some(listeners) = socket_tables(port, pgid).await else {
+    // (tenths of a second with tens of thousands): booting instances share one recent
+    // reading, made off the runtime's threads. Nothing is connected to before the reading
+    // shows the instance's own listener: the port's other listeners may be anybody's.
+    let Some(listeners) = socket_tables(port, pgid, false).await else {
         return probe_unverified(port, context).await;
     };
     let addr = match ports::reach(&listeners, port) {
@@ -334,7 +332,7 @@ async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
     };
     // The listener that took this connection must still be the instance's: listeners may have
     // come or gone since they were read.
-    let served = socket_tables(port, pgid)
+    let served = socket_tables(port, pgid, true)
         .await
         .is_some_and(|now| ports::serves(&now, addr));
     if !served {
@@ -343,25 +341,19 @@ async fn probe(port: u16, pgid: u32, context: &Context) -> Probe {
     healthy(stream, addr, context).await
 }
 
-/// Whether anything accepts connections on `port` at a loopback address.
-async fn accepts_somewhere(port: u16) -> bool {
-    for addr in [
-        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
-    ] {
-        if TcpStream::connect(addr).await.is_ok() {
-            return true;
+/// The listeners on `port` and whether each is group `pgid`'s, read on a blocking thread:
+/// `fresh`, or from a reading shared with other probes (see [`ports::RECENT`]).
+async fn socket_tables(port: u16, pgid: u32, fresh: bool) -> Option<Vec<ports::Listener>> {
+    tokio::task::spawn_blocking(move || {
+        if fresh {
+            ports::listeners(port, pgid)
+        } else {
+            ports::recent_listeners(port, pgid)
         }
-    }
-    false
-}
-
-/// The listeners on `port` and whether each is group `pgid`'s, read on a blocking thread.
-async fn socket_tables(port: u16, pgid: u32) -> Option<Vec<ports::Listener>> {
-    tokio::task::spawn_blocking(move || ports::listeners(port, pgid))
-        .await
-        .ok()
-        .flatten()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Without `/proc` nobody can tell whose listener answers: the first loopback address that

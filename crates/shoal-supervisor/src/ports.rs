@@ -52,6 +52,20 @@ pub enum Reach {
 /// The sockets bound to `port` (listening or connected; not those in `TIME_WAIT`, which hold
 /// no process's file and do not keep a server from binding). `None` when `/proc` cannot tell.
 pub fn sockets_on(port: u16) -> Option<Vec<Socket>> {
+    Some(on_port(&read_tables()?, port))
+}
+
+fn on_port(sockets: &[Socket], port: u16) -> Vec<Socket> {
+    sockets
+        .iter()
+        .filter(|s| s.local.port() == port && s.inode != 0)
+        .cloned()
+        .collect()
+}
+
+/// Every socket of the kernel's TCP tables. The kernel writes a line per socket on the
+/// machine, so a read costs tenths of a second when there are tens of thousands.
+fn read_tables() -> Option<Vec<Socket>> {
     let mut sockets = Vec::new();
     let mut readable = false;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -59,13 +73,31 @@ pub fn sockets_on(port: u16) -> Option<Vec<Socket>> {
             continue;
         };
         readable = true;
-        sockets.extend(
-            parse_table(&text)
-                .into_iter()
-                .filter(|s| s.local.port() == port && s.inode != 0),
-        );
+        sockets.extend(parse_table(&text));
     }
     readable.then_some(sockets)
+}
+
+/// How old a reading of the tables may be for a readiness probe that finds nothing to connect
+/// to yet: booting instances share one reading instead of each making its own.
+pub const RECENT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The last reading of the tables, shared by every probe.
+static LAST_READING: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Vec<Socket>>)>> =
+    std::sync::Mutex::new(None);
+
+/// A reading of the tables at most `max_age` old. Readers wait for one another, so at most
+/// one reading is made at a time.
+fn recent_tables(max_age: std::time::Duration) -> Option<std::sync::Arc<Vec<Socket>>> {
+    let mut last = LAST_READING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, sockets)) = last.as_ref()
+        && at.elapsed() <= max_age
+    {
+        return Some(sockets.clone());
+    }
+    let sockets = std::sync::Arc::new(read_tables()?);
+    *last = Some((std::time::Instant::now(), sockets.clone()));
+    Some(sockets)
 }
 
 /// The sockets of a `/proc/net/tcp` or `/proc/net/tcp6` table.
@@ -123,7 +155,15 @@ fn parse_address(text: &str) -> Option<SocketAddr> {
 /// The listeners on `port`, each marked with whether process group `pgid` holds it. `None`
 /// when `/proc` cannot tell.
 pub fn listeners(port: u16, pgid: u32) -> Option<Vec<Listener>> {
-    let sockets = sockets_on(port)?;
+    owned_listeners(sockets_on(port)?, pgid)
+}
+
+/// [`listeners`] from a reading of the tables at most [`RECENT`] old.
+pub fn recent_listeners(port: u16, pgid: u32) -> Option<Vec<Listener>> {
+    owned_listeners(on_port(&recent_tables(RECENT)?, port), pgid)
+}
+
+fn owned_listeners(sockets: Vec<Socket>, pgid: u32) -> Option<Vec<Listener>> {
     let listening: Vec<&Socket> = sockets.iter().filter(|s| s.listening).collect();
     let owned = if listening.is_empty() {
         HashSet::new()
