@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shoal_procfile::{InstanceName, Plan};
 use shoal_router::RouterStats;
@@ -492,22 +492,20 @@ async fn drain(shared: &Shared, name: &InstanceName) -> Result<(), String> {
         return Ok(());
     }
     shared.handle.drain(name).await?;
-    let deadline = Instant::now() + shared.grace;
     let label = name.to_string();
-    // A request may have picked the instance just before it left the rotation: require the
-    // count to stay at zero for a moment.
-    let mut quiet_since: Option<Instant> = None;
-    while Instant::now() < deadline {
-        if stats.in_flight(&label) == 0 {
-            let since = *quiet_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_millis(50) {
-                return Ok(());
+    // The last request ending wakes the wait. A request may have picked the instance just
+    // before it left the rotation and not be counted yet: the count must still be zero a
+    // moment after it first was.
+    let settled = async {
+        loop {
+            stats.until_idle(&label).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if stats.in_flight(&label) == 0 {
+                return;
             }
-        } else {
-            quiet_since = None;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
+    let _ = tokio::time::timeout(shared.grace, settled).await;
     Ok(())
 }
 
