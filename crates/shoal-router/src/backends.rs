@@ -139,7 +139,7 @@ impl Backend {
     }
 
     /// Counts a failed connect; returns `true` when this failure takes the instance out of
-    /// rotation.
+    /// rotation (which the router still ignores while every other instance is out too).
     pub(crate) fn connect_failed(&self, config: &RouterConfig) -> bool {
         let failures = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= config.eject_after {
@@ -415,6 +415,12 @@ impl Backends {
                 }
             },
         }
+    }
+
+    /// Whether every ready instance is out of rotation: then the router sends requests to them
+    /// anyway (it never takes the last ones out).
+    pub(crate) fn all_ejected(&self) -> bool {
+        self.current().iter().all(|b| b.is_ejected())
     }
 
     /// Waits until some instance is ready, or `limit` passed; returns whether one is.

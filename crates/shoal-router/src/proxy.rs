@@ -270,12 +270,20 @@ async fn forward(
             }
             Ok(Err(Tried::ConnectFailed)) => {
                 if backend.connect_failed(config) {
-                    shared.log.event(format!(
-                        "taking {} out of rotation for {} s after {} failed connects",
-                        backend.name,
-                        config.eject_for.as_secs_f64(),
-                        config.eject_after
-                    ));
+                    // The router never takes the last instances out: say what really happens.
+                    shared.log.event(if backends.all_ejected() {
+                        format!(
+                            "{} failed {} connects in a row; it stays in rotation, as every other instance is out of it too",
+                            backend.name, config.eject_after
+                        )
+                    } else {
+                        format!(
+                            "taking {} out of rotation for {} s after {} failed connects",
+                            backend.name,
+                            config.eject_for.as_secs_f64(),
+                            config.eject_after
+                        )
+                    });
                 }
                 failure = Failure::InstanceUnreachable;
             }

@@ -199,7 +199,9 @@ async fn run_once(
                         let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation, addr });
                     } else {
                         context.log.system(format!(
-                            "{} is not ready after {} s; killing it so that it restarts",
+                            // What follows (a restart, or giving up a replacement) is the
+                            // controller's to say.
+                            "{} is not ready after {} s (`--boot-timeout`); killing it",
                             start.name,
                             context.boot_timeout.as_secs_f64()
                         ));

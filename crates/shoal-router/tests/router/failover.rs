@@ -154,6 +154,20 @@ async fn the_last_instances_are_never_all_taken_out() {
         assert_eq!(answer.status, 502);
         assert_eq!(answer.headers["x-shoal-error"], "instance_unreachable");
     }
+    // And the log says so, rather than that it was taken out.
+    running
+        .log
+        .wait_for("web.1 failed 1 connects in a row; it stays in rotation, as every other instance is out of it too")
+        .await;
+    running
+        .log
+        .wait_for_n(3, "error=instance_unreachable")
+        .await;
+    assert!(
+        !running.log.text().contains("taking web.1 out of rotation"),
+        "{}",
+        running.log.text()
+    );
 }
 
 #[tokio::test]

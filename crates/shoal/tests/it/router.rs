@@ -124,7 +124,7 @@ fn a_health_path_gates_readiness_and_a_boot_timeout_restarts() {
         "-p",
         &free_port().to_string(),
     ]);
-    shoal.wait_for("web.1 is not ready after 1 s; killing it so that it restarts");
+    shoal.wait_for("web.1 is not ready after 1 s (`--boot-timeout`); killing it");
     shoal.wait_for("restarting web.1 in");
     assert!(
         !shoal.stdout().contains("is ready on port"),
