@@ -82,6 +82,7 @@ Environment (defaults in brackets)
   BENCH_RECOVERY_MS     a probe slower than this has not recovered [50]
   BENCH_MAX_REQUESTS    most requests in one run [60000]
   BENCH_PIN        1 = pin the generator and the servers to different cores [1]
+  BENCH_MIF1_ARGS  more `shoal start` flags for shoal-mif1, e.g. "--max-queue 256" []
   BENCH_PEER_HEADERS 1 = nginx and haproxy add the headers shoal always adds, 0 = not [1]
   BENCH_NICE       scheduling priority of the harness and all it starts (needs root;
                    0 = unchanged) [-10]
@@ -107,6 +108,7 @@ import os
 import random
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -202,6 +204,7 @@ class Config:
     cores: tuple[int, int] | None  # (generator, servers); None = no pinning
     nice: int
     peer_headers: bool
+    mif1_args: list[str]
 
     def pinned(self, argv: list[str]) -> list[str]:
         """`argv` under taskset on the servers' core."""
@@ -236,6 +239,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pin", type=int, choices=(0, 1), default=int(env("BENCH_PIN") or 1))
     p.add_argument("--peer-headers", type=int, choices=(0, 1),
                    default=int(env("BENCH_PEER_HEADERS") or 1))
+    p.add_argument("--mif1-args", default=env("BENCH_MIF1_ARGS") or "")
     p.add_argument("--nice", type=int, default=int(env("BENCH_NICE") or -10))
     p.add_argument("--deadline", type=float, default=float(env("BENCH_DEADLINE") or 60))
     p.add_argument("--port", type=int, default=int(env("BENCH_PORT") or 19000))
@@ -754,15 +758,16 @@ async def generate(port: int, plan: list[tuple[float, int]], timeout: float,
     probes: list[tuple[float, asyncio.Task]] = []
     k = 0
     while probe_seconds > 0 and k * PROBE_PERIOD < probe_seconds:
-        recent = [t for _, t in probes[-20:]]
-        if (pending == 0 and len(recent) == 20 and all(t.done() for t in recent)
-                and all(good(t.result(), recovery_s) for t in recent)):
-            break
         offset = burst_end + k * PROBE_PERIOD
         due = t0 + offset
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        # Checked after the wait, so that the latest probe had its period to answer.
+        recent = [t for _, t in probes[-20:]]
+        if (pending == 0 and len(recent) == 20 and all(t.done() for t in recent)
+                and all(good(t.result(), recovery_s) for t in recent)):
+            break
         req = b"GET /?ms=0&probe=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (k, host)
         probes.append((offset, loop.create_task(exchange(port, req, due, timeout))))
         k += 1
@@ -1137,7 +1142,8 @@ def start_all(cfg: Config, wanted: list[str], procs: Processes,
         raise BenchFailure(f"ports already in use: {busy} (choose another base with BENCH_PORT)")
     started: dict[str, Target] = {}
     shoal_configs = {"shoal-p2c": (cfg.port, [], "--balance"),
-                     "shoal-mif1": (cfg.port + 10, ["--max-in-flight", "1"], "--max-in-flight")}
+                     "shoal-mif1": (cfg.port + 10, ["--max-in-flight", "1", *cfg.mif1_args],
+                                    "--max-in-flight")}
     for name, (port, extra, flag) in shoal_configs.items():
         if name not in wanted:
             continue
@@ -1206,7 +1212,7 @@ def main() -> int:
                  recovery_ms=args.recovery_ms, max_requests=args.max_requests,
                  deadline=args.deadline, port=args.port, workdir=workdir,
                  shoal=os.path.abspath(args.shoal), cores=cores, nice=args.nice,
-                 peer_headers=bool(args.peer_headers))
+                 peer_headers=bool(args.peer_headers), mif1_args=shlex.split(args.mif1_args))
     versions = {"shoal": tool_version([cfg.shoal, "--version"]),
                 "nginx": tool_version(["nginx", "-v"]),
                 "haproxy": tool_version(["haproxy", "-v"])}
