@@ -20,6 +20,7 @@ pub mod dotenv;
 pub mod formation;
 pub mod plan;
 pub mod procfile;
+pub mod regular;
 pub mod secret;
 mod source;
 mod suggest;

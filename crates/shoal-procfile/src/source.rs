@@ -1,17 +1,13 @@
 //! Reading an input file as UTF-8 text, line by line, with the errors a user can act on.
 //!
 //! A Procfile or `.env` file is read only when it is a regular file of at most
-//! [`MAX_SOURCE_BYTES`]: `-f /dev/zero` would otherwise fill memory, `-e /dev/stdin` or a FIFO
-//! would wait for ever, and a directory is never meant. The kind is looked up on the path first
-//! (following symlinks), so that nothing but a regular file is even opened — opening a FIFO
-//! blocks until a writer comes — and again on the opened file, with the size, so that a file
-//! swapped in between is refused too. The read stops one byte past the bound, for a file that
-//! grows while it is read. (The same rule as `shoal verify`'s includes.)
+//! [`MAX_SOURCE_BYTES`] (see [`crate::regular`]): `-f /dev/zero` or `-e` naming a FIFO is
+//! refused before it fills memory or blocks.
 
-use std::fs::{File, FileType, Metadata};
-use std::io::{self, Read};
-use std::os::unix::fs::FileTypeExt;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::regular::Refusal;
 
 /// The largest Procfile or `.env` file shoal reads: 16 MiB. Real ones are a few kilobytes, so a
 /// larger file is certainly a wrong path, refused before it fills memory.
@@ -56,58 +52,21 @@ pub(crate) fn read_text(path: &Path) -> Result<String, SourceError> {
 }
 
 fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
-    let failed = |source| SourceError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    regular(path, &std::fs::metadata(path).map_err(failed)?, limit)?;
-    let file = File::open(path).map_err(failed)?;
-    let size = regular(path, &file.metadata().map_err(failed)?, limit)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    if bytes.len() as u64 > limit {
-        return Err(SourceError::TooLarge {
-            path: path.to_path_buf(),
-            size: None,
-        });
-    }
-    Ok(bytes)
-}
-
-/// The size of a regular file within `limit`, or why it is not one.
-fn regular(path: &Path, metadata: &Metadata, limit: u64) -> Result<u64, SourceError> {
-    let file_type = metadata.file_type();
-    if !file_type.is_file() {
-        return Err(SourceError::NotRegular {
-            path: path.to_path_buf(),
-            kind: kind(file_type),
-        });
-    }
-    if metadata.len() > limit {
-        return Err(SourceError::TooLarge {
-            path: path.to_path_buf(),
-            size: Some(metadata.len()),
-        });
-    }
-    Ok(metadata.len())
-}
-
-fn kind(file_type: FileType) -> &'static str {
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
+    let path_buf = path.to_path_buf();
+    crate::regular::read(path, limit).map_err(|refusal| match refusal {
+        Refusal::Io(source) => SourceError::Io {
+            path: path_buf,
+            source,
+        },
+        Refusal::NotRegular(kind) => SourceError::NotRegular {
+            path: path_buf,
+            kind,
+        },
+        Refusal::TooLarge(size) => SourceError::TooLarge {
+            path: path_buf,
+            size,
+        },
+    })
 }
 
 /// Decodes file contents as UTF-8, dropping a leading byte-order mark, and names the line and
@@ -235,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
         // Sparse: no disk space and no time, and nothing is read.
-        File::create(&path)
+        std::fs::File::create(&path)
             .unwrap()
             .set_len(MAX_SOURCE_BYTES + 1)
             .unwrap();

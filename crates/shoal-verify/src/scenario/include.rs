@@ -2,18 +2,13 @@
 //! before a run and for every replay.
 //!
 //! A scenario may name any path, so an include is read only when it is a regular file of at
-//! most [`MAX_INCLUDE_BYTES`]: `< /dev/zero` or `< /dev/stdin` would otherwise grow a body
-//! without end or wait for ever, a FIFO would block the run, and a directory is never meant.
-//! The kind is looked up on the path first (following symlinks), so that nothing that is not
-//! a regular file is even opened — opening a FIFO blocks until a writer comes — and checked
-//! again on the opened file, together with the size, so that a file swapped in between is
-//! refused too. The read itself stops one byte past the bound, for a file that grows while it
-//! is read.
+//! most [`MAX_INCLUDE_BYTES`] (the rule of `shoal_procfile::regular`): `< /dev/zero` or
+//! `< /dev/stdin` would otherwise grow a body without end or wait for ever.
 
-use std::fs::{File, FileType, Metadata};
-use std::io::{self, Read};
-use std::os::unix::fs::FileTypeExt;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use shoal_procfile::regular::Refusal;
 
 /// The largest file a scenario may include: 256 MiB, far above any request body a scenario
 /// sends, and small enough that a mistaken path fails fast instead of filling memory.
@@ -46,58 +41,21 @@ pub fn read(path: &Path) -> Result<Vec<u8>, IncludeError> {
 }
 
 fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, IncludeError> {
-    let failed = |source| IncludeError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    regular(path, &std::fs::metadata(path).map_err(failed)?, limit)?;
-    let file = File::open(path).map_err(failed)?;
-    let size = regular(path, &file.metadata().map_err(failed)?, limit)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    if bytes.len() as u64 > limit {
-        return Err(IncludeError::TooLarge {
-            path: path.to_path_buf(),
-            size: None,
-        });
-    }
-    Ok(bytes)
-}
-
-/// The size of a regular file within `limit`, or why it is not one.
-fn regular(path: &Path, metadata: &Metadata, limit: u64) -> Result<u64, IncludeError> {
-    let file_type = metadata.file_type();
-    if !file_type.is_file() {
-        return Err(IncludeError::NotRegular {
-            path: path.to_path_buf(),
-            kind: kind(file_type),
-        });
-    }
-    if metadata.len() > limit {
-        return Err(IncludeError::TooLarge {
-            path: path.to_path_buf(),
-            size: Some(metadata.len()),
-        });
-    }
-    Ok(metadata.len())
-}
-
-fn kind(file_type: FileType) -> &'static str {
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
+    let path_buf = path.to_path_buf();
+    shoal_procfile::regular::read(path, limit).map_err(|refusal| match refusal {
+        Refusal::Io(source) => IncludeError::Read {
+            path: path_buf,
+            source,
+        },
+        Refusal::NotRegular(kind) => IncludeError::NotRegular {
+            path: path_buf,
+            kind,
+        },
+        Refusal::TooLarge(size) => IncludeError::TooLarge {
+            path: path_buf,
+            size,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("huge.bin");
         // Sparse: no disk space and no time, and nothing is read.
-        File::create(&path)
+        std::fs::File::create(&path)
             .unwrap()
             .set_len(MAX_INCLUDE_BYTES + 1)
             .unwrap();
