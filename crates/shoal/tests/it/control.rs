@@ -99,34 +99,53 @@ fn scale_adds_ready_instances_and_drains_removed_ones() {
 
 #[test]
 fn rolling_restart_under_load_fails_no_request_posts_included() {
+    rolling_restart_under_load(&[], 1);
+}
+
+/// With one request per instance at a time, four clients at once keep requests waiting in the
+/// router's queue while instances are drained and replaced.
+#[test]
+fn rolling_restart_under_load_with_a_concurrency_limit_fails_no_request() {
+    rolling_restart_under_load(&["--max-in-flight", "1"], 4);
+}
+
+/// Restarts every `web` instance while `clients` threads send GETs and POSTs in a loop;
+/// asserts that none failed and every instance was replaced.
+fn rolling_restart_under_load(flags: &[&str], clients: usize) {
     let app = App::new("web: FAKE serve\n");
     let port = free_port();
-    let shoal = app.spawn(&["start", "-m", "web=3", "-p", &port.to_string()]);
+    let port_text = port.to_string();
+    let mut args = vec!["start", "-m", "web=3", "-p", &port_text];
+    args.extend_from_slice(flags);
+    let shoal = app.spawn(&args);
     shoal.wait_ready(3);
 
     let done = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let load = {
-        let (done, failures, sent) = (done.clone(), failures.clone(), sent.clone());
-        std::thread::spawn(move || {
-            let mut i = 0usize;
-            // Bounded: stops when told, or after twice the test deadline (the main thread
-            // fails the test if the load ends before the restart has been seen through).
-            let stop_at = std::time::Instant::now() + 2 * DEADLINE;
-            while !done.load(Ordering::SeqCst) && std::time::Instant::now() < stop_at {
-                let method = if i.is_multiple_of(2) { "POST" } else { "GET" };
-                if let Err(answer) = request_ok(port, method) {
-                    failures.lock().unwrap().push(format!("{method}: {answer}"));
+    let loads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (done, failures, sent) = (done.clone(), failures.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                // Bounded: stops when told, or after twice the test deadline (the main thread
+                // fails the test if the load ends before the restart has been seen through).
+                let stop_at = std::time::Instant::now() + 2 * DEADLINE;
+                while !done.load(Ordering::SeqCst) && std::time::Instant::now() < stop_at {
+                    let method = if i.is_multiple_of(2) { "POST" } else { "GET" };
+                    if let Err(answer) = request_ok(port, method) {
+                        failures.lock().unwrap().push(format!("{method}: {answer}"));
+                    }
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
                 }
-                sent.fetch_add(1, Ordering::SeqCst);
-                i += 1;
-            }
+            })
         })
-    };
+        .collect();
+    let ended = |loads: &[std::thread::JoinHandle<()>]| loads.iter().any(|l| l.is_finished());
     // The load is flowing before the restart begins.
     while sent.load(Ordering::SeqCst) < 20 {
-        assert!(!load.is_finished(), "the load ended before it began");
+        assert!(!ended(&loads), "the load ended before it began");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let before: Vec<String> = names_in(&ps_json(&app), "ready");
@@ -140,14 +159,13 @@ fn rolling_restart_under_load_fails_no_request_posts_included() {
     // A little more traffic after the last switch, then stop the load.
     let after_restart = sent.load(Ordering::SeqCst);
     while sent.load(Ordering::SeqCst) < after_restart + 50 {
-        assert!(
-            !load.is_finished(),
-            "the load ended before the restart was over"
-        );
+        assert!(!ended(&loads), "the load ended before the restart was over");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     done.store(true, Ordering::SeqCst);
-    load.join().unwrap();
+    for load in loads {
+        load.join().unwrap();
+    }
 
     let failures = failures.lock().unwrap();
     assert!(

@@ -166,8 +166,19 @@ impl Running {
         what: &str,
         matches: impl Fn(&str) -> bool,
     ) -> Vec<String> {
+        self.wait_for_n_within(DEADLINE, count, what, matches)
+    }
+
+    /// [`Running::wait_for_n`] with a deadline of `patience`.
+    pub(crate) fn wait_for_n_within(
+        &self,
+        patience: Duration,
+        count: usize,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let (lock, changed) = &*self.lines;
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + patience;
         let mut found = Vec::new();
         // Lines already looked at: each line is checked once, however often we wake up.
         let mut checked = 0;
@@ -186,7 +197,7 @@ impl Running {
             let now = Instant::now();
             if now >= deadline {
                 panic!(
-                    "waited {DEADLINE:?} for {count} line(s) {what}, saw {}; output so far:\n{}\nstderr:\n{}",
+                    "waited {patience:?} for {count} line(s) {what}, saw {}; output so far:\n{}\nstderr:\n{}",
                     found.len(),
                     lines.stdout.join("\n"),
                     lines.stderr.join("\n")
@@ -309,9 +320,11 @@ pub(crate) fn http(port: u16, method: &str) -> String {
 }
 
 impl Running {
-    /// Waits until `count` web instances have said they are ready.
+    /// Waits until `count` web instances have said they are ready; a large formation on a
+    /// busy 2-core machine gets more time (100 instances boot in tens of seconds there).
     pub(crate) fn wait_ready(&self, count: usize) {
-        self.wait_for_n(count, "saying a web instance is ready", |l| {
+        let patience = DEADLINE + Duration::from_millis(600) * count as u32;
+        self.wait_for_n_within(patience, count, "saying a web instance is ready", |l| {
             l.contains(" is ready on port ")
         });
     }
