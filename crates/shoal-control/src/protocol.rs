@@ -53,6 +53,16 @@ pub struct InstanceStatus {
     /// instance (the same number on each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<usize>,
+    /// CPU used by the instance's process group since the previous `ps` (or since it started),
+    /// in percent of one CPU.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// CPU time of the instance's process group in its current run.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory of the instance's process group.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
     /// How the previous run ended: `code N`, `signal SIGKILL`, or `not started: …`.
     pub last_exit: Option<String>,
 }

@@ -94,6 +94,7 @@ impl ControlServer {
             stats,
             grace,
             changes: Mutex::new(()),
+            cpu_seen: std::sync::Mutex::default(),
         });
         let _cleanup = RemoveOnDrop(self.path.clone());
         loop {
@@ -124,6 +125,8 @@ struct Shared {
     grace: Duration,
     /// Held while the formation is being changed.
     changes: Mutex<()>,
+    /// Each instance's CPU time at the previous `ps`, by pid, for the CPU percentage since.
+    cpu_seen: std::sync::Mutex<CpuSeen>,
 }
 
 /// Whether `stream`'s peer may use the socket: only processes of this user may. The socket's
@@ -189,7 +192,10 @@ async fn handle(request: Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Ps => {
             return Response {
-                instances: Some(status(&shared.handle.snapshot(), shared.stats.as_deref())),
+                instances: Some(with_usage(
+                    status(&shared.handle.snapshot(), shared.stats.as_deref()),
+                    &mut shared.cpu_seen.lock().unwrap_or_else(|e| e.into_inner()),
+                )),
                 ..Response::message("")
             };
         }
@@ -232,6 +238,35 @@ async fn handle(request: Request, shared: &Shared) -> Response {
     }
 }
 
+/// Each instance's CPU time when `ps` last looked, by pid.
+type CpuSeen = std::collections::HashMap<u32, (std::time::Instant, f64)>;
+
+/// Adds CPU and memory, summed over each instance's process group, read from `/proc` now (in
+/// one pass). The CPU percentage is over the time since the previous `ps`, or since the
+/// instance started.
+fn with_usage(mut instances: Vec<InstanceStatus>, seen: &mut CpuSeen) -> Vec<InstanceStatus> {
+    let usage = shoal_supervisor::process::usage_by_group();
+    let now = std::time::Instant::now();
+    let mut next = CpuSeen::new();
+    for instance in &mut instances {
+        let Some(pid) = instance.pid else { continue };
+        let Some(group) = usage.get(&pid) else {
+            continue;
+        };
+        let (since, cpu_before) = match seen.get(&pid) {
+            Some(&(at, cpu)) => (now.duration_since(at).as_secs_f64(), cpu),
+            None => (instance.uptime_secs.unwrap_or(0.0), 0.0),
+        };
+        instance.cpu_seconds = Some(group.cpu_seconds);
+        instance.memory_bytes = Some(group.resident_bytes);
+        instance.cpu_percent =
+            (since > 0.0).then(|| ((group.cpu_seconds - cpu_before).max(0.0) / since) * 100.0);
+        next.insert(pid, (now, group.cpu_seconds));
+    }
+    *seen = next;
+    instances
+}
+
 /// Every instance, as `shoal ps` shows it.
 pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceStatus> {
     let limit = stats.and_then(RouterStats::limit);
@@ -255,6 +290,9 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
                 queued: limit
                     .filter(|_| i.name.kind == routed)
                     .map(|_| stats.map_or(0, RouterStats::queued)),
+                cpu_percent: None,
+                cpu_seconds: None,
+                memory_bytes: None,
                 last_exit: i.last_exit.as_ref().map(|exit| match exit {
                     Exit::Code(code) => format!("code {code}"),
                     Exit::Signal(signal) => {

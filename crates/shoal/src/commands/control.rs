@@ -75,6 +75,16 @@ pub(crate) fn ps(args: PsArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// Resident memory as `ps` shows it: MiB below 10 GiB, else GiB.
+fn memory(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib < 10.0 * 1024.0 {
+        format!("{mib:.1}M")
+    } else {
+        format!("{:.1}G", mib / 1024.0)
+    }
+}
+
 fn table(instances: &[InstanceStatus]) -> String {
     let headers = [
         "NAME",
@@ -85,9 +95,11 @@ fn table(instances: &[InstanceStatus]) -> String {
         "RESTARTS",
         "IN-FLIGHT",
         "SERVED",
+        "CPU",
+        "MEM",
         "LAST EXIT",
     ];
-    let rows: Vec<[String; 9]> = instances
+    let rows: Vec<[String; 11]> = instances
         .iter()
         .map(|i| {
             [
@@ -102,6 +114,8 @@ fn table(instances: &[InstanceStatus]) -> String {
                     None => i.in_flight.to_string(),
                 },
                 i.served.to_string(),
+                i.cpu_percent.map_or("-".into(), |p| format!("{p:.0}%")),
+                i.memory_bytes.map_or("-".into(), memory),
                 i.last_exit.clone().unwrap_or_else(|| "-".into()),
             ]
         })

@@ -260,3 +260,46 @@ fn a_real_prometheus_scrapes_the_formation() {
     assert_eq!(requests, 2.0);
     assert!(memory > 0.0);
 }
+
+#[test]
+fn ps_shows_cpu_and_memory_of_each_process_group() {
+    // `burn` keeps a child busy: its CPU counts for the instance (the whole process group).
+    let app = App::new("web: FAKE serve\nburn: sh -c 'while :; do :; done' & wait\n");
+    let port = free_port().to_string();
+    let shoal = app.spawn(&["start", "-p", &port]);
+    shoal.wait_ready(1);
+    let deadline = Instant::now() + PATIENCE;
+    let burn = loop {
+        let out = app.run(&["ps", "--json"]);
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        let instances: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        let burn = instances
+            .iter()
+            .find(|i| i["name"] == "burn.1")
+            .cloned()
+            .unwrap();
+        if burn["cpu_seconds"].as_f64().is_some_and(|s| s > 0.2) {
+            let web = instances.iter().find(|i| i["name"] == "web.1").unwrap();
+            assert!(web["memory_bytes"].as_u64().is_some_and(|m| m > 0), "{web}");
+            break burn;
+        }
+        assert!(Instant::now() < deadline, "burn.1 used no CPU: {burn}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        burn["cpu_percent"].as_f64().is_some_and(|p| p > 0.0),
+        "{burn}"
+    );
+    assert!(
+        burn["memory_bytes"].as_u64().is_some_and(|m| m > 0),
+        "{burn}"
+    );
+    let table = app.run(&["ps"]).stdout;
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains(" CPU ") && header.ends_with("LAST EXIT"),
+        "{table}"
+    );
+    let web = table.lines().find(|l| l.starts_with("web.1")).unwrap();
+    assert!(web.contains('%') && web.contains('M'), "{table}");
+}
