@@ -25,6 +25,10 @@ Setup (one run of this script)
                 haproxy      `balance leastconn`, `maxconn 1` per server (requests wait in
                              haproxy's queue), `timeout queue 10s` like shoal's queue
                              timeout; no `maxqueue` (unbounded, haproxy's default)
+              nginx and haproxy add the headers shoal's router always adds
+              (X-Forwarded-For/-Proto/-Host/-Port, X-Request-Id, X-Request-Start;
+              BENCH_PEER_HEADERS=0 turns that off): Python parses headers slowly, and
+              without them shoal's instances would do measurably more work per request.
               `shoal --max-in-flight auto` (issue 14's stretch goal) does not exist,
               so it is not measured.
   capacity    4 / mean service time. The mean is the drawn 9.5 ms plus the
@@ -55,8 +59,11 @@ Reported per configuration and level (medians over the interleaved rounds, excep
 errors, which are summed): requests/s offered and served (200), latency p50, p99
 and p99.9 of served requests, errors (connection refused/reset, closed before a
 full response, client timeout after BENCH_CLIENT_TIMEOUT s), 503s (with the p99
-time to the 503), other statuses, the generator's send lag p99. At 130% also the
-recovery time. Ratios at each level: shoal-mif1 p99 / haproxy p99 and / nginx p99;
+time to the 503, from the intended and from the actual send), other statuses, the
+generator's send lag p99, and the proxy's own CPU time per request (utime+stime
+from /proc: shoal's process without its instances, nginx's master and worker,
+haproxy's process; it includes the kernel's loopback TCP work done on the proxy's
+behalf, two connections per request). At 130% also the recovery time. Ratios at each level: shoal-mif1 p99 / haproxy p99 and / nginx p99;
 issue 14's targets at 80% load: <= 1.0x haproxy, <= 0.5x nginx, and 0 errors
 everywhere.
 
@@ -92,7 +99,7 @@ Environment (defaults in brackets)
                    (instances P+110..), nginx P+1, haproxy P+2, the peers' instances
                    P+200.. [19000]
 
-With the defaults a run takes about 14 minutes. Standard library only (Python 3.11).
+With the defaults a run takes about 15 minutes. Standard library only (Python 3.11).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 #            when it does not build, the harness skips shoal
 # Extra arguments go to routing.py; BENCH_* variables (BENCH_ROUNDS,
 # BENCH_SECONDS, BENCH_TARGETS, ...) are read by routing.py.
-# Takes about 14 minutes with the defaults (3 rounds; 12 s per level, 20 s at 130%).
+# Takes about 15 minutes with the defaults (3 rounds; 12 s per level, 20 s at 130%).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
