@@ -65,3 +65,61 @@ fn kind(file_type: FileType) -> &'static str {
         "not a regular file"
     }
 }
+
+/// The rule itself; the Procfile and `.env` readers and verify's includes test their messages.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `read` on another thread, so that a read that never ends (a FIFO without a
+    /// writer, a device) fails the test instead of hanging it.
+    fn read_within_deadline(path: &Path, limit: u64) -> Result<Vec<u8>, Refusal> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&owned, limit));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("reading `{}` did not end within 60 s", path.display()))
+    }
+
+    #[test]
+    fn a_symlink_to_a_device_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("innocent.txt");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(matches!(
+            read_within_deadline(&link, 1024),
+            Err(Refusal::NotRegular("a character device"))
+        ));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Opening a FIFO for reading blocks until a writer opens it.
+        assert!(matches!(
+            read_within_deadline(&fifo, 1024),
+            Err(Refusal::NotRegular("a FIFO"))
+        ));
+    }
+
+    #[test]
+    fn the_bound_is_inclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("five");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read(&path, 5).unwrap(), b"12345");
+        assert!(matches!(read(&path, 4), Err(Refusal::TooLarge(Some(5)))));
+        assert!(matches!(
+            read(&dir.path().join("missing"), 5),
+            Err(Refusal::Io(_))
+        ));
+    }
+}

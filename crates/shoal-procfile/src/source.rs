@@ -139,46 +139,6 @@ mod tests {
     }
 
     #[test]
-    fn a_symlink_to_a_device_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let link = dir.path().join(".env");
-        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-        let err = read_within_deadline(&link).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SourceError::NotRegular {
-                    kind: "a character device",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains(".env`"), "{err}");
-    }
-
-    #[test]
-    fn a_fifo_is_refused_without_waiting_for_a_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("Procfile");
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        // Opening a FIFO for reading blocks until a writer opens it: the old read never
-        // returned.
-        let err = read_within_deadline(&fifo).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "cannot read `{}`: it is a FIFO; expected a regular file",
-                fifo.display()
-            )
-        );
-    }
-
-    #[test]
     fn a_directory_is_refused_by_kind() {
         let dir = tempfile::tempdir().unwrap();
         let err = read_text(dir.path()).unwrap_err();
