@@ -45,7 +45,7 @@ pub struct LocalWrite {
     pub change: &'static str,
 }
 
-type Manifest = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
+pub(crate) type Manifest = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
 
 /// The [`WorkDirs`] provider that gives every start a fresh copy of the app directory.
 #[derive(Debug)]
@@ -154,7 +154,7 @@ impl WorkDirs for PrivateCopies {
 /// Mirrors up to [`MIRRORED_LEVELS`] directories above `app_dir` under `frame`: a real
 /// directory per level, holding links to everything else at that level. Returns where the
 /// copy of `app_dir` goes.
-fn mirror(app_dir: &Path, frame: &Path) -> io::Result<PathBuf> {
+pub(crate) fn mirror(app_dir: &Path, frame: &Path) -> io::Result<PathBuf> {
     // (directory above the app, the name of the next directory down towards it), top first.
     let mut levels: Vec<(&Path, &std::ffi::OsStr)> = Vec::new();
     let mut below = app_dir;
@@ -194,12 +194,12 @@ fn mirror(app_dir: &Path, frame: &Path) -> io::Result<PathBuf> {
 }
 
 #[derive(Default)]
-struct Budget {
-    files: usize,
-    bytes: u64,
+pub(crate) struct Budget {
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
 }
 
-fn copy_tree(
+pub(crate) fn copy_tree(
     from: &Path,
     to: &Path,
     relative: &Path,
@@ -233,7 +233,7 @@ fn copy_tree(
             budget.bytes += len;
             if budget.files > MAX_FILES || budget.bytes > MAX_BYTES {
                 return Err(io::Error::other(format!(
-                    "it holds more than {MAX_FILES} files or {} MiB; verify copies it at every instance start — run the app from a smaller directory (`-d`)",
+                    "it holds more than {MAX_FILES} files or {} MiB, and it is copied at every instance start — run the app from a smaller directory (`-d`)",
                     MAX_BYTES / 1024 / 1024
                 )));
             }

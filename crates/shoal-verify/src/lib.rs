@@ -20,6 +20,8 @@
 //! - `tokens`, `lines`, `json_diff`, [`compare`]: noise learning and comparison.
 //! - [`schedule`]: the seeded plan of the shuffled rounds.
 //! - `copies`, `formation`: private copies of the app, and one formation per run.
+//! - [`isolate`]: the same private copies for `shoal start --isolate`, copy-on-write where
+//!   the kernel allows, and the report of each instance's first writes into its copy.
 //! - [`run`]: the whole run; [`reading`]: what a divergence most likely means.
 //! - [`report`]: the outcome as text, JSON and JUnit XML.
 
@@ -30,6 +32,7 @@ mod cookies;
 mod copies;
 pub mod error;
 mod formation;
+pub mod isolate;
 mod json_diff;
 pub mod jsonpath;
 mod lines;

@@ -1,0 +1,671 @@
+//! `shoal start --isolate`: every start of every instance runs in a private copy of the app
+//! directory, made afresh, so that what one instance writes there no other instance sees and
+//! a restart loses — as on separate machines. It is what `shoal verify` does to its
+//! formations, brought into everyday work.
+//!
+//! # How a copy is made
+//! Copy-on-write where the kernel lets shoal: an overlay mount whose lower layer is the app
+//! directory itself and whose upper layer is the instance's own, empty at every start. Making
+//! one takes the same time whatever the size of the app. The mounts live in a mount namespace
+//! of shoal's own, entered by [`private_mounts`] while shoal has one thread (as root a mount
+//! namespace; otherwise a user namespace with one, mapping the user to itself). Mounts from
+//! outside still reach it, but none made in it leaves it, and the kernel removes them with the
+//! namespace once shoal and its instances have exited, even if shoal was killed. Where that is
+//! not possible (no overlayfs, user namespaces disabled), each start gets a plain copy (the
+//! copier `shoal verify` uses), with a note when the app directory is over 100 MB.
+//!
+//! Either way the copy sits where the app directory's surroundings are mirrored (see
+//! `copies`), `release` runs in the app directory itself, and a copy is unmounted and removed
+//! when its instance starts again and when the formation stops. Files edited in the app
+//! directory while the formation runs are seen by the instances as long as they have not
+//! written the same file (overlayfs does not promise more); every restart starts from the app
+//! directory as it is then.
+//!
+//! # What is reported
+//! The upper layer (or the plain copy) is watched with inotify. The first write of an
+//! instance into a directory of its copy is reported at once, as a `system` line naming the
+//! instance and the file — at most once per directory per instance, and at most
+//! [`LINES_PER_MINUTE`] such lines a minute in all (then one line says how many were held
+//! back). Every file an instance created, changed or deleted is counted, once per run of the
+//! instance, for `shoal ps` ([`Isolation::local_writes`]). Python's bytecode caches
+//! (`__pycache__`) are not counted, as `shoal verify` does not count them.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_procfile::InstanceName;
+use shoal_supervisor::scratch::remove_all;
+use shoal_supervisor::{Log, WorkDirs};
+use tokio::io::unix::AsyncFd;
+
+use crate::copies::{Budget, Manifest, copy_tree, mirror};
+
+/// At most this many lines about first writes are shown a minute, for the whole formation.
+pub const LINES_PER_MINUTE: usize = 10;
+const WINDOW: Duration = Duration::from_secs(60);
+/// A plain copy of an app directory larger than this is worth a note: it is made at every
+/// start of every instance.
+const LARGE_BYTES: u64 = 100 * 1000 * 1000;
+/// Directories whose writes are neither reported nor counted.
+const IGNORED: &str = "__pycache__";
+
+/// Whether shoal's mounts are its own, made by [`private_mounts`]: `Err` says why not.
+#[derive(Debug, Clone)]
+pub struct Namespace(Result<(), String>);
+
+/// Moves shoal into a mount namespace of its own (with a user namespace unless it runs as
+/// root), so that the copy-on-write mounts of `--isolate` are seen by shoal and its instances
+/// only and vanish with them. Must be called while shoal has one thread: the kernel enters a
+/// thread alone, not its siblings, into a new mount namespace, and refuses a user namespace
+/// to a process with several threads.
+pub fn private_mounts() -> Namespace {
+    Namespace(enter_private_mounts())
+}
+
+fn enter_private_mounts() -> Result<(), String> {
+    if threads() != Some(1) {
+        return Err("shoal already runs several threads".to_owned());
+    }
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 {
+        unshare(libc::CLONE_NEWNS)
+            .map_err(|err| format!("cannot enter a mount namespace of its own: {err}"))?;
+    } else {
+        unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+            .map_err(|err| format!("cannot enter a user namespace (as uid {uid}): {err}"))?;
+        // The user is itself inside, so every file it makes is its own outside too.
+        let map = |file: &str, text: String| {
+            std::fs::write(file, text).map_err(|err| format!("cannot write `{file}`: {err}"))
+        };
+        map("/proc/self/setgroups", "deny".to_owned())?;
+        map("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+        map("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    }
+    // A slave of the host's mounts: mounts made outside still arrive, none made here leaves.
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_SLAVE,
+        None,
+    )
+    .map_err(|err| format!("cannot make the mount namespace private: {err}"))
+}
+
+fn threads() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes flags only; the caller checked that the process has one thread.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::other("a path holds a NUL byte"))
+}
+
+fn mount(
+    source: Option<&str>,
+    target: &Path,
+    kind: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(|s| cstring(s.as_bytes())).transpose()?;
+    let target = cstring(target.as_os_str().as_bytes())?;
+    let kind = kind.map(|s| cstring(s.as_bytes())).transpose()?;
+    let data = data.map(|s| cstring(s.as_bytes())).transpose()?;
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    let done = unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&kind),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn unmount(target: &Path) -> io::Result<()> {
+    let target = cstring(target.as_os_str().as_bytes())?;
+    // Detached: a process of the old instance that escaped its group may still be in it.
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Mounts an overlay of `lower` on `on`, writing into `upper`.
+fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
+    let text = |path: &Path| -> io::Result<String> {
+        match path.to_str() {
+            // The option string separates layers with `:` and options with `,`.
+            Some(text) if !text.contains([',', ':', '\\']) => Ok(text.to_owned()),
+            _ => Err(io::Error::other(format!(
+                "the path `{}` cannot be given to overlayfs (it holds `,`, `:`, `\\` or is not UTF-8)",
+                path.display()
+            ))),
+        }
+    };
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        text(lower)?,
+        text(upper)?,
+        text(work)?
+    );
+    mount(Some("overlay"), on, Some("overlay"), 0, Some(&options))
+}
+
+/// How each copy is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum How {
+    Overlay,
+    /// A plain copy, because copy-on-write is not possible here: why.
+    Copy(String),
+}
+
+/// The [`WorkDirs`] provider of `shoal start --isolate`. Shared with the watcher
+/// ([`Isolation::watch`]) and `shoal ps` ([`Isolation::local_writes`]); [`Isolation::finish`]
+/// removes every copy.
+pub struct Isolation {
+    app_dir: PathBuf,
+    root: PathBuf,
+    how: How,
+    log: Log,
+    inotify: OwnedFd,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Isolation")
+            .field("app_dir", &self.app_dir)
+            .field("root", &self.root)
+            .field("how", &self.how)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Each instance's current copy.
+    copies: HashMap<InstanceName, Copy>,
+    /// What each inotify watch is on.
+    watches: HashMap<i32, Watched>,
+    generation: u64,
+    /// The files counted in each run (by generation).
+    written: HashSet<(u64, PathBuf)>,
+    /// Files counted, by instance name, over all its runs.
+    counts: HashMap<String, u64>,
+    /// The directories already reported, by instance name.
+    reported: HashSet<(String, PathBuf)>,
+    limiter: Limiter,
+    large_noted: bool,
+}
+
+struct Copy {
+    /// Everything of this copy: its mirror, its upper and work layers.
+    frame: PathBuf,
+    /// Where the instance runs.
+    dir: PathBuf,
+    mounted: bool,
+    generation: u64,
+}
+
+#[derive(Clone)]
+struct Watched {
+    instance: InstanceName,
+    generation: u64,
+    dir: PathBuf,
+    /// `dir` relative to the copy of the app directory.
+    rel: PathBuf,
+}
+
+/// At most [`LINES_PER_MINUTE`] lines in a window of a minute that begins with its first
+/// line; what is held back is said when the window ends.
+#[derive(Default)]
+struct Limiter {
+    window: Option<Instant>,
+    shown: usize,
+    held: usize,
+}
+
+impl Limiter {
+    fn allow(&mut self, now: Instant) -> bool {
+        if self.window.is_none_or(|start| now >= start + WINDOW) {
+            self.window = Some(now);
+            self.shown = 0;
+        }
+        if self.shown < LINES_PER_MINUTE {
+            self.shown += 1;
+            true
+        } else {
+            self.held += 1;
+            false
+        }
+    }
+
+    /// When the lines held back are to be said.
+    fn due(&self) -> Option<Instant> {
+        (self.held > 0).then(|| self.window.map(|start| start + WINDOW))?
+    }
+
+    fn take_held(&mut self) -> usize {
+        std::mem::take(&mut self.held)
+    }
+}
+
+const WATCH_MASK: u32 = libc::IN_CREATE
+    | libc::IN_MODIFY
+    | libc::IN_MOVED_TO
+    | libc::IN_MOVED_FROM
+    | libc::IN_DELETE
+    | libc::IN_ONLYDIR
+    | libc::IN_DONT_FOLLOW
+    | libc::IN_EXCL_UNLINK;
+
+impl Isolation {
+    /// Private copies of `app_dir` under `root` (made afresh: what a killed shoal left there
+    /// is removed), copy-on-write when `namespace` and the kernel allow it. Says on `log` how
+    /// the copies are made.
+    pub fn new(
+        app_dir: &Path,
+        root: &Path,
+        namespace: &Namespace,
+        log: Log,
+    ) -> io::Result<Arc<Isolation>> {
+        remove_all(root)?;
+        std::fs::create_dir_all(root)?;
+        let how = match &namespace.0 {
+            Err(why) => How::Copy(why.clone()),
+            Ok(()) => match probe_overlay(app_dir, &root.join(".probe")) {
+                Ok(()) => How::Overlay,
+                Err(err) => How::Copy(format!("cannot mount an overlay of it: {err}")),
+            },
+        };
+        // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by inotify_init1 and is owned by nobody else.
+        let inotify = unsafe { OwnedFd::from_raw_fd(fd) };
+        match &how {
+            How::Overlay => log.system(format!(
+                "--isolate: every instance runs in a copy-on-write copy of `{}`, made afresh at every start",
+                app_dir.display()
+            )),
+            How::Copy(why) => log.system(format!(
+                "--isolate: every instance runs in a copy of `{}`, made afresh at every start (copy-on-write is not possible: {why})",
+                app_dir.display()
+            )),
+        }
+        Ok(Arc::new(Isolation {
+            app_dir: app_dir.to_path_buf(),
+            root: root.to_path_buf(),
+            how,
+            log,
+            inotify,
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    /// Whether copies are copy-on-write (overlay mounts) rather than plain copies.
+    pub fn copy_on_write(&self) -> bool {
+        self.how == How::Overlay
+    }
+
+    /// How many files `instance` (`web.1`) has created, changed or deleted in its copies of
+    /// the app directory since the formation started, each counted once per run.
+    pub fn local_writes(&self, instance: &str) -> u64 {
+        let state = self.lock();
+        state.counts.get(instance).copied().unwrap_or(0)
+    }
+
+    /// Reports writes as they happen, until dropped.
+    pub async fn watch(self: Arc<Self>) {
+        let Ok(fd) = self.inotify.try_clone() else {
+            return;
+        };
+        // SAFETY: the `OwnedFd` stays open, and refers to the same inotify instance, for as
+        // long as the `AsyncFd` owns it.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        let Ok(fd) = registered else {
+            return;
+        };
+        // Room for many events: each is 16 bytes and a name of at most 255.
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let due = self.lock().limiter.due();
+            let held_back = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ready = fd.readable() => {
+                    let Ok(mut ready) = ready else { return };
+                    // SAFETY: the buffer is valid for writes of its length.
+                    let read = unsafe {
+                        libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len())
+                    };
+                    if read < 0 {
+                        let err = io::Error::last_os_error();
+                        if err.kind() == io::ErrorKind::WouldBlock {
+                            ready.clear_ready();
+                            continue;
+                        }
+                        return;
+                    }
+                    self.events(&buffer[..read as usize]);
+                }
+                () = held_back => {
+                    let held = self.lock().limiter.take_held();
+                    if held > 0 {
+                        self.log.system(format!(
+                            "{held} more first {} into copies of the app directory in the last minute (at most {LINES_PER_MINUTE} such lines are shown a minute); `shoal ps --json` counts each instance's as `local_writes`",
+                            if held == 1 { "write" } else { "writes" }
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A guard that calls [`Isolation::finish`] when dropped, for the ways out of `shoal
+    /// start` that do not reach its end.
+    pub fn finish_on_drop(self: &Arc<Self>) -> FinishOnDrop {
+        FinishOnDrop(self.clone())
+    }
+
+    /// Unmounts and removes every copy. Called once the formation has stopped; calling it
+    /// again does nothing.
+    pub fn finish(&self) {
+        let copies: Vec<Copy> = {
+            let mut state = self.lock();
+            state.watches.clear();
+            state.copies.drain().map(|(_, copy)| copy).collect()
+        };
+        for copy in copies {
+            self.tear_down(&copy);
+        }
+        let _ = remove_all(&self.root);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tear_down(&self, copy: &Copy) {
+        if copy.mounted {
+            let _ = unmount(&copy.dir);
+        }
+        let _ = remove_all(&copy.frame);
+    }
+
+    /// Makes `name`'s copy in `frame`, and returns where it runs and the directory to watch.
+    fn make(&self, frame: &Path) -> io::Result<(PathBuf, PathBuf, Option<u64>)> {
+        let dir = mirror(&self.app_dir, &frame.join("root"))?;
+        match self.how {
+            How::Overlay => {
+                let upper = frame.join("upper");
+                let work = frame.join("work");
+                std::fs::create_dir(&upper)?;
+                std::fs::create_dir(&work)?;
+                mount_overlay(&self.app_dir, &upper, &work, &dir)?;
+                Ok((dir, upper, None))
+            }
+            How::Copy(_) => {
+                let mut budget = Budget::default();
+                copy_tree(
+                    &self.app_dir,
+                    &dir,
+                    Path::new(""),
+                    &self.root,
+                    &mut Manifest::new(),
+                    &mut budget,
+                )?;
+                Ok((dir.clone(), dir, Some(budget.bytes)))
+            }
+        }
+    }
+
+    /// Watches `dir` and the directories below it; with `report`, files already there are
+    /// writes (a directory the instance just made).
+    fn watch_tree(&self, state: &mut State, at: Watched, report: bool) {
+        let Ok(path) = cstring(at.dir.as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: the descriptor is open and `path` is NUL-terminated.
+        let wd =
+            unsafe { libc::inotify_add_watch(self.inotify.as_raw_fd(), path.as_ptr(), WATCH_MASK) };
+        if wd < 0 {
+            return;
+        }
+        state.watches.insert(wd, at.clone());
+        let Ok(entries) = std::fs::read_dir(&at.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == IGNORED {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                let below = Watched {
+                    dir: entry.path(),
+                    rel: at.rel.join(&name),
+                    ..at.clone()
+                };
+                self.watch_tree(state, below, report);
+            } else if report {
+                let change = self.change_of(&entry.path(), false);
+                self.record(state, &at, &name, change);
+            }
+        }
+    }
+
+    /// Whether the entry at `path` (just created, or `gone`) is a write or a deletion as the
+    /// instance sees it. In an overlay's upper layer, a deletion is a whiteout: a character
+    /// device numbered 0/0.
+    fn change_of(&self, path: &Path, gone: bool) -> Change {
+        if gone {
+            return Change::Deleted;
+        }
+        if self.how == How::Overlay
+            && let Ok(meta) = std::fs::symlink_metadata(path)
+            && meta.file_type().is_char_device()
+            && meta.rdev() == 0
+        {
+            return Change::Deleted;
+        }
+        Change::Wrote
+    }
+
+    fn events(&self, mut buffer: &[u8]) {
+        let header = std::mem::size_of::<libc::inotify_event>();
+        let mut state = self.lock();
+        while buffer.len() >= header {
+            // SAFETY: the kernel wrote whole events; `read_unaligned` copies the header out
+            // whatever the buffer's alignment.
+            let event: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buffer.as_ptr().cast()) };
+            let end = (header + event.len as usize).min(buffer.len());
+            let name = &buffer[header..end];
+            let name =
+                OsStr::from_bytes(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]);
+            buffer = &buffer[end..];
+            if event.mask & libc::IN_IGNORED != 0 {
+                state.watches.remove(&event.wd);
+                continue;
+            }
+            let Some(at) = state.watches.get(&event.wd).cloned() else {
+                continue;
+            };
+            if name.is_empty() || name == IGNORED {
+                continue;
+            }
+            let path = at.dir.join(name);
+            if event.mask & libc::IN_ISDIR != 0 {
+                if event.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
+                    let below = Watched {
+                        dir: path,
+                        rel: at.rel.join(name),
+                        ..at.clone()
+                    };
+                    self.watch_tree(&mut state, below, true);
+                }
+                continue;
+            }
+            let gone = event.mask & (libc::IN_DELETE | libc::IN_MOVED_FROM) != 0;
+            let change = if event.mask & libc::IN_CREATE != 0 || gone {
+                self.change_of(&path, gone)
+            } else {
+                Change::Wrote
+            };
+            self.record(&mut state, &at, name, change);
+        }
+    }
+
+    /// Counts a write, and reports it if it is the instance's first in that directory.
+    fn record(&self, state: &mut State, at: &Watched, name: &OsStr, change: Change) {
+        let rel = at.rel.join(name);
+        if !state.written.insert((at.generation, rel.clone())) {
+            return;
+        }
+        let instance = at.instance.to_string();
+        *state.counts.entry(instance.clone()).or_default() += 1;
+        if !state.reported.insert((instance.clone(), at.rel.clone())) {
+            return;
+        }
+        if !state.limiter.allow(Instant::now()) {
+            return;
+        }
+        let file = rel.display();
+        self.log.system(match change {
+            Change::Wrote => format!(
+                "{instance} wrote `{file}` in its copy of the app directory: no other instance sees it and a restart loses it — keep it in the database or object storage; use `$SHOAL_SCRATCH` for a file needed only during this request"
+            ),
+            Change::Deleted => format!(
+                "{instance} deleted `{file}` in its copy of the app directory: the other instances still have it and a restart brings it back — keep what changes in the database or object storage"
+            ),
+        });
+    }
+}
+
+/// Removes every copy when dropped (see [`Isolation::finish_on_drop`]).
+#[derive(Debug)]
+pub struct FinishOnDrop(Arc<Isolation>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Wrote,
+    Deleted,
+}
+
+impl WorkDirs for Isolation {
+    fn prepare(&self, name: &InstanceName) -> io::Result<PathBuf> {
+        // `release` prepares the app for every instance (migrations, built assets): it runs in
+        // the app directory itself.
+        if name.kind == shoal_procfile::plan::RELEASE {
+            return Ok(self.app_dir.clone());
+        }
+        let (old, generation) = {
+            let mut state = self.lock();
+            state.generation += 1;
+            let old = state.copies.remove(name);
+            if let Some(old) = &old {
+                state.watches.retain(|_, w| w.generation != old.generation);
+            }
+            (old, state.generation)
+        };
+        if let Some(old) = old {
+            self.tear_down(&old);
+        }
+        let frame = self.root.join(name.to_string());
+        remove_all(&frame)?;
+        let (dir, watched, copied) = self.make(&frame).map_err(|err| {
+            let _ = remove_all(&frame);
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "cannot make a private copy of the app directory `{}` in `{}`: {err}",
+                    self.app_dir.display(),
+                    frame.display()
+                ),
+            )
+        })?;
+        let mut state = self.lock();
+        if let (Some(bytes), How::Copy(why)) = (copied, &self.how)
+            && bytes > LARGE_BYTES
+            && !state.large_noted
+        {
+            state.large_noted = true;
+            self.log.system(format!(
+                "--isolate copies {} MB at every start of every instance (copy-on-write is not possible: {why}); a smaller app directory (`-d`) starts faster",
+                bytes / 1_000_000
+            ));
+        }
+        let at = Watched {
+            instance: name.clone(),
+            generation,
+            dir: watched,
+            rel: PathBuf::new(),
+        };
+        self.watch_tree(&mut state, at, false);
+        state.copies.insert(
+            name.clone(),
+            Copy {
+                frame,
+                dir: dir.clone(),
+                mounted: self.how == How::Overlay,
+                generation,
+            },
+        );
+        Ok(dir)
+    }
+}
+
+/// Mounts and unmounts an overlay of `app_dir` in `dir`, which is removed again.
+fn probe_overlay(app_dir: &Path, dir: &Path) -> io::Result<()> {
+    let on = dir.join("merged");
+    for part in [&on, &dir.join("upper"), &dir.join("work")] {
+        std::fs::create_dir_all(part)?;
+    }
+    let mounted = mount_overlay(app_dir, &dir.join("upper"), &dir.join("work"), &on);
+    if mounted.is_ok() {
+        unmount(&on)?;
+    }
+    let _ = remove_all(dir);
+    mounted
+}
