@@ -232,14 +232,14 @@ impl Formation {
                 self.handle
                     .chaos_kill(name)
                     .await
-                    .map_err(|why| failed("kill", why))?;
+                    .map_err(|why| failed("kill", why.to_string()))?;
                 self.stale.insert(name.clone(), before);
             }
             Signal::Term => {
                 self.handle
                     .retire(name)
                     .await
-                    .map_err(|why| failed("stop", why))?;
+                    .map_err(|why| failed("stop", why.to_string()))?;
                 // Once it has exited, it starts again under its own name (not at the lowest
                 // free index: another instance may be restarting at the same moment).
                 let handle = self.handle.clone();

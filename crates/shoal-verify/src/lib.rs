@@ -48,4 +48,4 @@ mod tokens;
 pub use copies::LocalWrite;
 pub use error::{ScenarioError, VerifyError};
 pub use report::{Report, Verdict};
-pub use run::{Event, Options, Progress, verify};
+pub use run::{Event, Options, Phase, Progress, verify};

@@ -15,11 +15,15 @@
 //!    would add (see [`crate::client`]).
 //! 3. Every shuffled answer is compared with the first baseline answer, beyond the noise.
 //!
+//! Each request of a scenario is followed through the whole run by one value, [`Tracked`]:
+//! its first baseline answer, the noise learned from both, and the rounds where it diverged.
+//!
 //! Every instance of every run runs in a private copy of the app directory, fresh at each
 //! start ([`crate::copies`]); every wait is for the supervisor's snapshots, never a sleep.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +52,9 @@ pub const DEFAULT_WEB: u32 = 3;
 /// Instances of every other type in the shuffled rounds when the formation spec does not name
 /// the type: two, so that a later job may be taken by another worker than an earlier one.
 pub const DEFAULT_OTHERS: u32 = 2;
+/// The baseline runs: the first is what the rounds are compared with, the second tells which
+/// parts of the answers change by themselves.
+pub const BASELINE_RUNS: u32 = 2;
 /// How long a request may take, unless its `# @timeout` says otherwise.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between two tries of a request with `# @until`.
@@ -72,27 +79,56 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
 }
 
+/// A part of the run: one of the baseline runs, or one of the shuffled rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Baseline run `run` of [`BASELINE_RUNS`]: one `web` instance, nothing restarted.
+    Baseline { run: u32 },
+    /// Shuffled round `round` of `rounds`.
+    Round { round: u32, rounds: u32 },
+}
+
+impl Phase {
+    /// The run as the report's local writes name it: `baseline 1`, `round 2`.
+    fn run_name(self) -> String {
+        match self {
+            Phase::Baseline { run } => format!("baseline {run}"),
+            Phase::Round { round, .. } => format!("round {round}"),
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    /// `baseline 1/2`, `round 2/3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Baseline { run } => write!(f, "baseline {run}/{BASELINE_RUNS}"),
+            Phase::Round { round, rounds } => write!(f, "round {round}/{rounds}"),
+        }
+    }
+}
+
 /// What a run reports while it goes on.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
-    /// A run begins: `baseline 1/2`, `round 2/3`…
-    Phase { phase: &'a str, requests: usize },
+    /// A run begins.
+    Phase { phase: Phase, requests: usize },
     /// `done` of `total` requests of the phase are answered.
     Request {
-        phase: &'a str,
+        phase: Phase,
         done: usize,
         total: usize,
         restarts: usize,
     },
     /// An instance is being restarted.
     Restart {
-        phase: &'a str,
+        phase: Phase,
         instance: &'a str,
         signal: Signal,
     },
     /// A run ended; `divergent` requests answered differently (shuffled rounds).
     PhaseDone {
-        phase: &'a str,
+        phase: Phase,
         seconds: f64,
         divergent: usize,
         restarts: usize,
@@ -138,12 +174,15 @@ pub async fn verify(options: Options, progress: &dyn Progress) -> Result<Report,
             source,
         })?;
     let result = run_in(
-        &options,
-        progress,
-        &base_plan,
-        (web_count, &others),
-        &scenarios,
-        dotenv,
+        Inputs {
+            options: &options,
+            progress,
+            base_plan: &base_plan,
+            web_count,
+            others,
+            scenarios: &scenarios,
+            dotenv,
+        },
         work.path(),
     )
     .await;
@@ -154,16 +193,52 @@ pub async fn verify(options: Options, progress: &dyn Progress) -> Result<Report,
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_in(
-    options: &Options,
-    progress: &dyn Progress,
-    base_plan: &Plan,
-    (web_count, others): (u32, &[(String, u32)]),
-    scenarios: &[Scenario],
+/// What a run is given, loaded and checked.
+struct Inputs<'a> {
+    options: &'a Options,
+    progress: &'a dyn Progress,
+    /// The plan as loaded, formation spec included.
+    base_plan: &'a Plan,
+    /// `web` instances in the shuffled rounds.
+    web_count: u32,
+    /// Instances of every other type in the shuffled rounds.
+    others: Vec<(String, u32)>,
+    scenarios: &'a [Scenario],
     dotenv: BTreeMap<String, String>,
-    work: &std::path::Path,
-) -> Result<(Report, Vec<String>), VerifyError> {
+}
+
+/// One request of a scenario through the whole run.
+struct Tracked {
+    /// Its journey in the first baseline run, which every round is compared with.
+    baseline: Exchange,
+    /// What differed between the two baseline runs.
+    noise: Noise,
+    /// The rounds in which its answer differed from the baseline beyond the noise.
+    divergences: Vec<Divergence>,
+}
+
+/// What the shuffled rounds did, besides the divergences.
+#[derive(Default)]
+struct Rounds {
+    /// Each round's plan.
+    schedule: Vec<Vec<Step>>,
+    restarts: Restarts,
+    /// Files instances wrote in their working directories, round by round.
+    writes: Vec<LocalWrite>,
+}
+
+/// Runs the baseline and the rounds in `work` (a temporary directory for the copies and the
+/// runtime files), and returns the report and the notes for the user.
+async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>), VerifyError> {
+    let Inputs {
+        options,
+        progress,
+        base_plan,
+        web_count,
+        others,
+        scenarios,
+        dotenv,
+    } = inputs;
     let io = |what: String| move |source| VerifyError::Io { what, source };
     let runtime = RuntimeDir::under(work, &base_plan.procfile);
     runtime.create().map_err(|err| {
@@ -178,7 +253,7 @@ async fn run_in(
         options
             .log_file
             .as_deref()
-            .unwrap_or(std::path::Path::new(""))
+            .unwrap_or(Path::new(""))
             .display()
     )))?;
 
@@ -211,120 +286,26 @@ async fn run_in(
     let port = free_block(&widest)?;
     let baseline_plan = Arc::new(plan_with(&options.plan, port, &baseline_counts)?);
     let shuffled_plan = Arc::new(plan_with(&options.plan, port, &shuffled_counts)?);
-    let polls: Vec<bool> = scenarios
-        .iter()
-        .flat_map(|s| s.requests.iter().map(|r| r.until.is_some()))
-        .collect();
-    let workers: u32 = others.iter().map(|(_, count)| count).sum();
-    let setup = Setup {
-        runtime,
-        copies: copies.clone(),
-        watchdog: options.watchdog.clone(),
-        grace: options.grace,
-        boot_timeout: options.boot_timeout,
-        health_path: options.health_path.clone(),
-        tail,
-    };
     let mut runner = Runner {
         scenarios,
         public_port: base_plan.port,
         dotenv,
-        setup,
+        setup: Setup {
+            runtime,
+            copies,
+            watchdog: options.watchdog.clone(),
+            grace: options.grace,
+            boot_timeout: options.boot_timeout,
+            health_path: options.health_path.clone(),
+            tail,
+        },
         progress,
     };
 
-    let mut baselines = Vec::new();
-    let mut baseline_writes = Vec::new();
-    for run in 1..=2 {
-        let phase = format!("baseline {run}/2");
-        copies.begin_run(&format!("baseline {run}"));
-        let began = Instant::now();
-        let mut formation = Formation::start(baseline_plan.clone(), &runner.setup).await?;
-        let result = runner.replay(&mut formation, None, &phase, Some(run)).await;
-        formation.stop().await;
-        let writes = copies.end_run();
-        baselines.push(result?.exchanges);
-        if run == 1 {
-            baseline_writes = writes;
-        }
-        progress.event(Event::PhaseDone {
-            phase: &phase,
-            seconds: began.elapsed().as_secs_f64(),
-            divergent: 0,
-            restarts: 0,
-        });
-    }
-    let noise: Vec<Vec<Noise>> = baselines[0]
-        .iter()
-        .zip(&baselines[1])
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| Noise::learn(&x.observation, &y.observation))
-                .collect()
-        })
-        .collect();
-
-    let total = runner.total_requests();
-    let mut divergences: Vec<Vec<Vec<Divergence>>> = scenarios
-        .iter()
-        .map(|s| vec![Vec::new(); s.requests.len()])
-        .collect();
-    let mut schedule_report = Vec::new();
-    let mut restarts = Restarts::default();
-    let mut local_writes: Vec<LocalWrite> = baseline_writes.clone();
-    for round in 1..=options.rounds {
-        let phase = format!("round {round}/{}", options.rounds);
-        let steps = schedule::plan(
-            options.seed,
-            round,
-            Shape {
-                web: web_count,
-                others,
-                polls: &polls,
-            },
-        );
-        debug_assert_eq!(steps.len(), total);
-        copies.begin_run(&format!("round {round}"));
-        let began = Instant::now();
-        let mut formation = Formation::start(shuffled_plan.clone(), &runner.setup).await?;
-        let result = runner
-            .replay(&mut formation, Some(&steps), &phase, None)
-            .await;
-        formation.stop().await;
-        let writes = copies.end_run();
-        let played = result?;
-        restarts.add(&played.restarts);
-        let round_restarts = played.restarts.total;
-        let found = judge(
-            Round {
-                number: round,
-                steps: &steps,
-                workers,
-            },
-            &played,
-            &baselines[0],
-            &noise,
-            &writes,
-        );
-        let mut divergent = 0;
-        for (s, per_request) in found.into_iter().enumerate() {
-            for (i, divergence) in per_request.into_iter().enumerate() {
-                if let Some(divergence) = divergence {
-                    divergent += 1;
-                    divergences[s][i].push(divergence);
-                }
-            }
-        }
-        progress.event(Event::PhaseDone {
-            phase: &phase,
-            seconds: began.elapsed().as_secs_f64(),
-            divergent,
-            restarts: round_restarts,
-        });
-        local_writes.extend(writes);
-        schedule_report.push(steps);
-    }
+    let (mut tracked, baseline_writes) = runner.baselines(&baseline_plan).await?;
+    let rounds = runner
+        .rounds(&shuffled_plan, options, (web_count, &others), &mut tracked)
+        .await?;
 
     let mut notes: Vec<String> = scenarios
         .iter()
@@ -335,11 +316,10 @@ async fn run_in(
         })
         .collect();
     let mut scenario_reports = Vec::new();
-    for (s, scenario) in scenarios.iter().enumerate() {
-        let mut requests = Vec::new();
-        for (i, spec) in scenario.requests.iter().enumerate() {
-            let learned = &noise[s][i];
-            if let Some(why) = &learned.unstable {
+    for (scenario, requests) in scenarios.iter().zip(tracked) {
+        let mut reports = Vec::new();
+        for (spec, request) in scenario.requests.iter().zip(requests) {
+            if let Some(why) = &request.noise.unstable {
                 notes.push(format!(
                     "{}:{}: request #{} ({}) was not compared: {why}; make the scenario repeatable (e.g. unique names with `{{{{$guid}}}}`)",
                     scenario.path.display(),
@@ -348,21 +328,21 @@ async fn run_in(
                     spec.summary()
                 ));
             }
-            requests.push(RequestReport {
+            reports.push(RequestReport {
                 index: spec.index,
                 line: spec.line,
                 name: spec.name.clone(),
                 method: spec.method.clone(),
                 target: spec.target.display().to_owned(),
-                baseline_status: baselines[0][s][i].observation.status,
-                unstable: learned.unstable.clone(),
-                noise: learned.describe(),
-                divergences: std::mem::take(&mut divergences[s][i]),
+                baseline_status: request.baseline.observation.status,
+                unstable: request.noise.unstable.clone(),
+                noise: request.noise.describe(),
+                divergences: request.divergences,
             });
         }
         scenario_reports.push(ScenarioReport {
             file: scenario.path.display().to_string(),
-            requests,
+            requests: reports,
         });
     }
     let all_unstable = scenario_reports
@@ -392,6 +372,8 @@ async fn run_in(
             files.join(", ")
         ));
     }
+    let mut local_writes = baseline_writes;
+    local_writes.extend(rounds.writes);
     Ok((
         Report {
             version: JSON_VERSION,
@@ -413,11 +395,11 @@ async fn run_in(
                 .collect(),
             public_address: format!("http://127.0.0.1:{}", base_plan.port),
             elapsed_secs: 0.0,
-            restarts: restarts.total,
-            worker_restarts: restarts.workers,
-            restarts_while_polling: restarts.while_polling,
+            restarts: rounds.restarts.total,
+            worker_restarts: rounds.restarts.workers,
+            restarts_while_polling: rounds.restarts.while_polling,
             scenarios: scenario_reports,
-            schedule: schedule_report,
+            schedule: rounds.schedule,
             local_writes,
             notes: Vec::new(),
         },
@@ -578,16 +560,115 @@ impl Runner<'_> {
         self.scenarios.iter().map(|s| s.requests.len()).sum()
     }
 
+    /// Starts `plan`, replays every scenario in it as [`Runner::replay`] does, and stops it.
+    /// Returns what was played and the files instances wrote in their copies of the app.
+    async fn run_once(
+        &mut self,
+        plan: &Arc<Plan>,
+        phase: Phase,
+        steps: Option<&[Step]>,
+    ) -> Result<(Played, Vec<LocalWrite>), VerifyError> {
+        self.setup.copies.begin_run(&phase.run_name());
+        let mut formation = Formation::start(plan.clone(), &self.setup).await?;
+        let result = self.replay(&mut formation, phase, steps).await;
+        formation.stop().await;
+        let writes = self.setup.copies.end_run();
+        Ok((result?, writes))
+    }
+
+    /// The baseline runs: every request tracked with its first answer and the noise the two
+    /// runs show, and the files the first run wrote.
+    async fn baselines(
+        &mut self,
+        plan: &Arc<Plan>,
+    ) -> Result<(Vec<Vec<Tracked>>, Vec<LocalWrite>), VerifyError> {
+        let mut runs = Vec::new();
+        for run in 1..=BASELINE_RUNS {
+            let phase = Phase::Baseline { run };
+            let began = Instant::now();
+            runs.push(self.run_once(plan, phase, None).await?);
+            self.progress.event(Event::PhaseDone {
+                phase,
+                seconds: began.elapsed().as_secs_f64(),
+                divergent: 0,
+                restarts: 0,
+            });
+        }
+        let mut runs = runs.into_iter();
+        let (first, writes) = runs.next().expect("the first baseline run");
+        let (second, _) = runs.next().expect("the second baseline run");
+        Ok((learn(first, &second), writes))
+    }
+
+    /// The shuffled rounds, each in `plan` following its schedule, every answer judged
+    /// against `tracked` (where the divergences go).
+    async fn rounds(
+        &mut self,
+        plan: &Arc<Plan>,
+        options: &Options,
+        (web, others): (u32, &[(String, u32)]),
+        tracked: &mut [Vec<Tracked>],
+    ) -> Result<Rounds, VerifyError> {
+        let polls: Vec<bool> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| s.requests.iter().map(|r| r.until.is_some()))
+            .collect();
+        let workers: u32 = others.iter().map(|(_, count)| count).sum();
+        let mut out = Rounds::default();
+        for round in 1..=options.rounds {
+            let phase = Phase::Round {
+                round,
+                rounds: options.rounds,
+            };
+            let steps = schedule::plan(
+                options.seed,
+                round,
+                Shape {
+                    web,
+                    others,
+                    polls: &polls,
+                },
+            );
+            debug_assert_eq!(steps.len(), self.total_requests());
+            let began = Instant::now();
+            let (played, writes) = self.run_once(plan, phase, Some(&steps)).await?;
+            out.restarts.add(&played.restarts);
+            let divergent = judge(
+                &Round {
+                    number: round,
+                    steps: &steps,
+                    workers,
+                    writes: &writes,
+                },
+                &played,
+                tracked,
+            );
+            self.progress.event(Event::PhaseDone {
+                phase,
+                seconds: began.elapsed().as_secs_f64(),
+                divergent,
+                restarts: played.restarts.total,
+            });
+            out.writes.extend(writes);
+            out.schedule.push(steps);
+        }
+        Ok(out)
+    }
+
     /// Replays every scenario once, each as a fresh client. `steps` is the shuffled round's
-    /// plan (without one, everything goes to `web.1`); `baseline` is the baseline run's
-    /// number, where anything that keeps a request from being answered is an error.
+    /// plan (without one, everything goes to `web.1`). In a baseline run, anything that keeps
+    /// a request from being answered is an error.
     async fn replay(
         &mut self,
         formation: &mut Formation,
+        phase: Phase,
         steps: Option<&[Step]>,
-        phase: &str,
-        baseline: Option<u32>,
     ) -> Result<Played, VerifyError> {
+        let baseline = match phase {
+            Phase::Baseline { run } => Some(run),
+            Phase::Round { .. } => None,
+        };
         let total = self.total_requests();
         self.progress.event(Event::Phase {
             phase,
@@ -715,7 +796,7 @@ impl Runner<'_> {
     async fn restart(
         &self,
         formation: &mut Formation,
-        phase: &str,
+        phase: Phase,
         restart: &Restart,
     ) -> Result<(), VerifyError> {
         let name = restart.name();
@@ -738,7 +819,7 @@ impl Runner<'_> {
         request: &Outgoing,
         web: &InstanceName,
         formation: &mut Formation,
-        (phase, during): (&str, Option<&Restart>),
+        (phase, during): (Phase, Option<&Restart>),
     ) -> Result<Polled, VerifyError> {
         let timeout = spec.timeout.unwrap_or(REQUEST_TIMEOUT);
         let route = Route {
@@ -791,14 +872,6 @@ fn scenario_error(scenario: &Scenario, err: &ResolveError) -> ScenarioError {
     ScenarioError::at(&scenario.path, err.line, err.message.clone())
 }
 
-/// A shuffled round as planned.
-struct Round<'a> {
-    number: u32,
-    steps: &'a [Step],
-    /// Instances of types other than `web`.
-    workers: u32,
-}
-
 /// The workers restarted during one client's requests up to its request `exchanges[upto]`,
 /// with when, in the client's own numbering.
 fn worker_restarts(
@@ -832,140 +905,198 @@ fn worker_restarts(
     out
 }
 
-/// Compares one shuffled round with the first baseline run: for every request, the
-/// divergence, if there is one.
-fn judge(
-    Round {
-        number: round,
-        steps,
-        workers,
-    }: Round<'_>,
-    played: &Played,
-    baseline: &[Vec<Exchange>],
-    noise: &[Vec<Noise>],
-    writes: &[LocalWrite],
-) -> Vec<Vec<Option<Divergence>>> {
-    let mut out = Vec::new();
-    for (s, exchanges) in played.exchanges.iter().enumerate() {
+/// Every request of the `first` baseline run, tracked with the noise the `second` one shows.
+fn learn(first: Played, second: &Played) -> Vec<Vec<Tracked>> {
+    first
+        .exchanges
+        .into_iter()
+        .zip(&second.exchanges)
+        .map(|(firsts, seconds)| {
+            firsts
+                .into_iter()
+                .zip(seconds)
+                .map(|(baseline, again)| Tracked {
+                    noise: Noise::learn(&baseline.observation, &again.observation),
+                    baseline,
+                    divergences: Vec::new(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl Tracked {
+    /// How `exchange`, this request in a shuffled round, differs from the baseline beyond
+    /// the noise.
+    fn differences(&self, exchange: &Exchange) -> Vec<Difference> {
+        let mut differences = match &exchange.not_built {
+            Some(why) => vec![Difference {
+                what: "request".into(),
+                baseline: "sent".into(),
+                shuffled: format!("not sent: {why}"),
+                diff: Vec::new(),
+            }],
+            None => self
+                .noise
+                .compare(&self.baseline.observation, &exchange.observation),
+        };
+        if self.noise.unstable.is_none() {
+            for failure in &exchange.capture_failures {
+                differences.push(Difference {
+                    what: "capture".into(),
+                    baseline: "found".into(),
+                    shuffled: failure.message.clone(),
+                    diff: Vec::new(),
+                });
+            }
+        }
+        differences
+    }
+}
+
+/// A shuffled round as planned and as it went.
+struct Round<'a> {
+    number: u32,
+    steps: &'a [Step],
+    /// Instances of types other than `web`.
+    workers: u32,
+    /// Files instances wrote in their working directories during the round.
+    writes: &'a [LocalWrite],
+}
+
+/// Compares one shuffled round with the first baseline run: every divergence goes to its
+/// request. Returns how many requests diverged.
+fn judge(round: &Round<'_>, played: &Played, tracked: &mut [Vec<Tracked>]) -> usize {
+    let mut divergent = 0;
+    for (exchanges, requests) in played.exchanges.iter().zip(tracked.iter_mut()) {
+        // This client's requests so far: (index, the instance that served it).
         let mut earlier: Vec<(usize, String)> = Vec::new();
         let mut first_divergent: Option<usize> = None;
-        let mut found = Vec::new();
-        for (i, exchange) in exchanges.iter().enumerate() {
-            let index = i + 1;
-            let mut differences: Vec<Difference> = match &exchange.not_built {
-                Some(why) => vec![Difference {
-                    what: "request".into(),
-                    baseline: "sent".into(),
-                    shuffled: format!("not sent: {why}"),
-                    diff: Vec::new(),
-                }],
-                None => noise[s][i].compare(&baseline[s][i].observation, &exchange.observation),
-            };
-            if noise[s][i].unstable.is_none() {
-                for failure in &exchange.capture_failures {
-                    differences.push(Difference {
-                        what: "capture".into(),
-                        baseline: "found".into(),
-                        shuffled: failure.message.clone(),
-                        diff: Vec::new(),
-                    });
-                }
+        for (i, (exchange, request)) in exchanges.iter().zip(requests.iter_mut()).enumerate() {
+            let differences = request.differences(exchange);
+            if !differences.is_empty() {
+                let divergence =
+                    round.divergence(exchanges, i, &earlier, first_divergent, differences);
+                request.divergences.push(divergence);
+                divergent += 1;
+                first_divergent.get_or_insert(i + 1);
             }
-            let served_by = exchange.served_by.to_string();
-            let divergence = (!differences.is_empty()).then(|| {
-                // The last time this instance served this client, and restarts of it since.
-                let last_served = exchanges[..i]
-                    .iter()
-                    .rev()
-                    .find(|e| e.served_by == exchange.served_by)
-                    .map(|e| e.step);
-                let restarted_since = last_served.and_then(|last| {
-                    let (global, signal) = (last + 1..=exchange.step).rev().find_map(|k| {
-                        steps[k]
-                            .restart
-                            .as_ref()
-                            .filter(|r| r.instance == exchange.served_by.index)
-                            .map(|r| (k, r.signal))
-                    })?;
-                    // The request of this client before which it happened.
-                    let before = exchanges
-                        .iter()
-                        .position(|e| e.step == global)
-                        .map_or(index, |p| p + 1);
-                    Some((before, signal))
-                });
-                let mut before: Vec<String> = earlier
-                    .iter()
-                    .map(|(j, who)| format!("#{j} served by {who}"))
-                    .collect();
-                let workers_restarted = worker_restarts(steps, exchanges, i);
-                // Restarts since this client's previous request: the workers' while it
-                // polled, then everything before this one (other clients' steps included).
-                before.extend(
-                    workers_restarted
-                        .iter()
-                        .filter(|r| r.request == index - 1 && r.while_polling.is_some())
-                        .map(reading::WorkerRestart::describe),
-                );
-                let from = if i == 0 {
-                    exchange.step
-                } else {
-                    exchanges[i - 1].step + 1
-                };
-                for step in &steps[from..=exchange.step] {
-                    for restart in [&step.restart, &step.worker_restart].into_iter().flatten() {
-                        before.push(format!(
-                            "{} restarted with {} just before",
-                            restart.name(),
-                            restart.signal.name()
-                        ));
-                    }
-                }
-                before.extend(
-                    workers_restarted
-                        .iter()
-                        .filter(|r| r.request == index && r.while_polling.is_some())
-                        .map(reading::WorkerRestart::describe),
-                );
-                let (cause, reading) = reading::read(&Facts {
-                    served_by: &served_by,
-                    earlier: &earlier,
-                    restarted_since,
-                    follows: first_divergent,
-                    writes,
-                    no_answer: exchange
-                        .observation
-                        .status
-                        .is_none()
-                        .then_some(exchange.observation.error.as_deref())
-                        .flatten()
-                        .filter(|_| exchange.not_built.is_none()),
-                    not_built: exchange.not_built.as_deref(),
-                    job: exchange.polls.then_some(reading::Job {
-                        workers,
-                        restarts: &workers_restarted,
-                    }),
-                });
-                Divergence {
-                    round,
-                    path: exchange.path.clone(),
-                    served_by: served_by.clone(),
-                    before,
-                    differences,
-                    cause,
-                    reading,
-                    follows: first_divergent,
-                }
-            });
-            if divergence.is_some() {
-                first_divergent.get_or_insert(index);
-            }
-            found.push(divergence);
-            earlier.push((index, served_by));
+            earlier.push((i + 1, exchange.served_by.to_string()));
         }
-        out.push(found);
     }
-    out
+    divergent
+}
+
+impl Round<'_> {
+    /// The divergence of one client's request `exchanges[i]`, with what happened before it
+    /// and the reading.
+    fn divergence(
+        &self,
+        exchanges: &[Exchange],
+        i: usize,
+        earlier: &[(usize, String)],
+        follows: Option<usize>,
+        differences: Vec<Difference>,
+    ) -> Divergence {
+        let exchange = &exchanges[i];
+        let served_by = exchange.served_by.to_string();
+        let workers_restarted = worker_restarts(self.steps, exchanges, i);
+        let (cause, reading) = reading::read(&Facts {
+            served_by: &served_by,
+            earlier,
+            restarted_since: self.restarted_since(exchanges, i),
+            follows,
+            writes: self.writes,
+            no_answer: exchange
+                .observation
+                .status
+                .is_none()
+                .then_some(exchange.observation.error.as_deref())
+                .flatten()
+                .filter(|_| exchange.not_built.is_none()),
+            not_built: exchange.not_built.as_deref(),
+            job: exchange.polls.then_some(reading::Job {
+                workers: self.workers,
+                restarts: &workers_restarted,
+            }),
+        });
+        Divergence {
+            round: self.number,
+            path: exchange.path.clone(),
+            before: self.before(exchanges, i, earlier, &workers_restarted),
+            served_by,
+            differences,
+            cause,
+            reading,
+            follows,
+        }
+    }
+
+    /// The last restart of the instance that served `exchanges[i]` since it last served this
+    /// client: the client's request before which it happened, and the signal.
+    fn restarted_since(&self, exchanges: &[Exchange], i: usize) -> Option<(usize, Signal)> {
+        let exchange = &exchanges[i];
+        let last = exchanges[..i]
+            .iter()
+            .rev()
+            .find(|e| e.served_by == exchange.served_by)?
+            .step;
+        let (global, signal) = (last + 1..=exchange.step).rev().find_map(|k| {
+            self.steps[k]
+                .restart
+                .as_ref()
+                .filter(|r| r.instance == exchange.served_by.index)
+                .map(|r| (k, r.signal))
+        })?;
+        // The request of this client before which it happened.
+        let before = exchanges
+            .iter()
+            .position(|e| e.step == global)
+            .map_or(i + 1, |p| p + 1);
+        Some((before, signal))
+    }
+
+    /// What happened before `exchanges[i]`: which instances served the client's earlier
+    /// requests, then the restarts since its previous request — the workers' while that one
+    /// polled, then everything before this one (other clients' steps included), then the
+    /// workers' while this one polled.
+    fn before(
+        &self,
+        exchanges: &[Exchange],
+        i: usize,
+        earlier: &[(usize, String)],
+        workers_restarted: &[reading::WorkerRestart],
+    ) -> Vec<String> {
+        let index = i + 1;
+        let exchange = &exchanges[i];
+        let mut before: Vec<String> = earlier
+            .iter()
+            .map(|(j, who)| format!("#{j} served by {who}"))
+            .collect();
+        let while_polling = |request: usize| {
+            workers_restarted
+                .iter()
+                .filter(move |r| r.request == request && r.while_polling.is_some())
+                .map(reading::WorkerRestart::describe)
+        };
+        before.extend(while_polling(index - 1));
+        let from = if i == 0 {
+            exchange.step
+        } else {
+            exchanges[i - 1].step + 1
+        };
+        for step in &self.steps[from..=exchange.step] {
+            for restart in [&step.restart, &step.worker_restart].into_iter().flatten() {
+                before.push(format!(
+                    "{} restarted with {} just before",
+                    restart.name(),
+                    restart.signal.name()
+                ));
+            }
+        }
+        before.extend(while_polling(index));
+        before
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use shoal_supervisor::Watchdog;
 use shoal_verify::report::{junit, text};
-use shoal_verify::{Event, Progress, Verdict, VerifyError};
+use shoal_verify::{Event, Phase, Progress, Verdict, VerifyError};
 
 use super::{plan_options, runtime};
 use crate::cli::VerifyArgs;
@@ -201,7 +201,7 @@ impl Progress for Stderr {
                 divergent,
                 restarts,
             } => {
-                let outcome = if phase.starts_with("baseline") {
+                let outcome = if let Phase::Baseline { .. } = phase {
                     String::new()
                 } else if divergent == 0 {
                     format!(", {restarts} restart(s), every answer as in the baseline")
