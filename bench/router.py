@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of shoal's router against nginx and haproxy.
+"""Side-by-side benchmark of shoal's router against nginx and haproxy, and of
+shoal with its Prometheus metrics on and scraped against shoal without.
 
 Setup (one run of this script)
   backends    Two instances of a minimal hyper server
@@ -21,6 +22,15 @@ Setup (one run of this script)
                        roundrobin over the two servers; `option httplog` sent
                        to `log stdout`, which goes to a file (BENCH_HAPROXY_LOG=0
                        turns logging off).
+              shoal-metrics
+                       a second shoal formation, set up as `shoal` (its own two
+                       bench_backend instances, web=2) plus `--metrics
+                       127.0.0.1:P+11`: router on P+10, instances on P+110 and
+                       P+111, clear of the first formation's. During each of
+                       its measurements the harness GETs http://127.0.0.1:P+11/
+                       metrics once a second (as Prometheus would) and counts
+                       the scrapes and the failed ones (not 200, no `# TYPE`
+                       line, or no answer within 5 s). (issue 16)
               Every access log is emptied before each load run and its lines
               are counted after it, as a check that every request was logged.
   pinning     The load generator (wrk, curl) and this harness run on one core,
@@ -35,7 +45,8 @@ per proxy, in an order rotated from round to round); medians are reported
               (from /proc/PID/stat) of the proxy's processes, read just before
               and just after wrk, divided by the requests wrk completed. The
               proxy's processes are: shoal's own process only (not its
-              instances); nginx's master and worker; haproxy's one process.
+              instances; it also answers the scrapes of shoal-metrics); nginx's
+              master and worker; haproxy's one process.
               Resolution is one clock tick (10 ms) per run.
   download    `curl -o /dev/null http://127.0.0.1:PORT/bytes/1073741824`,
               curl's average speed in MB/s (10^6 bytes). Meanwhile the
@@ -50,9 +61,16 @@ Ratios (shoal against its peers; targets from issue 3)
   1 GiB download  shoal / haproxy                           target >= 1.0x
   peak memory     shoal's peak resident memory / 64 MiB     target <  1.0x
 
+--metrics overhead (shoal-metrics against shoal; target from issue 16)
+  requests/s      shoal-metrics / shoal                     target >= 0.97x
+  CPU per request shoal-metrics / shoal                     (shown, no target)
+  Each is reported per round (the two load runs of one round) and as the
+  median of the per-round ratios; the verdict uses that median. The ratios
+  above (shoal against its peers) use the `shoal` formation only.
+
 Also reported: errors (wrk's non-2xx and socket errors), access-log lines per
-request (~1.00 when every request was logged), proxy CPU per download, and
-the per-round values (in BENCH_SUMMARY).
+request (~1.00 when every request was logged), proxy CPU per download, the
+metrics scrapes and failed scrapes, and the per-round values (in BENCH_SUMMARY).
 
 What skews the comparison (known, left as each proxy's default)
   - The three access logs differ in format and size (shoal's logfmt with
@@ -71,6 +89,12 @@ What skews the comparison (known, left as each proxy's default)
     (keepalive_requests), and wrk reconnects.
   - nginx buffers responses (proxy_buffering on): the download spills to a
     temporary file on disk; the report notes when nginx said so.
+  - shoal-metrics against shoal: two formations of the same binary, each
+    with its own two instances (nginx and haproxy share shoal's). The
+    scraper is a thread of this harness, on the load generator's core, busy
+    a few milliseconds a second during shoal-metrics' runs only. The rotated
+    order puts shoal-metrics' run before shoal's in some rounds, after it in
+    others.
   - The machine is shared with whatever else runs (a cargo build, say); the
     run-to-run spread is a few percent, so ratios within ~0.03 of a target
     are a tie. Run more rounds (BENCH_ROUNDS) on a quiet machine.
@@ -89,7 +113,9 @@ Running
 Environment (defaults in brackets)
   SHOAL_BIN        shoal binary [$CARGO_TARGET_DIR or target, /release/shoal]
   BACKEND_BIN      bench_backend binary [same dir, /release/examples/bench_backend]
-  BENCH_PROXIES    comma-separated subset of shoal,nginx,haproxy [all]
+  BENCH_PROXIES    comma-separated subset of shoal,shoal-metrics,nginx,haproxy
+                   [all]; e.g. shoal,nginx,haproxy skips the metrics run,
+                   shoal,shoal-metrics measures only the --metrics overhead
   BENCH_ROUNDS     rounds [3]
   BENCH_SECONDS    seconds per wrk run [10]
   BENCH_WARMUP     seconds of unrecorded wrk per proxy before round 1 [2]
@@ -102,7 +128,9 @@ Environment (defaults in brackets)
   BENCH_NGINX_KEEPALIVE  nginx's upstream `keepalive` (idle connections kept) [64]
   BENCH_KEEP       1 = keep the temp dir with configs and logs [0]
   BENCH_PORT       shoal's port P; nginx P+1, haproxy P+2, backends P+100,
-                   P+101 (shoal's scheme: instances one block of 100 above) [18000]
+                   P+101 (shoal's scheme: instances one block of 100 above);
+                   shoal-metrics P+10, its metrics P+11, its instances P+110,
+                   P+111 [18000]
 
 Standard library only (Python 3.11).
 """
@@ -111,6 +139,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -127,10 +156,15 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Self
 
-PROXIES = ("shoal", "nginx", "haproxy")
+PROXIES = ("shoal", "shoal-metrics", "nginx", "haproxy")
 PEERS = ("nginx", "haproxy")
+METRICS = "shoal-metrics"       # shoal with --metrics, scraped during its runs
+METRICS_OFFSET = 10             # its router on P+10, its metrics on P+11
+METRICS_TARGET = 0.97           # its requests/s against shoal's (issue 16)
+SCRAPE_SECONDS = 1.0
+SCRAPE_TIMEOUT = 5.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MEMORY_TARGET_MIB = 64
 RSS_SAMPLE_SECONDS = 0.05
@@ -286,30 +320,86 @@ def kill_strays() -> None:
             break
 
 
-class PeakRss:
-    """Samples the summed VmRSS of some processes every 50 ms in a thread,
-    while used as a context manager; `peak_kib` is the highest sample."""
+class Periodic:
+    """Calls `tick` in a thread at once and then every `interval` seconds (ticks
+    missed while one ran long are skipped), while used as a context manager."""
 
-    def __init__(self, pids: Callable[[], list[int]]):
-        self.pids = pids
-        self.peak_kib = 0
+    def __init__(self, interval: float):
+        self.interval = interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def tick(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
-        pids = self.pids()
+        due = time.monotonic()
         while True:
-            self.peak_kib = max(self.peak_kib, sum(read_status_kib(p, "VmRSS") for p in pids))
-            if self.stop.wait(RSS_SAMPLE_SECONDS):
+            self.tick()
+            now = time.monotonic()
+            due += self.interval * max(1, -(-(now - due) // self.interval))
+            if self.stop.wait(due - now):
                 return
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+class PeakRss(Periodic):
+    """Samples the summed VmRSS of some processes every 50 ms; `peak_kib` is
+    the highest sample."""
+
+    def __init__(self, pids: Callable[[], list[int]]):
+        super().__init__(RSS_SAMPLE_SECONDS)
+        self.pids = pids
+        self.sampled: list[int] | None = None
+        self.peak_kib = 0
+
+    def tick(self) -> None:
+        if self.sampled is None:
+            self.sampled = self.pids()
+        self.peak_kib = max(self.peak_kib,
+                            sum(read_status_kib(p, "VmRSS") for p in self.sampled))
+
+
+class Scraper(Periodic):
+    """GETs a Prometheus metrics URL once a second, as a scraper would, and
+    counts the scrapes, the failed ones (with the first reason) and the
+    slowest."""
+
+    def __init__(self, url: str):
+        super().__init__(SCRAPE_SECONDS)
+        self.url = url
+        self.scrapes = 0
+        self.failures = 0
+        self.first_failure = ""
+        self.slowest_ms = 0.0
+
+    def tick(self) -> None:
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(self.url, timeout=SCRAPE_TIMEOUT) as resp:
+                body = resp.read()
+                problem = "" if resp.status == 200 and b"# TYPE " in body else \
+                    f"HTTP {resp.status}, {len(body)} bytes without a `# TYPE` line"
+        except OSError as exc:
+            problem = str(exc)
+        self.slowest_ms = max(self.slowest_ms, (time.monotonic() - start) * 1000)
+        self.scrapes += 1
+        if problem:
+            self.failures += 1
+            self.first_failure = self.first_failure or problem
+
+    def counts(self) -> dict[str, int | float | str]:
+        """The scrape fields of a measurement's result (see `Observed`)."""
+        return {"scrapes": self.scrapes, "scrape_failures": self.failures,
+                "scrape_slowest_ms": round(self.slowest_ms, 1),
+                "scrape_error": self.first_failure}
 
 
 # --------------------------------------------------------------------------
@@ -429,6 +519,7 @@ class Proxy:
     access_log: str                    # emptied before, counted after each load run
     log_marker: bytes                  # what one access-log line contains
     setup: str                         # one line for the report
+    metrics_url: str | None = None     # scraped during each measurement, when set
 
     @property
     def url(self) -> str:
@@ -438,9 +529,9 @@ class Proxy:
         return self.proc.poll() is None
 
 
-def shoal_usable(binary: str) -> str | None:
-    """None when shoal's CLI has the router (`start --help` mentions --balance),
-    else why not."""
+def shoal_usable(binary: str, flag: str = "--balance") -> str | None:
+    """None when shoal's CLI has the router (`start --help` mentions --balance)
+    or whatever else `flag` needs, else why not."""
     if not os.access(binary, os.X_OK):
         return f"{binary} not found or not executable"
     try:
@@ -448,15 +539,17 @@ def shoal_usable(binary: str) -> str | None:
                              timeout=10, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`shoal start --help` failed: {exc}"
-    if out.returncode != 0 or "--balance" not in out.stdout + out.stderr:
-        return "`shoal start --help` does not mention --balance (router not wired in yet?)"
+    if out.returncode != 0 or flag not in out.stdout + out.stderr:
+        return f"`shoal start --help` does not mention {flag} (not wired in yet?)"
     return None
 
 
-def start_shoal(cfg: Config, procs: Processes) -> tuple[Proxy, list[int]]:
-    """shoal with two bench_backend web instances; returns the proxy and the
-    instances' ports (taken from its `web.N is ready on port N` lines)."""
-    d = os.path.join(cfg.workdir, "shoal")
+def start_shoal(cfg: Config, procs: Processes, name: str = "shoal") -> tuple[Proxy, list[int]]:
+    """A shoal formation with two bench_backend web instances; returns the proxy
+    and the instances' ports (taken from its `web.N is ready on port N` lines).
+    `shoal-metrics` is the same on P+10 with --metrics on P+11. Stops the
+    formation when it does not come up."""
+    d = os.path.join(cfg.workdir, name)
     os.makedirs(d)
     procfile = os.path.join(d, "Procfile")
     with open(procfile, "w") as f:
@@ -464,9 +557,30 @@ def start_shoal(cfg: Config, procs: Processes) -> tuple[Proxy, list[int]]:
     log = os.path.join(d, "stdout.log")
     env = {k: v for k, v in os.environ.items() if k != "PORT"}
     env["NO_COLOR"] = "1"
+    port, extra, metrics_url = cfg.port, [], None
+    setup = "router log lines on stdout -> file; default balance (p2c)"
+    if name == METRICS:
+        port = cfg.port + METRICS_OFFSET
+        metrics = f"127.0.0.1:{port + 1}"
+        extra, metrics_url = ["--metrics", metrics], f"http://{metrics}/metrics"
+        setup = f"as shoal, plus --metrics {metrics}, scraped every {SCRAPE_SECONDS:g} s"
     argv = cfg.pinned("proxy", [cfg.shoal, "start", "-f", procfile, "-d", d,
-                                "-m", "web=2", "-p", str(cfg.port)])
+                                "-m", "web=2", "-p", str(port), *extra])
     proc = procs.spawn(argv, log, env=env, cwd=d)
+    try:
+        ports = wait_instances(cfg, proc, log, name)
+        for url in (f"http://127.0.0.1:{port}/", metrics_url):
+            if url:
+                wait_http(url, proc, cfg.deadline, name, log)
+    except BenchFailure:
+        procs.stop(proc)
+        raise
+    proxy = Proxy(name, port, proc, lambda: [proc.pid], log, b" router ", setup, metrics_url)
+    return proxy, ports
+
+
+def wait_instances(cfg: Config, proc: subprocess.Popen, log: str, name: str) -> list[int]:
+    """The ports of web.1 and web.2, once shoal says both are ready."""
     limit = time.monotonic() + cfg.deadline
     ready: dict[str, int] = {}
     while len(ready) < 2:
@@ -474,16 +588,12 @@ def start_shoal(cfg: Config, procs: Processes) -> tuple[Proxy, list[int]]:
             text = ANSI.sub("", f.read().decode(errors="replace"))
         ready = {m.group(1): int(m.group(2)) for m in READY_LINE.finditer(text)}
         if proc.poll() is not None:
-            raise BenchFailure(f"shoal exited with {proc.returncode}; last output:\n{output_tail(log)}")
+            raise BenchFailure(f"{name} exited with {proc.returncode}; last output:\n{output_tail(log)}")
         if time.monotonic() > limit:
-            raise BenchFailure(f"shoal: saw {len(ready)}/2 `web.N is ready` lines within"
+            raise BenchFailure(f"{name}: saw {len(ready)}/2 `web.N is ready` lines within"
                                f" {cfg.deadline:.0f}s; last output:\n{output_tail(log)}")
         time.sleep(0.05)
-    wait_http(f"http://127.0.0.1:{cfg.port}/", proc, cfg.deadline, "shoal", log)
-    ports = [ready[name] for name in sorted(ready)]
-    proxy = Proxy("shoal", cfg.port, proc, lambda: [proc.pid], log, b" router ",
-                  "router log lines on stdout -> file; default balance (p2c)")
-    return proxy, ports
+    return [ready[n] for n in sorted(ready)]
 
 
 def start_backends(cfg: Config, procs: Processes) -> list[int]:
@@ -612,8 +722,19 @@ backend instances
 # Measurements
 
 
+@dataclass(kw_only=True)
+class Observed:
+    """What each measurement records besides its own figures: its round, and
+    the scrapes of the proxy's metrics during it (shoal-metrics only)."""
+    round: int = 0
+    scrapes: int = 0
+    scrape_failures: int = 0
+    scrape_slowest_ms: float = 0.0
+    scrape_error: str = ""  # the first failed scrape's reason
+
+
 @dataclass
-class LoadResult:
+class LoadResult(Observed):
     rps: float
     p50_ms: float
     p99_ms: float
@@ -625,7 +746,7 @@ class LoadResult:
 
 
 @dataclass
-class DownloadResult:
+class DownloadResult(Observed):
     mb_per_s: float
     cpu_s: float
     peak_rss_kib: int
@@ -679,25 +800,46 @@ def run_wrk(cfg: Config, proxy: Proxy, seconds: int) -> str:
     return out.stdout
 
 
+@dataclass
+class Observation:
+    """What `observe` saw while a measurement ran."""
+    ticks: int = 0                 # CPU clock ticks of the proxy's processes
+    peak_rss_kib: int = 0
+    scrapes: dict[str, int | float | str] = field(default_factory=dict)  # Observed's fields
+
+
+@contextlib.contextmanager
+def observe(proxy: Proxy):
+    """Around one measurement: the proxy's CPU ticks and peak resident memory,
+    and the scrapes of its metrics once a second when it has them."""
+    obs = Observation()
+    pids = proxy.cpu_pids()
+    scraper = Scraper(proxy.metrics_url) if proxy.metrics_url else None
+    with PeakRss(proxy.cpu_pids) as rss, scraper or contextlib.nullcontext():
+        before = cpu_ticks(pids)
+        yield obs
+        after = cpu_ticks(pids)
+    obs.ticks = sum(after[pid] - before[pid] for pid in after if pid in before)
+    obs.peak_rss_kib = rss.peak_kib
+    obs.scrapes = scraper.counts() if scraper else {}
+
+
 def measure_load(cfg: Config, proxy: Proxy) -> LoadResult:
     """wrk against `/`: throughput, latency, proxy CPU per request."""
     os.truncate(proxy.access_log, 0)
-    pids = proxy.cpu_pids()
-    with PeakRss(proxy.cpu_pids) as rss:
-        before = cpu_ticks(pids)
+    with observe(proxy) as obs:
         text = run_wrk(cfg, proxy, cfg.seconds)
-        after = cpu_ticks(pids)
     if not proxy.alive():
         raise BenchFailure(f"{proxy.name} exited during the run")
     rps, p50, p99, requests, errors = parse_wrk(text)
     if requests == 0:
         raise BenchFailure(f"wrk completed no request:\n{text}")
-    ticks = sum(after[pid] - before[pid] for pid in after if pid in before)
     time.sleep(0.2)  # let the last access-log lines land
     lines = count_in_file(proxy.access_log, proxy.log_marker)
     return LoadResult(rps=rps, p50_ms=p50, p99_ms=p99, requests=requests, errors=errors,
-                      cpu_us_per_request=ticks / CLK_TCK / requests * 1e6,
-                      peak_rss_kib=rss.peak_kib, log_lines_per_request=lines / requests)
+                      cpu_us_per_request=obs.ticks / CLK_TCK / requests * 1e6,
+                      peak_rss_kib=obs.peak_rss_kib, log_lines_per_request=lines / requests,
+                      **obs.scrapes)
 
 
 def measure_download(cfg: Config, proxy: Proxy) -> DownloadResult:
@@ -706,15 +848,12 @@ def measure_download(cfg: Config, proxy: Proxy) -> DownloadResult:
     argv = cfg.pinned("load", ["curl", "-s", "-o", "/dev/null", "--max-time",
                                str(int(cfg.deadline * 2)), "-w",
                                "%{http_code} %{size_download} %{speed_download}", url])
-    pids = proxy.cpu_pids()
-    with PeakRss(proxy.cpu_pids) as rss:
-        before = cpu_ticks(pids)
+    with observe(proxy) as obs:
         try:
             out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                                  timeout=cfg.deadline * 2 + 10)
         except subprocess.TimeoutExpired:
             raise BenchFailure("curl did not finish") from None
-        after = cpu_ticks(pids)
     try:
         code, size, speed = out.stdout.split()
     except ValueError:
@@ -722,9 +861,8 @@ def measure_download(cfg: Config, proxy: Proxy) -> DownloadResult:
     if out.returncode != 0 or code != "200" or int(size) != cfg.download_bytes:
         raise BenchFailure(f"curl exited with {out.returncode}, HTTP {code}, {size} of"
                            f" {cfg.download_bytes} bytes")
-    ticks = sum(after[pid] - before[pid] for pid in after if pid in before)
-    return DownloadResult(mb_per_s=float(speed) / 1e6, cpu_s=ticks / CLK_TCK,
-                          peak_rss_kib=rss.peak_kib)
+    return DownloadResult(mb_per_s=float(speed) / 1e6, cpu_s=obs.ticks / CLK_TCK,
+                          peak_rss_kib=obs.peak_rss_kib, **obs.scrapes)
 
 
 def nginx_notes(cfg: Config) -> list[str]:
@@ -852,6 +990,16 @@ def build_rows(cfg: Config, names: list[str], res: Results) -> list[Row]:
         Row("peak_rss_download_mib", "peak RSS during download", rss_down, "MiB"),
         Row("vmhwm_mib", "VmHWM (lifetime peak) at the end", hwm, "MiB"),
     ]
+    if METRICS in names:
+        runs = {n: res.load[n] + res.download[n] for n in names}
+        rows += [
+            Row("metrics_scrapes", "metrics scrapes (during all runs)",
+                {METRICS: sum(r.scrapes for r in runs[METRICS])}, ""),
+            Row("metrics_scrape_failures", "failed metrics scrapes",
+                {METRICS: sum(r.scrape_failures for r in runs[METRICS])}, ""),
+            Row("metrics_scrape_slowest_ms", "slowest metrics scrape",
+                {METRICS: max((r.scrape_slowest_ms for r in runs[METRICS]), default=None)}, "ms"),
+        ]
     samples = [v for v in (rss_load.get("shoal"), rss_down.get("shoal"), hwm.get("shoal"))
                if v is not None]
     mem = Row("shoal_peak_memory_mib", "shoal peak memory (max of above)",
@@ -861,6 +1009,48 @@ def build_rows(cfg: Config, names: list[str], res: Results) -> list[Row]:
         mem.ratio = max(samples) / MEMORY_TARGET_MIB
         mem.verdict = "ok" if max(samples) < MEMORY_TARGET_MIB else "MISSED"
     return rows + [mem]
+
+
+def metrics_overhead(res: Results) -> dict | None:
+    """shoal-metrics / shoal, requests/s and CPU per request, for each round in
+    which both load runs succeeded, and the median of those ratios; None when
+    there is no such round."""
+    plain = {r.round: r for r in res.load["shoal"]}
+    rounds = [{"round": m.round,
+               "requests_per_s": {METRICS: m.rps, "shoal": plain[m.round].rps},
+               "cpu_us_per_request": {METRICS: m.cpu_us_per_request,
+                                      "shoal": plain[m.round].cpu_us_per_request},
+               "requests_per_s_ratio": m.rps / plain[m.round].rps,
+               "cpu_us_per_request_ratio": (m.cpu_us_per_request / plain[m.round].cpu_us_per_request
+                                            if plain[m.round].cpu_us_per_request else None),
+               "scrapes": m.scrapes, "scrape_failures": m.scrape_failures}
+              for m in res.load[METRICS] if m.round in plain]
+    if not rounds:
+        return None
+    rps = median([r["requests_per_s_ratio"] for r in rounds])
+    cpu = median([r["cpu_us_per_request_ratio"] for r in rounds
+                  if r["cpu_us_per_request_ratio"] is not None])
+    return {"rounds": rounds, "requests_per_s_ratio": rps, "cpu_us_per_request_ratio": cpu,
+            "requests_per_s_target": METRICS_TARGET,
+            "verdict": "ok" if rps >= METRICS_TARGET else "MISSED"}
+
+
+def print_overhead(overhead: dict) -> None:
+    print()
+    print(f"--metrics overhead: {METRICS} / shoal, the load runs of each round; {METRICS}"
+          f" scraped every {SCRAPE_SECONDS:g} s (issue 16)")
+    for r in overhead["rounds"]:
+        rps, cpu, cpu_ratio = r["requests_per_s"], r["cpu_us_per_request"], \
+            r["cpu_us_per_request_ratio"]
+        print(f"  round {r['round']:<3}  requests/s {fmt(rps[METRICS], 'req/s'):>10} /"
+              f" {fmt(rps['shoal'], 'req/s'):>10} = {r['requests_per_s_ratio']:.3f}x"
+              f"   CPU per request {fmt(cpu[METRICS], 'us'):>8} / {fmt(cpu['shoal'], 'us'):>8}"
+              f" = {'-' if cpu_ratio is None else f'{cpu_ratio:.3f}x'}"
+              f"   scrapes {r['scrapes']} ({r['scrape_failures']} failed)")
+    cpu = overhead["cpu_us_per_request_ratio"]
+    print(f"  median     requests/s {overhead['requests_per_s_ratio']:.3f}x (target"
+          f" >={METRICS_TARGET:.2f}x: {overhead['verdict']})   CPU per request"
+          f" {'-' if cpu is None else f'{cpu:.3f}x'} (no target)")
 
 
 def print_report(cfg: Config, proxies: list[Proxy], skipped: dict[str, str],
@@ -875,12 +1065,12 @@ def print_report(cfg: Config, proxies: list[Proxy], skipped: dict[str, str],
           f" {cfg.download_bytes} bytes with curl")
     width = max(len(versions.get(p.name, "")) for p in proxies)
     for p in proxies:
-        print(f"  {p.name:8} {versions.get(p.name, ''):{width}}  127.0.0.1:{p.port}  {p.setup}")
+        print(f"  {p.name:13} {versions.get(p.name, ''):{width}}  127.0.0.1:{p.port}  {p.setup}")
     for name, why in skipped.items():
-        print(f"  {name:8} SKIPPED: {why}")
-    print(f"  {'load':8} {versions['wrk']}; {versions['curl']}")
-    print(f"  {'backends':8} {backends}")
-    print(f"  {'pinning':8} {pinning}")
+        print(f"  {name:13} SKIPPED: {why}")
+    print(f"  {'load':13} {versions['wrk']}; {versions['curl']}")
+    print(f"  {'backends':13} {backends}")
+    print(f"  {'pinning':13} {pinning}")
     print()
     header = f"{'measurement':34}" + "".join(f"{n:>15}" for n in names)
     header += f"{'ratio':>9}{'target':>12}  verdict"
@@ -901,6 +1091,9 @@ def print_report(cfg: Config, proxies: list[Proxy], skipped: dict[str, str],
     print(f"        download = shoal / haproxy; memory = shoal's peak / {MEMORY_TARGET_MIB} MiB."
           " CPU and RSS count shoal's process only")
     print("        (not its instances), nginx's master + worker, haproxy's one process.")
+    overhead = metrics_overhead(res)
+    if overhead:
+        print_overhead(overhead)
     for note in res.notes:
         print(f"note: {note}")
     summary = {
@@ -919,6 +1112,7 @@ def print_report(cfg: Config, proxies: list[Proxy], skipped: dict[str, str],
         "ratios": {row.key: None if row.ratio is None else round(row.ratio, 3)
                    for row in rows if row.target},
         "verdicts": {row.key: row.verdict for row in rows if row.target},
+        "metrics_overhead": overhead,
         "notes": res.notes,
         "runs": {n: {"load": [dataclasses.asdict(r) for r in res.load[n]],
                      "download": [dataclasses.asdict(r) for r in res.download[n]]}
@@ -936,40 +1130,47 @@ def start_all(cfg: Config, wanted: list[str], procs: Processes,
     """Starts the backends and the proxies; returns the proxies in the order
     asked for and a description of the backends."""
     ports = [cfg.port + i for i in (0, 1, 2, 100, 101)]
+    if METRICS in wanted:
+        ports += [cfg.port + METRICS_OFFSET + i for i in (0, 1, 100, 101)]
     if busy := [p for p in ports if not port_free(p)]:
         raise BenchFailure(f"ports already in use: {busy} (choose another base with BENCH_PORT)")
     started: dict[str, Proxy] = {}
-    backends: list[int] = []
-    if "shoal" in wanted:
-        problem = shoal_usable(cfg.shoal)
+
+    def attempt(name: str, start: Callable[[], Proxy], problem: str | None = None) -> None:
+        """Starts `name` unless there is a `problem`; a failure skips it."""
         if problem is None:
             try:
-                started["shoal"], backends = start_shoal(cfg, procs)
-                desc = (f"2 x bench_backend, started by shoal as web.1/web.2 on ports"
-                        f" {backends}; nginx and haproxy proxy to the same two")
+                started[name] = start()
+                return
             except BenchFailure as exc:
                 problem = f"did not start: {exc}"
-                for proc in procs.procs:
-                    procs.stop(proc)
-                kill_strays()
-                procs.procs.clear()
-        if problem:
-            skipped["shoal"] = problem
-            print(f"skipping shoal: {problem}", file=sys.stderr)
-    if not backends:
+        skipped[name] = problem
+        print(f"skipping {name}: {problem}", file=sys.stderr)
+
+    backends: list[int] = []
+    if "shoal" in wanted:
+        def shoal() -> Proxy:
+            nonlocal backends
+            proxy, backends = start_shoal(cfg, procs)
+            return proxy
+        attempt("shoal", shoal, shoal_usable(cfg.shoal))
+        if not backends:
+            kill_strays()  # instances a failed shoal left on the backends' ports
+    if backends:
+        desc = (f"2 x bench_backend, started by shoal as web.1/web.2 on ports"
+                f" {backends}; nginx and haproxy proxy to the same two")
+    else:
         backends = start_backends(cfg, procs)
         desc = f"2 x bench_backend started by the harness on ports {backends}"
+    if METRICS in wanted:
+        attempt(METRICS, lambda: start_shoal(cfg, procs, METRICS)[0],
+                shoal_usable(cfg.shoal, "--metrics"))
+        if METRICS in started:
+            desc += f"; {METRICS} runs 2 more of its own"
     for name, start in (("nginx", start_nginx), ("haproxy", start_haproxy)):
-        if name not in wanted:
-            continue
-        if not shutil.which(name):
-            skipped[name] = f"{name} not found on PATH"
-            continue
-        try:
-            started[name] = start(cfg, procs, backends)
-        except BenchFailure as exc:
-            skipped[name] = f"did not start: {exc}"
-            print(f"skipping {name}: {exc}", file=sys.stderr)
+        if name in wanted:
+            attempt(name, lambda start=start: start(cfg, procs, backends),
+                    None if shutil.which(name) else f"{name} not found on PATH")
     return [started[n] for n in wanted if n in started], desc
 
 
@@ -981,7 +1182,7 @@ def run_rounds(cfg: Config, proxies: list[Proxy], res: Results) -> None:
         order = proxies[k:] + proxies[:k]
         for key, fn, store in measurements:
             for proxy in order:
-                tag = f"[round {rnd + 1}/{cfg.rounds}] {key:8} {proxy.name:8}"
+                tag = f"[round {rnd + 1}/{cfg.rounds}] {key:8} {proxy.name:13}"
                 if not proxy.alive():
                     print(f"{tag} skipped: {proxy.name} is no longer running", file=sys.stderr)
                     continue
@@ -990,6 +1191,7 @@ def run_rounds(cfg: Config, proxies: list[Proxy], res: Results) -> None:
                 except BenchFailure as exc:
                     print(f"{tag} FAILED: {exc}", file=sys.stderr)
                     continue
+                r.round = rnd + 1
                 store[proxy.name].append(r)
                 if key == "load":
                     detail = (f"{r.rps:,.0f} req/s  p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms"
@@ -998,6 +1200,10 @@ def run_rounds(cfg: Config, proxies: list[Proxy], res: Results) -> None:
                 else:
                     detail = (f"{r.mb_per_s:,.0f} MB/s  CPU {r.cpu_s * 1000:.0f} ms"
                               f"  RSS {r.peak_rss_kib / 1024:.1f} MiB")
+                if proxy.metrics_url:
+                    detail += (f"  scrapes {r.scrapes} ({r.scrape_failures} failed"
+                               f"{': ' + r.scrape_error if r.scrape_error else ''}),"
+                               f" slowest {r.scrape_slowest_ms:.0f} ms")
                 print(f"{tag} {detail}", file=sys.stderr, flush=True)
 
 
@@ -1033,7 +1239,8 @@ def main() -> int:
                  workdir=workdir, shoal=os.path.abspath(args.shoal), backend=backend, cores=cores)
     versions = {"wrk": tool_version(["wrk", "-v"]), "curl": tool_version(["curl", "--version"])}
     for name, argv in (("nginx", ["nginx", "-v"]), ("haproxy", ["haproxy", "-v"]),
-                       ("shoal", [cfg.shoal, "--version"])):
+                       ("shoal", [cfg.shoal, "--version"]),
+                       (METRICS, [cfg.shoal, "--version"])):
         if name in wanted:
             versions[name] = tool_version(argv)
     procs = Processes()

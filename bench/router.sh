@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark shoal's router against nginx and haproxy (see bench/router.py for
-# what is measured and how). Installs what is missing, then runs the harness:
+# Benchmark shoal's router against nginx and haproxy, and shoal with --metrics
+# scraped every second against shoal without (see bench/router.py for what is
+# measured and how). Installs what is missing, then runs the harness:
 #   - nginx, haproxy, wrk, curl: Debian packages (apt-get)
 #   - bench_backend: `cargo build --release -p shoal-router --example bench_backend`,
 #                    unless BACKEND_BIN is set
@@ -8,7 +9,9 @@
 #                    does not build or has no router yet, the harness skips shoal
 # Extra arguments go to router.py (e.g. --rounds 5); BENCH_* variables
 # (BENCH_ROUNDS, BENCH_SECONDS, BENCH_PROXIES, ...) are read by router.py.
-# Takes about 2 minutes with the defaults (3 rounds of 10 s per proxy).
+# Takes about 3 minutes with the defaults (3 rounds of 10 s for each of shoal,
+# shoal-metrics, nginx and haproxy); BENCH_PROXIES=shoal,nginx,haproxy skips
+# the metrics run.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
