@@ -10,18 +10,23 @@
 //! wake-up). Without a limit none of this runs: picking is `backends`' policy alone.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use crate::backends::{Backend, InFlight};
+use crate::config::QUEUE_PER_SLOT;
 
 /// The queue and the limit, shared by every instance of the formation.
 pub(crate) struct Queue {
     /// Requests in flight per instance, at most.
     pub(crate) limit: usize,
     /// Requests waiting, at most; beyond, a request is refused at once.
-    max_len: usize,
+    max_len: AtomicUsize,
+    /// The bound given by the user (`--max-queue`); without one, the bound follows the number
+    /// of instances ([`Queue::set_instances`]).
+    fixed: Option<usize>,
     waiters: Mutex<VecDeque<Waiter>>,
 }
 
@@ -42,7 +47,7 @@ impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("limit", &self.limit)
-            .field("max_len", &self.max_len)
+            .field("max_len", &self.max_len())
             .field("waiting", &self.len())
             .finish()
     }
@@ -59,12 +64,30 @@ pub(crate) enum Admitted {
 }
 
 impl Queue {
-    pub(crate) fn new(limit: usize, max_len: usize) -> Self {
+    /// A queue for instances of `limit` slots each, bounded at `fixed` requests, or else at
+    /// [`QUEUE_PER_SLOT`] for each slot of the instances it is told of.
+    pub(crate) fn new(limit: usize, fixed: Option<usize>) -> Self {
         Queue {
             limit,
-            max_len,
+            max_len: AtomicUsize::new(fixed.unwrap_or(QUEUE_PER_SLOT * limit)),
+            fixed,
             waiters: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The formation now has `instances` instances of the routed type (ready or not): without
+    /// a bound of the user's, the queue's follows, never below one instance's worth, so that a
+    /// formation whose instances are all restarting still queues.
+    pub(crate) fn set_instances(&self, instances: usize) {
+        if self.fixed.is_none() {
+            let bound = QUEUE_PER_SLOT * self.limit * instances.max(1);
+            self.max_len.store(bound, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests that may wait now.
+    pub(crate) fn max_len(&self) -> usize {
+        self.max_len.load(Ordering::Relaxed)
     }
 
     /// Takes a slot on the least busy of `candidates` (ties broken at random), or joins the
@@ -78,7 +101,7 @@ impl Queue {
             let in_flight = backend.begin();
             return Admitted::Now(backend.clone(), in_flight);
         }
-        if waiters.len() >= self.max_len {
+        if waiters.len() >= self.max_len() {
             return Admitted::Refused;
         }
         let (slot, receiver) = oneshot::channel();

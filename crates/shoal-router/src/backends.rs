@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use shoal_supervisor::Snapshot;
+use shoal_supervisor::{Snapshot, State};
 use tokio::sync::watch;
 
 use crate::admission::{Admitted, Queue};
@@ -83,6 +83,12 @@ impl RouterStats {
     /// Requests waiting in the router's queue for a free slot now.
     pub fn queued(&self) -> usize {
         self.queue.get().map_or(0, |queue| queue.len())
+    }
+
+    /// Requests that may wait in the queue now (`--max-queue`, or its default for the
+    /// formation's size); `None` without a limit.
+    pub fn max_queue(&self) -> Option<usize> {
+        self.queue.get().map(|queue| queue.max_len())
     }
 
     /// Resolves once instance `name` has no request in flight (at once if it has none): the
@@ -304,6 +310,14 @@ impl Backends {
                 if !list.iter().any(|b| Arc::ptr_eq(b, old)) {
                     old.retired.store(true, Ordering::Relaxed);
                 }
+            }
+            if let Some(queue) = &self.queue {
+                let instances = snapshot
+                    .instances
+                    .iter()
+                    .filter(|i| i.name.kind == self.process_type && i.state != State::Stopped)
+                    .count();
+                queue.set_instances(instances);
             }
             cache.list = Arc::new(list);
             cache.snapshot = snapshot;

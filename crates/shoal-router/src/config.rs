@@ -65,8 +65,11 @@ pub struct RouterConfig {
     pub max_in_flight: Option<NonZeroUsize>,
     /// Longest a request waits in the queue for a free slot; then 503 `queue_timeout`.
     pub queue_timeout: Duration,
-    /// Requests waiting in the queue, at most; beyond, 503 `queue_full` at once.
-    pub max_queue: usize,
+    /// Requests waiting in the queue, at most; beyond, 503 `queue_full` at once. `None`:
+    /// [`QUEUE_PER_SLOT`] for each slot of the formation's instances of the routed type (its
+    /// instances, ready or not, times `max_in_flight`), so that the queue holds about the
+    /// same time's worth of work however many instances serve it.
+    pub max_queue: Option<usize>,
     /// Instances tried per request, at most.
     pub max_attempts: usize,
     /// Connect failures in a row that take an instance out of rotation.
@@ -76,6 +79,12 @@ pub struct RouterConfig {
     /// Idle connections kept open to each instance.
     pub idle_per_instance: usize,
 }
+
+/// Requests that may wait for each slot when `--max-queue` is not given: with 4 instances of
+/// one slot each, 128 requests, about a third of a second of work at 10 ms a request. A queue
+/// of a few times the formation's capacity absorbs a burst; a deeper one only makes every
+/// request of an overload wait longer and delays the recovery after it.
+pub const QUEUE_PER_SLOT: usize = 32;
 
 impl Default for RouterConfig {
     fn default() -> Self {
@@ -93,7 +102,7 @@ impl Default for RouterConfig {
             retry_body_limit: 64 * 1024,
             max_in_flight: None,
             queue_timeout: Duration::from_secs(10),
-            max_queue: 1024,
+            max_queue: None,
             max_attempts: 3,
             eject_after: 3,
             eject_for: Duration::from_secs(5),

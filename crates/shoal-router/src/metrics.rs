@@ -229,6 +229,17 @@ impl RouterStats {
                 "Requests waiting in the router's queue for a free slot now.",
             );
             let _ = writeln!(out, "shoal_router_queued_requests {}", self.queued());
+            header(
+                out,
+                "shoal_router_queue_limit",
+                "gauge",
+                "Requests that may wait in the queue; beyond, 503 queue_full (--max-queue).",
+            );
+            let _ = writeln!(
+                out,
+                "shoal_router_queue_limit {}",
+                self.max_queue().unwrap_or_default()
+            );
             totals.queue_wait.write(
                 out,
                 "shoal_router_queue_wait_seconds",

@@ -156,9 +156,9 @@ pub(crate) struct RouterArgs {
     /// Seconds a request may wait in the router's queue for a free slot (then 503 `queue_timeout`)
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub(crate) queue_timeout: f64,
-    /// Requests that may wait in the router's queue; beyond, 503 `queue_full` at once
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) max_queue: u32,
+    /// Requests that may wait in the router's queue; beyond, 503 `queue_full` at once [default: 32 for each slot: 32 × web instances × --max-in-flight]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_queue: Option<u32>,
     /// Client connections served at once; more wait to be accepted
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,

@@ -151,7 +151,7 @@ async fn the_queue_timeout_and_a_full_queue_answer_503() {
     let only = gated("only", gate.clone()).await;
     let running = router(&[only.instance.port], |c| {
         c.max_in_flight = limit(1);
-        c.max_queue = 1;
+        c.max_queue = Some(1);
         c.queue_timeout = Duration::from_millis(500);
     })
     .await;
@@ -183,6 +183,52 @@ async fn the_queue_timeout_and_a_full_queue_answer_503() {
     let after = Client::connect(running.addr).await.get("/after").await;
     assert_eq!(after.status, 200);
     assert_eq!(only.most.load(Ordering::SeqCst), 1);
+}
+
+/// Without `--max-queue`, the queue holds `QUEUE_PER_SLOT` requests for each slot of the
+/// formation's instances, and follows the formation as it changes.
+#[tokio::test]
+async fn the_default_queue_bound_is_per_slot_and_follows_the_formation() {
+    use shoal_router::config::QUEUE_PER_SLOT;
+    let gate = Arc::new(Semaphore::new(0));
+    let only = gated("only", gate.clone()).await;
+    let running = router(&[only.instance.port], |c| {
+        c.max_in_flight = limit(1);
+    })
+    .await;
+    let held = get(&running, "/held");
+    until("the first request in the instance", || {
+        only.now.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(running.stats.max_queue(), Some(QUEUE_PER_SLOT));
+    let queued: Vec<_> = (0..QUEUE_PER_SLOT)
+        .map(|_| get(&running, "/queued"))
+        .collect();
+    until("a full queue", || running.stats.queued() == QUEUE_PER_SLOT).await;
+    let full = Client::connect(running.addr).await.get("/full").await;
+    assert_eq!(full.status, 503);
+    assert_eq!(full.headers["x-shoal-error"], "queue_full");
+    // A second instance (the same stand-in under another name, busy with a waiter at once)
+    // doubles the bound: the next request waits instead of being refused.
+    running.set_ready(&[only.instance.port, only.instance.port]);
+    let more = get(&running, "/more");
+    until("the new instance handed the first waiter", || {
+        only.now.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    // One waiter left for the new instance, the newcomer took its place.
+    until("the newcomer queued", || {
+        running.stats.queued() == QUEUE_PER_SLOT
+    })
+    .await;
+    assert_eq!(running.stats.max_queue(), Some(2 * QUEUE_PER_SLOT));
+    gate.add_permits(QUEUE_PER_SLOT + 2);
+    assert_eq!(held.await.unwrap().status, 200);
+    for request in queued {
+        assert_eq!(request.await.unwrap().status, 200);
+    }
+    assert_eq!(more.await.unwrap().status, 200);
 }
 
 #[tokio::test]

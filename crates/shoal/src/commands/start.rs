@@ -76,7 +76,7 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         max_connections: args.router.max_connections as usize,
         max_in_flight,
         queue_timeout: Duration::from_secs_f64(args.router.queue_timeout),
-        max_queue: args.router.max_queue as usize,
+        max_queue: args.router.max_queue.map(|n| n as usize),
         ..RouterConfig::default()
     });
 
