@@ -92,24 +92,63 @@ impl Queue {
 
     /// Takes a slot on the least busy of `candidates` (ties broken at random), or joins the
     /// queue. A request only takes a free slot directly when nobody waits before it.
+    ///
+    /// A free slot found while others wait goes to them first: a slot can be free without
+    /// having been released to the queue — an instance back in rotation after its connects
+    /// failed, or one whose slot a waiter could not use — and must not stay idle while the
+    /// queue is served by the other instances alone.
     pub(crate) fn admit(&self, candidates: &[&Arc<Backend>], tried: &[Arc<Backend>]) -> Admitted {
-        let mut waiters = self.waiters.lock().unwrap();
-        waiters.retain(|w| !w.slot.is_closed());
-        if waiters.is_empty()
-            && let Some(backend) = self.least_busy(candidates)
-        {
-            let in_flight = backend.begin();
-            return Admitted::Now(backend.clone(), in_flight);
+        let mut handed = Vec::new();
+        let admitted = {
+            let mut waiters = self.waiters.lock().unwrap();
+            waiters.retain(|w| !w.slot.is_closed());
+            if !waiters.is_empty() {
+                for &backend in candidates {
+                    self.fill(backend, &mut waiters, &mut handed);
+                }
+            }
+            if waiters.is_empty()
+                && let Some(backend) = self.least_busy(candidates)
+            {
+                let in_flight = backend.begin();
+                Admitted::Now(backend.clone(), in_flight)
+            } else if waiters.len() >= self.max_len() {
+                Admitted::Refused
+            } else {
+                let (slot, receiver) = oneshot::channel();
+                waiters.push_back(Waiter {
+                    slot,
+                    tried: tried.to_vec(),
+                });
+                Admitted::Queued(receiver)
+            }
+        };
+        Self::hand(handed);
+        admitted
+    }
+
+    /// Gives `backend`'s free slots to the first waiters that may use them.
+    fn fill(
+        &self,
+        backend: &Arc<Backend>,
+        waiters: &mut VecDeque<Waiter>,
+        handed: &mut Vec<(Waiter, InFlight)>,
+    ) {
+        while backend.in_flight() < self.limit {
+            let Some(i) = waiters.iter().position(|w| w.may_use(backend)) else {
+                break;
+            };
+            let waiter = waiters.remove(i).expect("the position was just found");
+            handed.push((waiter, backend.begin()));
         }
-        if waiters.len() >= self.max_len() {
-            return Admitted::Refused;
+    }
+
+    /// Sends slots taken under the lock to their waiters, after it is released. Should a
+    /// waiter have given up meanwhile, its slot comes back through `release` when dropped.
+    fn hand(handed: Vec<(Waiter, InFlight)>) {
+        for (waiter, in_flight) in handed {
+            let _ = waiter.slot.send(in_flight);
         }
-        let (slot, receiver) = oneshot::channel();
-        waiters.push_back(Waiter {
-            slot,
-            tried: tried.to_vec(),
-        });
-        Admitted::Queued(receiver)
     }
 
     fn least_busy<'a>(&self, candidates: &[&'a Arc<Backend>]) -> Option<&'a Arc<Backend>> {
@@ -166,19 +205,8 @@ impl Queue {
     /// Fills `backend`'s free slots from the queue (it has just become ready).
     pub(crate) fn offer(&self, backend: &Arc<Backend>) {
         let mut handed = Vec::new();
-        {
-            let mut waiters = self.waiters.lock().unwrap();
-            while backend.in_flight() < self.limit {
-                let Some(i) = waiters.iter().position(|w| w.may_use(backend)) else {
-                    break;
-                };
-                let waiter = waiters.remove(i).expect("the position was just found");
-                handed.push((waiter, backend.begin()));
-            }
-        }
-        for (waiter, in_flight) in handed {
-            let _ = waiter.slot.send(in_flight);
-        }
+        self.fill(backend, &mut self.waiters.lock().unwrap(), &mut handed);
+        Self::hand(handed);
     }
 
     /// Requests waiting now.

@@ -12,7 +12,7 @@ use hyper::Response;
 use tokio::sync::Semaphore;
 
 use crate::support::{
-    Answer, Client, Instance, Running, dies_after_reading, full, instance, raw, router,
+    Answer, Client, Instance, Running, dead_port, dies_after_reading, full, instance, raw, router,
 };
 
 /// Long enough for anything here to have happened on a slow machine.
@@ -229,6 +229,79 @@ async fn the_default_queue_bound_is_per_slot_and_follows_the_formation() {
         assert_eq!(request.await.unwrap().status, 200);
     }
     assert_eq!(more.await.unwrap().status, 200);
+}
+
+/// An instance back in rotation after its connects failed has free slots that no request
+/// released to the queue: they go to the waiting requests as soon as the next request comes,
+/// rather than staying idle while the other instance serves the queue alone.
+#[tokio::test]
+async fn an_instance_back_in_rotation_serves_the_queue() {
+    let gate = Arc::new(Semaphore::new(0));
+    let busy = gated("busy", gate.clone()).await;
+    let back = dead_port();
+    let running = router(&[busy.instance.port, back], |c| {
+        c.max_in_flight = limit(1);
+        c.eject_after = 1;
+        c.eject_for = Duration::from_millis(200);
+    })
+    .await;
+    let mut requests = vec![get(&running, "/held")];
+    until("a request held in the busy instance", || {
+        busy.now.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Unless the first request already found it dead, the next one does: out of rotation.
+    requests.push(get(&running, "/probe"));
+    running.log.wait_for("taking web.2 out of rotation").await;
+    // It comes back: a listener on its port that answers `back`.
+    let served = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", back))
+        .await
+        .unwrap();
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nback",
+                    )
+                    .await;
+            });
+        }
+    });
+    // The busy instance stays busy; requests keep coming until one reaches the instance back
+    // in rotation (each one arriving after its time out of rotation offers its slot).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while served.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the instance back in rotation got no request: {}",
+            running.log.text()
+        );
+        requests.push(get(&running, "/newcomer"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        busy.now.load(Ordering::SeqCst),
+        1,
+        "the busy instance is still held"
+    );
+    gate.add_permits(requests.len());
+    for request in requests {
+        assert_eq!(request.await.unwrap().status, 200);
+    }
+    assert_eq!(busy.most.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
