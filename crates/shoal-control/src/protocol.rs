@@ -63,6 +63,10 @@ pub struct InstanceStatus {
     /// Resident memory of the instance's process group.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
+    /// With `shoal start --isolate`: how many files the instance created, changed or deleted
+    /// in its copies of the app directory (each file once per run of the instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_writes: Option<u64>,
     /// How the previous run ended: `code N`, `signal SIGKILL`, or `not started: …`.
     pub last_exit: Option<String>,
 }

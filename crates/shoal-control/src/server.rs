@@ -41,7 +41,12 @@ const MAX_LINE: usize = 64 * 1024;
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    local_writes: Option<LocalWrites>,
 }
+
+/// How many files an instance (by name) wrote in its copy of the app directory
+/// (`shoal start --isolate`).
+pub type LocalWrites = Arc<dyn Fn(&str) -> u64 + Send + Sync>;
 
 /// Why the control socket cannot be bound.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +82,14 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
+            local_writes: None,
         })
+    }
+
+    /// `ps` gives each instance's count of writes into its copy of the app directory.
+    pub fn with_local_writes(mut self, count: LocalWrites) -> Self {
+        self.local_writes = Some(count);
+        self
     }
 
     /// Answers requests until the task is dropped; removes the socket file then.
@@ -95,6 +107,7 @@ impl ControlServer {
             grace,
             changes: Mutex::new(()),
             cpu_seen: std::sync::Mutex::default(),
+            local_writes: self.local_writes.clone(),
         });
         let _cleanup = RemoveOnDrop(self.path.clone());
         loop {
@@ -127,6 +140,7 @@ struct Shared {
     changes: Mutex<()>,
     /// Each instance's CPU time at the previous `ps`, by pid, for the CPU percentage since.
     cpu_seen: std::sync::Mutex<CpuSeen>,
+    local_writes: Option<LocalWrites>,
 }
 
 /// Whether `stream`'s peer may use the socket: only processes of this user may. The socket's
@@ -191,11 +205,17 @@ impl From<String> for Failure {
 async fn handle(request: Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Ps => {
+            let mut instances = with_usage(
+                status(&shared.handle.snapshot(), shared.stats.as_deref()),
+                &mut shared.cpu_seen.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+            if let Some(count) = &shared.local_writes {
+                for instance in &mut instances {
+                    instance.local_writes = Some(count(&instance.name));
+                }
+            }
             return Response {
-                instances: Some(with_usage(
-                    status(&shared.handle.snapshot(), shared.stats.as_deref()),
-                    &mut shared.cpu_seen.lock().unwrap_or_else(|e| e.into_inner()),
-                )),
+                instances: Some(instances),
                 ..Response::message("")
             };
         }
@@ -293,6 +313,7 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
                 cpu_percent: None,
                 cpu_seconds: None,
                 memory_bytes: None,
+                local_writes: None,
                 last_exit: i.last_exit.as_ref().map(|exit| match exit {
                     Exit::Code(code) => format!("code {code}"),
                     Exit::Signal(signal) => {

@@ -614,7 +614,18 @@ impl WorkDirs for Isolation {
         }
         let frame = self.root.join(name.to_string());
         remove_all(&frame)?;
-        let (dir, watched, copied) = self.make(&frame).map_err(|err| {
+        // A plain copy of a large app takes a while: let the runtime's other tasks (the log,
+        // the router) move to another worker meanwhile.
+        let make = || self.make(&frame);
+        let made = match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(make)
+            }
+            _ => make(),
+        };
+        let (dir, watched, copied) = made.map_err(|err| {
             let _ = remove_all(&frame);
             io::Error::new(
                 err.kind(),

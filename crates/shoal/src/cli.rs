@@ -73,6 +73,9 @@ pub(crate) struct StartArgs {
     /// Kill a random instance with SIGKILL about every PERIOD, as production does (`--chaos` alone: `kill=10s`)
     #[arg(long, value_name = "kill=PERIOD[,wipe]", num_args = 0..=1, default_missing_value = "", require_equals = true, value_parser = parse_chaos)]
     pub(crate) chaos: Option<shoal_control::ChaosSpec>,
+    /// Run each instance in a private copy of the app directory, made afresh at every start (copy-on-write where the kernel allows), and report its first writes there
+    #[arg(long)]
+    pub(crate) isolate: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. `127.0.0.1:9100` (never on the public port)
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,

@@ -151,6 +151,19 @@ fn table(instances: &[InstanceStatus]) -> String {
             "queue: {queued} waiting for a free slot (at most {limit} in flight per web instance)"
         );
     }
+    let writers: Vec<String> = instances
+        .iter()
+        .filter_map(|i| Some((&i.name, i.local_writes?)))
+        .filter(|&(_, count)| count > 0)
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    if !writers.is_empty() {
+        let _ = writeln!(
+            out,
+            "files written in copies of the app directory (--isolate): {}",
+            writers.join(", ")
+        );
+    }
     out
 }
 

@@ -12,6 +12,7 @@ use shoal_control::metrics::MetricsServer;
 use shoal_control::{ChaosSpec, ControlServer};
 use shoal_router::{Router, RouterConfig};
 use shoal_supervisor::{Log, Options, Outcome, RuntimeDir, Style, Supervisor, Watchdog};
+use shoal_verify::isolate::{self, Isolation};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{load_plan, plan_options, runtime};
@@ -20,6 +21,8 @@ use crate::report::UsageError;
 use crate::{exit, report};
 
 pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
+    // First, while shoal has one thread: the kernel moves a thread alone into a namespace.
+    let namespace = args.isolate.then(isolate::private_mounts);
     let mut plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
     let max_in_flight = in_flight_limit(&mut plan, args.router.max_in_flight)?;
     if let Some(metrics) = args.metrics
@@ -59,12 +62,27 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         .max()
         .unwrap_or(0);
     let (log, writer) = Log::start(Box::new(std::io::stdout()), Style { color }, width);
+    let isolation = match &namespace {
+        Some(namespace) => {
+            let root = runtime_dir.path().join("isolate");
+            let isolation = Isolation::new(&plan.app_dir, &root, namespace, log.clone())
+                .with_context(|| {
+                    format!("cannot prepare private copies in `{}`", root.display())
+                })?;
+            Some(isolation)
+        }
+        None => None,
+    };
+    let _remove_copies = isolation.as_ref().map(Isolation::finish_on_drop);
     let options = Options {
         grace: Duration::from_secs_f64(args.timeout),
         restart: !args.no_restart,
         watchdog: Some(Arc::new(watchdog)),
         health_path: args.router.health_path.clone(),
         boot_timeout: Duration::from_secs_f64(args.router.boot_timeout),
+        work_dirs: isolation
+            .clone()
+            .map(|i| i as Arc<dyn shoal_supervisor::WorkDirs>),
         ..Options::default()
     };
     let router = plan.routed.then(|| RouterConfig {
@@ -87,12 +105,18 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
         log,
         options,
         router,
-        args.chaos,
+        Checks {
+            chaos: args.chaos,
+            isolation: isolation.clone(),
+        },
         args.metrics,
     ));
     // Tasks still parked (none should be) must not hold the log open.
     rt.shutdown_timeout(Duration::from_secs(1));
     writer.finish_within(Duration::from_secs(5));
+    if let Some(isolation) = &isolation {
+        isolation.finish();
+    }
     runtime_dir.remove_unused();
     code
 }
@@ -135,13 +159,19 @@ fn in_flight_limit(
     }
 }
 
+/// What finds state in the app during ordinary work: `--chaos` and `--isolate`.
+struct Checks {
+    chaos: Option<ChaosSpec>,
+    isolation: Option<Arc<Isolation>>,
+}
+
 async fn supervise(
     plan: shoal_procfile::Plan,
     runtime_dir: RuntimeDir,
     log: Log,
     options: Options,
     router: Option<RouterConfig>,
-    chaos: Option<ChaosSpec>,
+    checks: Checks,
     metrics: Option<SocketAddr>,
 ) -> anyhow::Result<i32> {
     // Listen before anything starts, so that an early Ctrl-C stops the formation in order.
@@ -159,8 +189,14 @@ async fn supervise(
         None => None,
     };
     let socket = runtime_dir.control_socket();
-    let control = ControlServer::bind(&socket)
+    let mut control = ControlServer::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket `{}`", socket.display()))?;
+    if let Some(isolation) = checks.isolation.clone() {
+        control = control.with_local_writes(Arc::new(move |name| isolation.local_writes(name)));
+    }
+    let watching = checks
+        .isolation
+        .map(|isolation| tokio::spawn(isolation.watch()));
     let grace = options.grace;
     let plan = Arc::new(plan);
     let (handle, task) = Supervisor::start(plan.clone(), runtime_dir, log.clone(), options);
@@ -179,7 +215,8 @@ async fn supervise(
         tokio::spawn(server.serve(handle.clone(), stats.clone(), std::future::pending()))
     });
     let control = tokio::spawn(control.serve(handle.clone(), plan, stats, grace));
-    let chaos = chaos
+    let chaos = checks
+        .chaos
         .map(|spec| tokio::spawn(shoal_control::chaos::run(handle.clone(), spec, log.clone())));
     tokio::pin!(task);
     let mut stopped_by: Option<i32> = None;
@@ -206,6 +243,9 @@ async fn supervise(
     let _ = router_stop.send(());
     if let Some(chaos) = chaos {
         chaos.abort();
+    }
+    if let Some(watching) = watching {
+        watching.abort();
     }
     if let Some(metrics) = metrics {
         metrics.abort();

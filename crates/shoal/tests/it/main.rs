@@ -4,6 +4,7 @@
 mod check;
 mod control;
 mod export;
+mod isolate;
 mod metrics;
 mod ports;
 mod queue;

@@ -1,0 +1,252 @@
+//! `shoal start --isolate`: each instance in a private copy of the app directory, made afresh
+//! at every start, and its first writes there reported.
+
+use std::path::Path;
+
+use crate::support::{App, free_port, text};
+
+/// The first line that reports `instance` writing `file`.
+fn wrote(instance: &str, file: &str) -> String {
+    format!("| {instance} wrote `{file}` in its copy of the app directory:")
+}
+
+/// Each instance's `local_writes` from `shoal ps --json`.
+fn local_writes(app: &App, instance: &str) -> Option<u64> {
+    let ps = app.run(&["ps", "--json"]);
+    assert_eq!(ps.code(), Some(0), "{}", ps.stderr);
+    let instances: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == instance)
+        .and_then(|i| i["local_writes"].as_u64())
+}
+
+/// Every path below `dir` (recursively) whose name contains `part`.
+fn paths_named(dir: &Path, part: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().contains(part) {
+            found.push(path.display().to_string());
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(paths_named(&path, part));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_write_into_the_app_directory_is_reported_naming_the_file() {
+    let app = App::new(
+        "worker: sh -c 'mkdir -p uploads && echo meow > uploads/cat.png && echo saved && exec sleep 600'\n",
+    );
+    let shoal = app.spawn(&["start", "--isolate", "-p", &free_port().to_string()]);
+    let line = shoal.wait_for(&wrote("worker.1", "uploads/cat.png"));
+    assert!(
+        line.contains("no other instance sees it and a restart loses it")
+            && line.contains("`$SHOAL_SCRATCH`"),
+        "{line}"
+    );
+    shoal.wait_for("worker.1 | saved");
+    // The instance wrote into its copy, never into the app directory.
+    assert!(!app.path().join("uploads").exists());
+    assert_eq!(local_writes(&app, "worker.1"), Some(1));
+    let ps = app.run(&["ps"]);
+    assert!(
+        ps.stdout
+            .contains("files written in copies of the app directory (--isolate): worker.1 1"),
+        "{}",
+        ps.stdout
+    );
+    shoal.signal(libc::SIGINT);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(130), "{}", out.stdout);
+    // Once per directory: the line names the first file only.
+    assert_eq!(
+        out.stdout
+            .matches("in its copy of the app directory")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn writes_in_scratch_and_bytecode_caches_are_not_reported() {
+    // The marker, written last into the copy, is reported after everything before it was
+    // seen: the events of one copy arrive in order.
+    let app = App::new(
+        "worker: sh -c 'echo x > $SHOAL_SCRATCH/upload.tmp && mkdir -p __pycache__ && echo c > __pycache__/app.pyc && echo done > marker.txt && exec sleep 600'\n",
+    );
+    let shoal = app.spawn(&["start", "--isolate", "-p", &free_port().to_string()]);
+    shoal.wait_for(&wrote("worker.1", "marker.txt"));
+    assert_eq!(local_writes(&app, "worker.1"), Some(1));
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert!(!out.stdout.contains("upload.tmp"), "{}", out.stdout);
+    assert!(!out.stdout.contains("pyc"), "{}", out.stdout);
+}
+
+#[test]
+fn without_isolate_instances_share_the_app_directory_and_nothing_is_reported() {
+    let app = App::new("worker: sh -c 'echo x > shared.txt && echo wrote-it && exec sleep 600'\n");
+    let shoal = app.spawn(&["start", "-p", &free_port().to_string()]);
+    shoal.wait_for("worker.1 | wrote-it");
+    assert!(app.path().join("shared.txt").exists());
+    assert_eq!(local_writes(&app, "worker.1"), None);
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert!(
+        !out.stdout.contains("copy of the app directory"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn two_instances_never_see_each_others_files() {
+    let app = App::new("");
+    let go = app.path().parent().unwrap().join(format!(
+        "go-{}",
+        app.path().file_name().unwrap().to_string_lossy()
+    ));
+    // Each writes a file named after itself, waits until both have written (the test says
+    // so through a file outside the app directory), and lists what it sees.
+    app.write(
+        "Procfile",
+        &format!(
+            "worker: sh -c 'echo hi > note-$SHOAL_INSTANCE; while [ ! -e {go} ]; do sleep 0.05; done; echo sees $(ls note-*) end; exec sleep 600'\n",
+            go = go.display()
+        ),
+    );
+    let shoal = app.spawn(&[
+        "start",
+        "--isolate",
+        "-m",
+        "worker=2",
+        "-p",
+        &free_port().to_string(),
+    ]);
+    shoal.wait_for(&wrote("worker.1", "note-worker.1"));
+    shoal.wait_for(&wrote("worker.2", "note-worker.2"));
+    std::fs::write(&go, "").unwrap();
+    let seen = shoal.wait_for_n(2, "listing the notes", |l| text(l).starts_with("sees "));
+    let _ = std::fs::remove_file(&go);
+    let mut seen: Vec<&str> = seen
+        .iter()
+        .map(|l| l.split_once(" | ").unwrap().1)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["sees note-worker.1 end", "sees note-worker.2 end"]);
+    assert!(paths_named(app.path(), "note-").is_empty());
+}
+
+#[test]
+fn a_restart_starts_from_a_clean_copy_also_under_chaos() {
+    // State kept in the copy would be `found` after a restart. The app's own file is there
+    // every time.
+    let app = App::new(
+        "worker: sh -c 'cat seed.txt; if [ -e state.txt ]; then echo found-state; else echo fresh; fi; echo x > state.txt; exec sleep 600'\n",
+    );
+    app.write("seed.txt", "seed-from-the-app\n");
+    let shoal = app.spawn(&[
+        "start",
+        "--isolate",
+        "--chaos=kill=1s",
+        "-p",
+        &free_port().to_string(),
+    ]);
+    shoal.wait_for_n(3, "starting from a fresh copy", |l| {
+        l.ends_with("worker.1 | fresh")
+    });
+    shoal.signal(libc::SIGINT);
+    let out = shoal.finish();
+    assert!(!out.stdout.contains("found-state"), "{}", out.stdout);
+    assert!(
+        out.stdout.matches("worker.1 | seed-from-the-app").count() >= 3,
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("chaos"), "{}", out.stdout);
+    // Reported once for the instance, however often it restarts; counted at every run.
+    assert_eq!(
+        out.stdout.matches(&wrote("worker.1", "state.txt")).count(),
+        1
+    );
+    assert!(!app.path().join("state.txt").exists());
+}
+
+#[test]
+fn copies_are_copy_on_write_mounts_that_no_one_else_sees_and_nothing_is_left_after_stop() {
+    let app = App::new("worker: sh -c 'echo $PWD && ls -s big.bin && exec sleep 600'\n");
+    app.write("big.bin", &"x".repeat(1 << 20));
+    let shoal = app.spawn(&["start", "--isolate", "-p", &free_port().to_string()]);
+    let dir = text(&shoal.wait_for("worker.1 | /")).to_owned();
+    // The app's files are there for the instance (the mount is not visible from here).
+    shoal.wait_for("worker.1 | 1024 big.bin");
+    let overlay = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&format!(" {dir} ")) && l.contains(" - overlay "))
+    };
+    let cow = shoal.stdout().contains("copy-on-write copy");
+    if cow {
+        // The mount is shoal's own: not in the namespace of the test (the host's).
+        assert!(
+            overlay(shoal.pid()),
+            "no overlay on `{dir}` in shoal's mounts"
+        );
+        assert!(
+            !overlay(std::process::id()),
+            "shoal's overlay leaked to the host"
+        );
+    } else {
+        eprintln!("NOT RUN (the copy-on-write part): the kernel refused an overlay here");
+    }
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(143), "{}", out.stdout);
+    assert!(!Path::new(&dir).exists(), "`{dir}` is left after stop");
+    let tmp = Path::new(&dir)
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "isolate"))
+        .unwrap()
+        .to_path_buf();
+    assert!(!tmp.exists(), "`{}` is left after stop", tmp.display());
+}
+
+#[test]
+fn an_app_directory_overlayfs_cannot_name_gets_a_plain_copy() {
+    let app = App::new("");
+    // `,` separates overlayfs's options: such a path is copied instead.
+    let dir = app.path().join("with,comma");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("seed.txt"), "seed\n").unwrap();
+    app.write(
+        "Procfile",
+        "worker: sh -c 'cat seed.txt && echo x > made.txt && exec sleep 600'\n",
+    );
+    let shoal = app.spawn(&[
+        "start",
+        "--isolate",
+        "-f",
+        "Procfile",
+        "-d",
+        "with,comma",
+        "-p",
+        &free_port().to_string(),
+    ]);
+    let line = shoal.wait_for("--isolate: every instance runs in a copy of");
+    assert!(line.contains("copy-on-write is not possible"), "{line}");
+    shoal.wait_for("worker.1 | seed");
+    shoal.wait_for(&wrote("worker.1", "made.txt"));
+    assert!(!dir.join("made.txt").exists());
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
+}
