@@ -5,7 +5,14 @@
 //! It prints one line of `key=value` fields on stdout:
 //! `bytes`, `seconds` (the pipeline only, not process start), `mb_per_s` (10^6 bytes),
 //! `max_rss_kib` (the process's peak resident memory, VmHWM), `chunks` and `max_chunk`
-//! (how the body arrived), `sha256`, `type`.
+//! (how the body arrived), `blocks` (handed to the threads), the seconds the task feeding
+//! them waited for the download (`stream_wait`) and for a free block (`block_wait`), each
+//! thread's busy seconds (`sha256_busy`, `blake3_busy`, `write_busy`), `direct_bytes`
+//! (written with direct I/O), `sha256`, `type`.
+//!
+//! `pipeline_bench --hash-speed` instead hashes 1 GiB in memory, 1 MiB at a time on one
+//! thread, and prints `sha256_gb_per_s` and `blake3_gb_per_s` (10^9 bytes): the limits of
+//! the two hashing threads on this machine.
 //!
 //! It runs on a current-thread runtime, as `digest worker` does. The fetcher allows loopback
 //! (the benchmark serves from 127.0.0.1) and up to 64 GiB.
@@ -15,12 +22,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use digest_app::fetch::{FetchPolicy, Fetcher};
-use digest_app::pipeline::digest_url;
+use digest_app::pipeline::{Stages, digest_url_measured};
+use sha2::Digest;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args == ["--hash-speed"] {
+        println!("{}", hash_speed());
+        return ExitCode::SUCCESS;
+    }
     let [url, scratch] = args.as_slice() else {
-        eprintln!("usage: pipeline_bench URL SCRATCH_DIR");
+        eprintln!("usage: pipeline_bench URL SCRATCH_DIR | pipeline_bench --hash-speed");
         return ExitCode::from(2);
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -57,23 +69,39 @@ async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
     let mut chunks = 0u64;
     let mut max_chunk = 0u64;
     let mut last = 0u64;
+    let mut stages = Stages::default();
     let started = Instant::now();
-    let result = digest_url(&fetcher, url, &dest, |progress| {
-        if progress.done > last {
-            chunks += 1;
-            max_chunk = max_chunk.max(progress.done - last);
-            last = progress.done;
-        }
-    })
+    let result = digest_url_measured(
+        &fetcher,
+        url,
+        &dest,
+        |progress| {
+            if progress.done > last {
+                chunks += 1;
+                max_chunk = max_chunk.max(progress.done - last);
+                last = progress.done;
+            }
+        },
+        &mut stages,
+    )
     .await;
     let seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&dest);
     let report = result.map_err(|e| e.to_string())?;
     Ok(format!(
-        "bytes={} seconds={seconds:.4} mb_per_s={:.1} max_rss_kib={} chunks={chunks} max_chunk={max_chunk} sha256={} type={}",
+        "bytes={} seconds={seconds:.4} mb_per_s={:.1} max_rss_kib={} chunks={chunks} max_chunk={max_chunk} \
+         blocks={} stream_wait={:.3} block_wait={:.3} sha256_busy={:.3} blake3_busy={:.3} write_busy={:.3} \
+         direct_bytes={} sha256={} type={}",
         report.size,
         report.size as f64 / seconds / 1e6,
         peak_rss_kib().unwrap_or(0),
+        stages.blocks,
+        stages.stream_wait.as_secs_f64(),
+        stages.block_wait.as_secs_f64(),
+        stages.sha256.as_secs_f64(),
+        stages.blake3.as_secs_f64(),
+        stages.write.as_secs_f64(),
+        stages.direct_bytes,
         report.sha256,
         serde_json::to_value(report.file_type)
             .ok()
@@ -87,4 +115,34 @@ fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Single-thread SHA-256 (the `sha2` crate, as the pipeline uses it) and BLAKE3 speed over
+/// 1 GiB, hashing a 1 MiB buffer at a time as the pipeline's threads do.
+fn hash_speed() -> String {
+    const BLOCK: usize = 1 << 20;
+    const ROUNDS: usize = 1024;
+    let block: Vec<u8> = (0..BLOCK as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let started = Instant::now();
+    let mut sha = sha2::Sha256::new();
+    for _ in 0..ROUNDS {
+        sha.update(&block);
+    }
+    std::hint::black_box(sha.finalize());
+    let sha_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut blake = blake3::Hasher::new();
+    for _ in 0..ROUNDS {
+        blake.update(&block);
+    }
+    std::hint::black_box(blake.finalize());
+    let blake_seconds = started.elapsed().as_secs_f64();
+    let bytes = (BLOCK * ROUNDS) as f64;
+    format!(
+        "sha256_gb_per_s={:.2} blake3_gb_per_s={:.2}",
+        bytes / sha_seconds / 1e9,
+        bytes / blake_seconds / 1e9
+    )
 }

@@ -1,33 +1,43 @@
 //! A byte stream (an upload or a download) through the hashers into a scratch file.
 //!
 //! [`digest_stream`] takes any stream of chunks (the web process passes a multipart field),
-//! [`digest_url`] downloads with a [`Fetcher`] first (the worker). Each chunk goes, without
-//! being copied (`Bytes` is shared), to three threads fed through bounded channels:
-//! SHA-256; BLAKE3 plus the type and text scan; the writer of the scratch file. The download
-//! keeps going while they work, and waits only when the slowest of them is 1 MiB behind, so
-//! memory stays constant whatever the size, and the hashes cost the download no time while a
-//! core is free. (A small budget is also faster: a chunk is still in the CPU cache when the
-//! second and third thread read it.)
+//! [`digest_url`] downloads with a [`Fetcher`] first (the worker).
+//!
+//! # How the bytes flow
+//! The stream's chunks are gathered into blocks of [`BLOCK`] bytes taken from a pool of
+//! [`BLOCKS`]. Each full block goes, shared and never copied again, to three threads: SHA-256
+//! (the slowest stage: a core of its own when one is free); BLAKE3 plus the type and text
+//! scan; the writer of the scratch file. A block goes back to the pool when the last of them
+//! is done with it, and the stream waits only when every block is in use, so memory stays
+//! constant whatever the size, and the download goes on while the hashes work. Large blocks
+//! keep the hand-offs between threads few (three per MiB) and the writes large.
 //!
 //! # The scratch file
+//! - It is written with direct I/O where the file system allows it: the kernel takes the
+//!   bytes from the pipeline's own blocks to the disk instead of copying them into the page
+//!   cache. Scratch is written once and never read back by the pipeline, so caching it would
+//!   cost a copy of every byte and push a file's worth of other data out of the cache. Where
+//!   direct I/O is refused (tmpfs on older kernels, a device), and for the last partial
+//!   block, the writes are ordinary buffered writes.
 //! - On success `dest` holds the whole file (written, not synced: it is scratch).
 //! - On an error (size limit, a failed download or upload, a full disk) `dest` is removed and
 //!   every thread has ended before the error is returned.
 //! - When the future is dropped (the job is cancelled, SIGTERM), the threads see their
-//!   channels close and end on their own after at most 1 MiB of chunks; nothing is joined
+//!   channels close and end on their own after at most [`BLOCKS`] blocks; nothing is joined
 //!   and `dest` is left as far as it got. The caller removes it: the worker empties its
 //!   scratch directory after every job and when it starts.
 //!
 //! # Progress
 //! The callback runs on the task driving the future, once per chunk received (a download's
 //! chunks are a few KiB to 128 KiB: thousands of calls per GiB), with the byte count so far.
-//! Keep it cheap: store the number (e.g. `tokio::sync::watch::Sender::send_replace`) and let
-//! another task write it to the database at its own pace, or wrap the callback in
-//! [`throttle`].
+//! Keep it cheap: store the number (e.g. in an atomic, or with
+//! `tokio::sync::watch::Sender::send_replace`) and let another task write it to the database
+//! at its own pace, or wrap the callback in [`throttle`].
 
 use std::fs::File;
 use std::future::poll_fn;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
@@ -36,7 +46,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_core::Stream;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::fetch::{FetchError, Fetcher};
 use crate::inspect::{Report, Sniffed, Sniffer};
@@ -114,6 +124,7 @@ where
             cause: error.to_string(),
         },
         progress,
+        &mut Stages::default(),
     )
     .await
 }
@@ -126,7 +137,18 @@ pub async fn digest_url(
     fetcher: &Fetcher,
     url: &str,
     dest: &Path,
+    progress: impl FnMut(Progress),
+) -> Result<Report, PipelineError> {
+    digest_url_measured(fetcher, url, dest, progress, &mut Stages::default()).await
+}
+
+/// [`digest_url`], also telling where the time went (for benchmarks).
+pub async fn digest_url_measured(
+    fetcher: &Fetcher,
+    url: &str,
+    dest: &Path,
     mut progress: impl FnMut(Progress),
+    stages: &mut Stages,
 ) -> Result<Report, PipelineError> {
     let download = fetcher.get(url).await?;
     let total = download.content_length();
@@ -138,8 +160,34 @@ pub async fn digest_url(
         total,
         PipelineError::from,
         |done| progress(Progress { done, total }),
+        stages,
     )
     .await
+}
+
+/// Where a pipeline's time went: what the stream delivered, how long the task feeding the
+/// threads waited, and how long each thread worked. A thread's idle time is the run's time
+/// less its busy time.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Stages {
+    /// Chunks the stream delivered (for a download, one per read from the connection).
+    pub chunks: u64,
+    /// Blocks handed to the threads.
+    pub blocks: u64,
+    /// Time spent waiting for the stream's next chunk (the network, the upload).
+    pub stream_wait: Duration,
+    /// Time spent waiting for a free block (the threads were behind).
+    pub block_wait: Duration,
+    /// The SHA-256 thread's time hashing.
+    pub sha256: Duration,
+    /// The BLAKE3 thread's time hashing and scanning.
+    pub blake3: Duration,
+    /// The writer's time in system calls.
+    pub write: Duration,
+    /// Bytes written to the scratch file with direct I/O (the rest went through the page
+    /// cache).
+    pub direct_bytes: u64,
 }
 
 /// Wraps a progress callback so that it runs at most once per `interval`; the first call
@@ -162,6 +210,7 @@ async fn run<S, E>(
     expected: Option<u64>,
     input_error: impl Fn(E) -> PipelineError,
     mut progress: impl FnMut(u64),
+    stages: &mut Stages,
 ) -> Result<Report, PipelineError>
 where
     S: Stream<Item = Result<Bytes, E>>,
@@ -177,7 +226,7 @@ where
         remove_scratch(dest);
         return Err(scratch_error(error));
     }
-    let lanes = match Lanes::start(file) {
+    let mut lanes = match Lanes::start(file) {
         Ok(lanes) => lanes,
         Err(error) => {
             remove_scratch(dest);
@@ -188,33 +237,66 @@ where
     };
     let mut stream = pin!(stream);
     let mut done = 0u64;
+    // The block being filled and how many of its bytes are filled.
+    let mut filling: Option<(Buffer, usize)> = None;
     let fed = async {
-        while let Some(item) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        loop {
+            let waiting = Instant::now();
+            let item = poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
+            stages.stream_wait += waiting.elapsed();
+            let Some(item) = item else { break };
             let chunk = item.map_err(&input_error)?;
             if chunk.is_empty() {
                 continue;
             }
+            stages.chunks += 1;
             done += chunk.len() as u64;
             if done > max_bytes {
                 return Err(PipelineError::TooLarge { limit: max_bytes });
             }
-            if !lanes.send(chunk).await {
-                // A lane stopped early (the writer, on an I/O error): `finish` tells why.
-                break;
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let (buffer, filled) = match &mut filling {
+                    Some(block) => block,
+                    None => {
+                        let waiting = Instant::now();
+                        let buffer = lanes.buffer().await;
+                        stages.block_wait += waiting.elapsed();
+                        filling.insert((buffer, 0))
+                    }
+                };
+                let take = rest.len().min(BLOCK - *filled);
+                buffer.bytes_mut()[*filled..*filled + take].copy_from_slice(&rest[..take]);
+                *filled += take;
+                rest = &rest[take..];
+                if *filled == BLOCK {
+                    let (buffer, filled) = filling.take().expect("the block just filled");
+                    stages.blocks += 1;
+                    if !lanes.send(buffer, filled).await {
+                        // A lane stopped early (the writer, on an I/O error): `finish` tells why.
+                        return Ok(());
+                    }
+                }
             }
             progress(done);
+        }
+        if let Some((buffer, filled)) = filling.take()
+            && filled > 0
+        {
+            stages.blocks += 1;
+            lanes.send(buffer, filled).await;
         }
         Ok(())
     }
     .await;
-    let finished = lanes.finish().await;
+    let finished = lanes.finish(stages).await;
     let result = match (fed, finished) {
         (Err(error), _) => Err(error),
         (Ok(()), Err(LaneError::Write(error))) => Err(scratch_error(error)),
         (Ok(()), Err(LaneError::Stopped)) => Err(PipelineError::Internal(
             "a hashing thread stopped unexpectedly".to_owned(),
         )),
-        (Ok(()), Ok((sha256, (blake3, sniffed)))) => Ok(Report::assemble(sha256, blake3, sniffed)),
+        (Ok(()), Ok((sha256, blake3, sniffed))) => Ok(Report::assemble(sha256, blake3, sniffed)),
     };
     if result.is_err() {
         remove_scratch(dest);
@@ -224,10 +306,9 @@ where
 
 /// Reserves disk space for the `size` bytes announced, without changing the file's length:
 /// a disk too full for the file fails now rather than part-way, and the file system
-/// allocates the blocks once instead of write by write (about half the kernel time of
-/// writing a GiB to ext4). File systems that cannot reserve space write as before.
+/// allocates the blocks once instead of write by write. File systems that cannot reserve
+/// space write as before.
 fn reserve(file: &File, size: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let Ok(len) = libc::off_t::try_from(size) else {
         return Ok(());
     };
@@ -254,27 +335,73 @@ fn remove_scratch(dest: &Path) {
     }
 }
 
-/// How many bytes may be on their way between the stream and the slowest thread: what the
-/// pipeline's memory use is bounded by, whatever the file size.
-const IN_FLIGHT_BYTES: usize = 1 << 20;
+/// The size of a block: large enough that handing it to three threads costs nothing next to
+/// hashing it, and that each write is one large request to the disk; small enough that the
+/// blocks in use stay in the CPU's last-level cache between the three readers.
+const BLOCK: usize = 1 << 20;
 
-/// How many chunks may wait for each thread (a bound for streams of tiny chunks).
-const LANE_DEPTH: usize = 64;
+/// How many blocks a pipeline may use: what its memory is bounded by, whatever the file
+/// size. Four let the stream fill one while each of the three threads works on another.
+const BLOCKS: usize = 4;
 
-/// A chunk shared by the three threads; its share of the in-flight budget is returned when
-/// the last of them drops it.
-struct Chunk {
-    bytes: Bytes,
-    _budget: OwnedSemaphorePermit,
+/// Direct I/O wants buffer addresses, file offsets and lengths that are multiples of the
+/// device's logical block size; 4096 is a multiple of every common one.
+const ALIGN: usize = 4096;
+
+/// [`BLOCK`] bytes starting at an [`ALIGN`] boundary.
+struct Buffer {
+    memory: Box<[u8]>,
+    start: usize,
 }
 
-/// The three threads a stream fans out to.
+impl Buffer {
+    fn new() -> Buffer {
+        let memory = vec![0u8; BLOCK + ALIGN].into_boxed_slice();
+        let start = memory.as_ptr().align_offset(ALIGN);
+        Buffer { memory, start }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.memory[self.start..self.start + BLOCK]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.memory[self.start..self.start + BLOCK]
+    }
+}
+
+/// A filled block shared by the three threads; its buffer goes back to the pool when the
+/// last of them drops it.
+struct Block {
+    buffer: Option<Buffer>,
+    len: usize,
+    pool: mpsc::UnboundedSender<Buffer>,
+}
+
+impl Block {
+    fn bytes(&self) -> &[u8] {
+        &self.buffer.as_ref().expect("present until dropped").bytes()[..self.len]
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            // The pipeline may be gone (cancelled): the buffer is then freed here.
+            let _ = self.pool.send(buffer);
+        }
+    }
+}
+
+/// The three threads a stream fans out to, and the pool of blocks they share.
 struct Lanes {
-    budget: Arc<Semaphore>,
-    senders: [mpsc::Sender<Arc<Chunk>>; 3],
-    sha256: oneshot::Receiver<[u8; 32]>,
-    blake3: oneshot::Receiver<([u8; 32], Sniffed)>,
-    write: oneshot::Receiver<io::Result<()>>,
+    pool: mpsc::UnboundedSender<Buffer>,
+    free: mpsc::UnboundedReceiver<Buffer>,
+    allocated: usize,
+    senders: [mpsc::Sender<Arc<Block>>; 3],
+    sha256: oneshot::Receiver<([u8; 32], Duration)>,
+    blake3: oneshot::Receiver<([u8; 32], Sniffed, Duration)>,
+    write: oneshot::Receiver<(io::Result<()>, Duration, u64)>,
 }
 
 enum LaneError {
@@ -284,31 +411,46 @@ enum LaneError {
 
 impl Lanes {
     fn start(file: File) -> io::Result<Lanes> {
-        let (sha256_tx, sha256) = lane("digest-sha256", |mut chunks| {
+        let (sha256_tx, sha256) = lane("digest-sha256", |mut blocks| {
             let mut hasher = Sha256::new();
-            while let Some(chunk) = chunks.blocking_recv() {
-                hasher.update(&chunk.bytes);
+            let mut busy = Duration::ZERO;
+            while let Some(block) = blocks.blocking_recv() {
+                let started = Instant::now();
+                hasher.update(block.bytes());
+                busy += started.elapsed();
             }
-            hasher.finalize().into()
+            (hasher.finalize().into(), busy)
         })?;
-        let (blake3_tx, blake3) = lane("digest-blake3", |mut chunks| {
+        let (blake3_tx, blake3) = lane("digest-blake3", |mut blocks| {
             let mut hasher = blake3::Hasher::new();
             let mut sniffer = Sniffer::default();
-            while let Some(chunk) = chunks.blocking_recv() {
-                hasher.update(&chunk.bytes);
-                sniffer.update(&chunk.bytes);
+            let mut busy = Duration::ZERO;
+            while let Some(block) = blocks.blocking_recv() {
+                let started = Instant::now();
+                hasher.update(block.bytes());
+                sniffer.update(block.bytes());
+                busy += started.elapsed();
             }
-            (*hasher.finalize().as_bytes(), sniffer.finish())
+            (*hasher.finalize().as_bytes(), sniffer.finish(), busy)
         })?;
-        let (write_tx, write) = lane("digest-write", move |mut chunks| {
-            let mut file = file;
-            while let Some(chunk) = chunks.blocking_recv() {
-                file.write_all(&chunk.bytes)?;
+        let (write_tx, write) = lane("digest-write", move |mut blocks| {
+            let mut writer = ScratchWriter::new(file);
+            let mut busy = Duration::ZERO;
+            while let Some(block) = blocks.blocking_recv() {
+                let started = Instant::now();
+                let written = writer.write(block.bytes());
+                busy += started.elapsed();
+                if written.is_err() {
+                    return (written, busy, writer.direct_bytes);
+                }
             }
-            file.flush()
+            (Ok(()), busy, writer.direct_bytes)
         })?;
+        let (pool, free) = mpsc::unbounded_channel();
         Ok(Lanes {
-            budget: Arc::new(Semaphore::new(IN_FLIGHT_BYTES)),
+            pool,
+            free,
+            allocated: 0,
             senders: [sha256_tx, blake3_tx, write_tx],
             sha256,
             blake3,
@@ -316,58 +458,201 @@ impl Lanes {
         })
     }
 
-    /// Hands `bytes` to every thread, waiting while the in-flight budget is spent or a queue
-    /// is full. False when a thread has stopped.
-    async fn send(&self, bytes: Bytes) -> bool {
-        // A chunk larger than the whole budget waits for all the others and goes alone.
-        let share = bytes.len().min(IN_FLIGHT_BYTES) as u32;
-        let Ok(budget) = self.budget.clone().acquire_many_owned(share).await else {
-            return false;
-        };
-        let chunk = Arc::new(Chunk {
-            bytes,
-            _budget: budget,
+    /// A free buffer: a returned one, a new one while fewer than [`BLOCKS`] exist, or else
+    /// the next one returned.
+    async fn buffer(&mut self) -> Buffer {
+        if let Ok(buffer) = self.free.try_recv() {
+            return buffer;
+        }
+        if self.allocated < BLOCKS {
+            self.allocated += 1;
+            return Buffer::new();
+        }
+        self.free
+            .recv()
+            .await
+            .expect("the pool's sender lives in `self`")
+    }
+
+    /// Hands the first `len` bytes of `buffer` to every thread. False when a thread has
+    /// stopped.
+    async fn send(&self, buffer: Buffer, len: usize) -> bool {
+        let block = Arc::new(Block {
+            buffer: Some(buffer),
+            len,
+            pool: self.pool.clone(),
         });
         for sender in &self.senders {
-            if sender.send(chunk.clone()).await.is_err() {
+            if sender.send(block.clone()).await.is_err() {
                 return false;
             }
         }
         true
     }
 
-    /// Closes the queues and waits for the threads' results.
-    async fn finish(self) -> Result<([u8; 32], ([u8; 32], Sniffed)), LaneError> {
+    /// Closes the queues and waits for the threads' results; notes their busy times.
+    async fn finish(self, stages: &mut Stages) -> Result<([u8; 32], [u8; 32], Sniffed), LaneError> {
         drop(self.senders);
         let write = self.write.await;
         let sha256 = self.sha256.await;
         let blake3 = self.blake3.await;
+        if let Ok((_, busy, direct_bytes)) = &write {
+            stages.write = *busy;
+            stages.direct_bytes = *direct_bytes;
+        }
+        if let Ok((_, busy)) = &sha256 {
+            stages.sha256 = *busy;
+        }
+        if let Ok((_, _, busy)) = &blake3 {
+            stages.blake3 = *busy;
+        }
         match (write, sha256, blake3) {
-            (Ok(Err(error)), _, _) => Err(LaneError::Write(error)),
-            (Ok(Ok(())), Ok(sha256), Ok(blake3)) => Ok((sha256, blake3)),
+            (Ok((Err(error), ..)), _, _) => Err(LaneError::Write(error)),
+            (Ok((Ok(()), ..)), Ok((sha256, _)), Ok((blake3, sniffed, _))) => {
+                Ok((sha256, blake3, sniffed))
+            }
             _ => Err(LaneError::Stopped),
         }
     }
 }
 
-/// Starts a named thread that consumes a bounded queue of chunks and sends back its result.
+/// Starts a named thread that consumes a queue of blocks and sends back its result.
 fn lane<T: Send + 'static>(
     name: &str,
-    work: impl FnOnce(mpsc::Receiver<Arc<Chunk>>) -> T + Send + 'static,
-) -> io::Result<(mpsc::Sender<Arc<Chunk>>, oneshot::Receiver<T>)> {
-    let (sender, chunks) = mpsc::channel(LANE_DEPTH);
+    work: impl FnOnce(mpsc::Receiver<Arc<Block>>) -> T + Send + 'static,
+) -> io::Result<(mpsc::Sender<Arc<Block>>, oneshot::Receiver<T>)> {
+    // Never more blocks than exist: sending never waits.
+    let (sender, blocks) = mpsc::channel(BLOCKS);
     let (result_tx, result) = oneshot::channel();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            let _ = result_tx.send(work(chunks));
+            let _ = result_tx.send(work(blocks));
         })?;
     Ok((sender, result))
+}
+
+/// Writes the scratch file: with direct I/O while the file system allows it and the data is
+/// aligned (every block but the last is), with ordinary writes otherwise.
+struct ScratchWriter {
+    file: File,
+    direct: bool,
+    written: u64,
+    direct_bytes: u64,
+}
+
+impl ScratchWriter {
+    fn new(file: File) -> ScratchWriter {
+        let direct = file.metadata().is_ok_and(|m| m.is_file()) && set_direct(&file, true).is_ok();
+        ScratchWriter {
+            file,
+            direct,
+            written: 0,
+            direct_bytes: 0,
+        }
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let aligned = data.len() / ALIGN * ALIGN;
+            let direct = self.direct
+                && aligned > 0
+                && (data.as_ptr() as usize).is_multiple_of(ALIGN)
+                && self.written.is_multiple_of(ALIGN as u64);
+            if !direct && self.direct {
+                self.stop_direct()?;
+            }
+            let part = if direct { &data[..aligned] } else { data };
+            match self.file.write(part) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    data = &data[n..];
+                    self.written += n as u64;
+                    if direct {
+                        self.direct_bytes += n as u64;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // A file system may accept the flag and still refuse the write.
+                Err(error) if direct && error.raw_os_error() == Some(libc::EINVAL) => {
+                    self.stop_direct()?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_direct(&mut self) -> io::Result<()> {
+        self.direct = false;
+        set_direct(&self.file, false)
+    }
+}
+
+/// Turns direct I/O on or off for `file`'s open file description.
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL only read and set the descriptor's status flags; `fd` is
+    // open for as long as `file` is borrowed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_uses_direct_io_for_whole_blocks_and_writes_the_rest_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scratch");
+        let file = File::create(&path).unwrap();
+        let mut writer = ScratchWriter::new(file);
+        if !writer.direct {
+            eprintln!("NOT RUN: the file system of the temporary directory refuses direct I/O");
+            return;
+        }
+        let data: Vec<u8> = (0..2 * BLOCK + 4096 + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut block = Buffer::new();
+        let mut expected = Vec::new();
+        for part in data.chunks(BLOCK) {
+            block.bytes_mut()[..part.len()].copy_from_slice(part);
+            writer.write(&block.bytes()[..part.len()]).unwrap();
+            expected.extend_from_slice(part);
+        }
+        // The two whole blocks and the aligned part of the last one went direct, the 17
+        // bytes after it through the page cache.
+        assert_eq!(writer.direct_bytes, (2 * BLOCK + 4096) as u64);
+        assert!(!writer.direct);
+        drop(writer);
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_device_is_written_without_direct_io() {
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+            eprintln!("NOT RUN: no /dev/null");
+            return;
+        };
+        let mut writer = ScratchWriter::new(file);
+        assert!(!writer.direct);
+        writer.write(&Buffer::new().bytes()[..5000]).unwrap();
+        assert_eq!(writer.direct_bytes, 0);
+    }
 
     #[test]
     fn throttle_passes_the_first_call_and_drops_calls_within_the_interval() {

@@ -324,3 +324,65 @@ async fn digest_url_downloads_hashes_and_reports_progress() {
     assert!(!error.is_retryable());
     assert!(!other.exists());
 }
+
+mod chunk_boundaries {
+    //! The pipeline gathers chunks into 1 MiB blocks and writes whole blocks with direct I/O
+    //! (4 KiB aligned) and the rest as it comes: wherever the stream's chunks begin and end,
+    //! the digests and the file must be those of the whole input.
+
+    use super::*;
+    use proptest::prelude::*;
+    use sha2::Digest;
+
+    const MIB: usize = 1 << 20;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Chunk sizes around the edges that matter (one byte, the 4 KiB alignment, a block)
+    /// and anywhere in between.
+    fn chunk_size() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            1..=64usize,
+            4090..=4102usize,
+            MIB - 3..=MIB + 3,
+            1..=300_000usize,
+        ]
+    }
+
+    /// Lengths from empty to a little over three blocks, with the block edges near.
+    fn length() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            0..=10_000usize,
+            MIB - 5000..=MIB + 5000,
+            3 * MIB - 10..=3 * MIB + 4200,
+            0..=3 * MIB + 5000,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn digests_and_file_match_the_whole_input(
+            len in length(),
+            sizes in prop::collection::vec(chunk_size(), 1..8),
+            seed in any::<u64>(),
+        ) {
+            let _serial = SERIAL.blocking_lock();
+            let data = generated(len, seed);
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("file");
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let report = runtime
+                .block_on(digest_stream(chunked(&data, &sizes), &dest, u64::MAX, |_| {}))
+                .unwrap();
+            prop_assert_eq!(report.size, len as u64);
+            prop_assert_eq!(&report.sha256, &hex(&sha2::Sha256::digest(&data)));
+            prop_assert_eq!(&report.blake3, &hex(blake3::hash(&data).as_bytes()));
+            let written = std::fs::read(&dest).unwrap();
+            prop_assert!(written == data, "the scratch file differs from the input");
+        }
+    }
+}
