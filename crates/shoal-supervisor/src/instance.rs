@@ -104,6 +104,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) async fn run(context: Arc<Context>, start: Start) {
     let began = Instant::now();
     let (exit, leader, port_taken) = run_once(&context, &start).await;
+    if let Some(work_dirs) = &context.work_dirs {
+        work_dirs.exited(&start.name, &context.runtime.scratch(&start.name));
+    }
     let _ = context.runtime.remove_scratch(&start.name);
     let (noted, taken_note) = oneshot::channel();
     let _ = context.events.send(Event::Exited {
