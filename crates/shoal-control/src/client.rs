@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::protocol::{Request, Response};
+use crate::protocol::{Request, RequestError, Response};
 
 /// Why a request could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,9 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The formation answered, and did not do what was asked.
+    #[error(transparent)]
+    Refused(#[from] RequestError),
 }
 
 /// A connection to a formation's control socket.
@@ -58,7 +61,13 @@ impl Client {
         }
     }
 
-    /// Sends `request` and waits for its response.
+    /// Sends `request` and waits for its response; a refusal is an error
+    /// ([`ClientError::Refused`]) that says whether the request was wrong.
+    pub async fn ask(&mut self, request: &Request) -> Result<Response, ClientError> {
+        Ok(self.send(request).await?.into_result()?)
+    }
+
+    /// Sends `request` and waits for its response, whatever it says.
     pub async fn send(&mut self, request: &Request) -> Result<Response, ClientError> {
         let io_error = |source| ClientError::Io {
             path: self.path.clone(),

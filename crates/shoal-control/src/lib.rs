@@ -14,11 +14,13 @@
 
 pub mod chaos;
 pub mod client;
+pub mod idle;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
 
 pub use chaos::ChaosSpec;
 pub use client::{Client, ClientError};
-pub use protocol::{InstanceStatus, Request, Response};
+pub use idle::RouterIdle;
+pub use protocol::{InstanceStatus, Request, RequestError, Response};
 pub use server::{BindError, ControlServer};

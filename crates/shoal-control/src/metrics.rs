@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use shoal_router::RouterStats;
-use shoal_supervisor::{Handle, Snapshot, State};
+use shoal_supervisor::{Cause, Handle, Snapshot, State};
 use tokio::net::TcpListener;
 
 /// The text format's content type (Prometheus' version 0.0.4).
@@ -159,15 +159,18 @@ pub fn render(snapshot: &Snapshot, stats: Option<&RouterStats>) -> String {
         &mut out,
         "shoal_instance_restarts_total",
         "counter",
-        "Times an instance was restarted.",
+        "Times an instance was restarted, by the cause of the end of the run before.",
     );
+    // Every cause of every instance, at 0 until it happens: a counter that appears with its
+    // first increment would hide that increment from rate().
     for info in &snapshot.instances {
-        let _ = writeln!(
-            out,
-            "shoal_instance_restarts_total{{{}}} {}",
-            labels(info),
-            info.restarts
-        );
+        for (cause, count) in Cause::LABELS.iter().zip(info.restarts_by_cause) {
+            let _ = writeln!(
+                out,
+                "shoal_instance_restarts_total{{{},cause=\"{cause}\"}} {count}",
+                labels(info),
+            );
+        }
     }
     header(
         &mut out,

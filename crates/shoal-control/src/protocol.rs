@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use shoal_supervisor::Refused;
 
 /// A request line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +72,43 @@ pub struct InstanceStatus {
     pub last_exit: Option<String>,
 }
 
+/// Why a formation did not carry out a request: the asker's mistake or the formation's
+/// failure, known where it happened (the supervisor's [`Refused::is_usage`], the server's own
+/// checks) and carried on the wire as `usage`, so that the client exits 2 or 1 accordingly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The request itself was wrong (an unknown process type, say).
+    #[error("{0}")]
+    Usage(String),
+    /// The formation could not carry it out as it is now.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RequestError {
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RequestError::Usage(_))
+    }
+
+    /// The same kind of error with `more` said after it.
+    pub fn and(self, more: impl std::fmt::Display) -> RequestError {
+        match self {
+            RequestError::Usage(text) => RequestError::Usage(format!("{text}; {more}")),
+            RequestError::Failed(text) => RequestError::Failed(format!("{text}; {more}")),
+        }
+    }
+}
+
+impl From<Refused> for RequestError {
+    fn from(refused: Refused) -> Self {
+        if refused.is_usage() {
+            RequestError::Usage(refused.to_string())
+        } else {
+            RequestError::Failed(refused.to_string())
+        }
+    }
+}
+
 /// A response line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -98,20 +136,53 @@ impl Response {
         }
     }
 
-    pub fn error(text: impl Into<String>, usage: bool) -> Self {
+    /// The response that carries `error`.
+    pub fn refused(error: &RequestError) -> Self {
+        let (RequestError::Usage(text) | RequestError::Failed(text)) = error;
         Response {
             ok: false,
             instances: None,
             message: None,
-            error: Some(text.into()),
-            usage,
+            error: Some(text.clone()),
+            usage: error.is_usage(),
         }
+    }
+
+    /// The response itself when it is `ok`, else the error it carries.
+    pub fn into_result(self) -> Result<Response, RequestError> {
+        if self.ok {
+            return Ok(self);
+        }
+        let text = self
+            .error
+            .unwrap_or_else(|| "the formation refused the request".into());
+        Err(if self.usage {
+            RequestError::Usage(text)
+        } else {
+            RequestError::Failed(text)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_keep_their_kind_across_the_wire() {
+        for error in [
+            RequestError::from(Refused::UnknownType { kind: "wbe".into() }),
+            RequestError::from(Refused::Stopping),
+        ] {
+            let line = serde_json::to_string(&Response::refused(&error)).unwrap();
+            let back: Response = serde_json::from_str(&line).unwrap();
+            assert_eq!(back.into_result(), Err(error));
+        }
+        assert_eq!(
+            serde_json::to_string(&Response::refused(&RequestError::Usage("no".into()))).unwrap(),
+            r#"{"ok":false,"error":"no","usage":true}"#
+        );
+    }
 
     #[test]
     fn requests_read_as_documented() {

@@ -27,12 +27,12 @@ use std::time::Duration;
 use shoal_procfile::{InstanceName, Plan};
 use shoal_router::RouterStats;
 use shoal_supervisor::scratch::{RuntimeDirError, effective_uid, private_dir};
-use shoal_supervisor::{Exit, Handle, IfItFails, Phase, Snapshot, State};
+use shoal_supervisor::{Handle, IfItFails, Phase, Snapshot, State};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
-use crate::protocol::{InstanceStatus, Request, Response};
+use crate::protocol::{InstanceStatus, Request, RequestError, Response};
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -150,12 +150,9 @@ async fn admit(stream: &mut UnixStream, own_uid: u32) -> io::Result<bool> {
     if peer == own_uid {
         return Ok(true);
     }
-    let response = Response::error(
-        format!(
-            "refused: this formation answers only its own user (uid {own_uid}), not uid {peer}"
-        ),
-        false,
-    );
+    let response = Response::refused(&RequestError::Failed(format!(
+        "refused: this formation answers only its own user (uid {own_uid}), not uid {peer}"
+    )));
     let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
     text.push('\n');
     stream.write_all(text.as_bytes()).await?;
@@ -180,25 +177,13 @@ async fn connection(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
         }
         let response = match serde_json::from_str::<Request>(line.trim()) {
             Ok(request) => handle(request, shared).await,
-            Err(err) => Response::error(format!("cannot read the request: {err}"), true),
+            Err(err) => Response::refused(&RequestError::Usage(format!(
+                "cannot read the request: {err}"
+            ))),
         };
         let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
         text.push('\n');
         write.write_all(text.as_bytes()).await?;
-    }
-}
-
-/// Why a request was not carried out.
-enum Failure {
-    /// The request was wrong.
-    Usage(String),
-    /// The formation could not do it.
-    Failed(String),
-}
-
-impl From<String> for Failure {
-    fn from(error: String) -> Self {
-        Failure::Failed(error)
     }
 }
 
@@ -253,8 +238,7 @@ async fn handle(request: Request, shared: &Shared) -> Response {
     };
     match result {
         Ok(message) => Response::message(message),
-        Err(Failure::Usage(error)) => Response::error(error, true),
-        Err(Failure::Failed(error)) => Response::error(error, false),
+        Err(error) => Response::refused(&error),
     }
 }
 
@@ -314,13 +298,7 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
                 cpu_seconds: None,
                 memory_bytes: None,
                 local_writes: None,
-                last_exit: i.last_exit.as_ref().map(|exit| match exit {
-                    Exit::Code(code) => format!("code {code}"),
-                    Exit::Signal(signal) => {
-                        format!("signal {}", shoal_supervisor::exit::signal_name(*signal))
-                    }
-                    Exit::SpawnFailed(error) => format!("not started: {error}"),
-                }),
+                last_exit: i.last_cause.as_ref().map(ToString::to_string),
                 name,
             }
         })
@@ -329,14 +307,14 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
 
 /// Changes are made only while the formation runs: starting, its instances are not there yet;
 /// stopping, nothing may start and everything is being stopped anyway.
-fn running(shared: &Shared) -> Result<(), Failure> {
+fn running(shared: &Shared) -> Result<(), RequestError> {
     match shared.handle.phase() {
         Phase::Running => Ok(()),
-        Phase::Starting => Err(Failure::Failed(
+        Phase::Starting => Err(RequestError::Failed(
             "the formation is starting (its `release` command runs); try again once it runs"
                 .to_owned(),
         )),
-        Phase::Stopping => Err(Failure::Failed("the formation is stopping".to_owned())),
+        Phase::Stopping => Err(RequestError::Failed("the formation is stopping".to_owned())),
     }
 }
 
@@ -356,10 +334,10 @@ fn members(snapshot: &Snapshot, kind: Option<&str>) -> Vec<InstanceName> {
         .collect()
 }
 
-fn check_type<'a>(plan: &'a Plan, kind: &str) -> Result<&'a str, Failure> {
+fn check_type<'a>(plan: &'a Plan, kind: &str) -> Result<&'a str, RequestError> {
     match plan.process_type(kind) {
         Some(t) => Ok(&t.name),
-        None => Err(Failure::Usage(format!(
+        None => Err(RequestError::Usage(format!(
             "unknown process type `{kind}`; the Procfile defines {}",
             plan.types
                 .iter()
@@ -370,7 +348,7 @@ fn check_type<'a>(plan: &'a Plan, kind: &str) -> Result<&'a str, Failure> {
     }
 }
 
-async fn scale(shared: &Shared, counts: &BTreeMap<String, u32>) -> Result<String, Failure> {
+async fn scale(shared: &Shared, counts: &BTreeMap<String, u32>) -> Result<String, RequestError> {
     for kind in counts.keys() {
         check_type(&shared.plan, kind)?;
     }
@@ -398,7 +376,7 @@ async fn scale(shared: &Shared, counts: &BTreeMap<String, u32>) -> Result<String
 
 /// The instances `target` names (a type, an instance, or every instance for `None`) that are
 /// not on their way out; an instance that is is an error of its own.
-fn targets(shared: &Shared, target: Option<&str>) -> Result<Vec<InstanceName>, Failure> {
+fn targets(shared: &Shared, target: Option<&str>) -> Result<Vec<InstanceName>, RequestError> {
     let snapshot = shared.handle.snapshot();
     let Some(target) = target else {
         return Ok(members(&snapshot, None));
@@ -407,7 +385,7 @@ fn targets(shared: &Shared, target: Option<&str>) -> Result<Vec<InstanceName>, F
         && let Some(instance) = snapshot.instances.iter().find(|i| i.name == name)
     {
         if leaving(instance.state) {
-            return Err(Failure::Failed(format!(
+            return Err(RequestError::Failed(format!(
                 "`{name}` is {}: it is leaving the formation",
                 instance.state.as_str()
             )));
@@ -415,7 +393,7 @@ fn targets(shared: &Shared, target: Option<&str>) -> Result<Vec<InstanceName>, F
         return Ok(vec![name]);
     }
     let kind = check_type(&shared.plan, target).map_err(|_| {
-        Failure::Usage(format!(
+        RequestError::Usage(format!(
             "`{target}` is neither a process type nor a running instance"
         ))
     })?;
@@ -438,7 +416,7 @@ fn joined(names: &[InstanceName]) -> String {
         .join(", ")
 }
 
-async fn restart(shared: &Shared, target: Option<&str>) -> Result<String, Failure> {
+async fn restart(shared: &Shared, target: Option<&str>) -> Result<String, RequestError> {
     let names = targets(shared, target)?;
     if names.is_empty() {
         return Ok(nothing(target, "restart"));
@@ -475,7 +453,7 @@ async fn restart_kind(
     shared: &Shared,
     kind: &str,
     names: &[InstanceName],
-) -> Result<Option<InstanceName>, Failure> {
+) -> Result<Option<InstanceName>, RequestError> {
     let snapshot = shared.handle.snapshot();
     let of_kind = || snapshot.instances.iter().filter(|i| i.name.kind == kind);
     let routed = shared.stats.is_some() && of_kind().any(|i| i.state == State::Ready);
@@ -484,8 +462,8 @@ async fn restart_kind(
         match shared.handle.boot(kind, None, IfItFails::GiveUp).await {
             Ok(stand_in) => Some(stand_in),
             Err(error) => {
-                return Err(Failure::Failed(format!(
-                    "{error}; {} {} running as before",
+                return Err(RequestError::from(error).and(format!(
+                    "{} {} running as before",
                     joined(names),
                     if names.len() == 1 { "keeps" } else { "keep" }
                 )));
@@ -510,10 +488,11 @@ async fn restart_kind(
             .boot(kind, Some(name.index), if_it_fails)
             .await
         {
-            return Err(Failure::Failed(match &stand_in {
-                Some(stand_in) => format!("{error}; {stand_in} keeps serving in its place"),
+            let error = RequestError::from(error);
+            return Err(match &stand_in {
+                Some(stand_in) => error.and(format!("{stand_in} keeps serving in its place")),
                 None => error,
-            }));
+            });
         }
     }
     if let Some(stand_in) = &stand_in {
@@ -524,7 +503,7 @@ async fn restart_kind(
     Ok(stand_in)
 }
 
-async fn stop(shared: &Shared, target: &str) -> Result<String, Failure> {
+async fn stop(shared: &Shared, target: &str) -> Result<String, RequestError> {
     let names = targets(shared, Some(target))?;
     if names.is_empty() {
         return Ok(nothing(Some(target), "stop"));
@@ -538,7 +517,7 @@ async fn stop(shared: &Shared, target: &str) -> Result<String, Failure> {
 
 /// Takes a routed instance out of rotation and waits (at most the grace period) until the
 /// router has no request in flight on it.
-async fn drain(shared: &Shared, name: &InstanceName) -> Result<(), String> {
+async fn drain(shared: &Shared, name: &InstanceName) -> Result<(), RequestError> {
     let Some(stats) = &shared.stats else {
         return Ok(());
     };
@@ -551,19 +530,9 @@ async fn drain(shared: &Shared, name: &InstanceName) -> Result<(), String> {
         return Ok(());
     }
     shared.handle.drain(name).await?;
+    // The last request ending wakes the wait.
     let label = name.to_string();
-    // The last request ending wakes the wait. A request may have picked the instance just
-    // before it left the rotation and not be counted yet: the count must still be zero a
-    // moment after it first was.
-    let settled = async {
-        loop {
-            stats.until_idle(&label).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if stats.in_flight(&label) == 0 {
-                return;
-            }
-        }
-    };
+    let settled = crate::RouterIdle::settled(stats, &label);
     let _ = tokio::time::timeout(shared.grace, settled).await;
     Ok(())
 }

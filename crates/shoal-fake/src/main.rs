@@ -12,11 +12,15 @@
 //! shoal-fake flood N [TAG]         print N numbered lines as fast as possible, then sleep
 //! shoal-fake partial               print `no newline at the end` without a newline, exit 3
 //! shoal-fake serve [STATUS]        answer HTTP on 127.0.0.1:$PORT with `$SHOAL_INSTANCE`
-//!                                  (and status STATUS, 200 by default)
+//!                                  (and status STATUS, 200 by default); on
+//!                                  $SHOAL_FAKE_HOST:$PORT instead when that is set
+//!                                  (`0.0.0.0` in a container)
 //! shoal-fake serve6 [STATUS]       the same on [::1]:$PORT only (as Node's
 //!                                  `listen(port, 'localhost')` may)
 //! shoal-fake scratch [EXIT]        list $SHOAL_SCRATCH, write a file there, exit EXIT or sleep
 //! shoal-fake spawn TOKEN           start `sleep TOKEN` and `ignore-term TOKEN` children, wait
+//! shoal-fake hog [TOKEN]           serve as `serve` does; `GET /alloc/N` allocates N MiB more
+//!                                  (every page touched) and keeps it
 //! ```
 //! TOKEN only marks the process's command line, so a test can find survivors in `/proc`.
 
@@ -81,10 +85,11 @@ fn main() -> ExitCode {
             ExitCode::from(3)
         }
         Some("serve") => serve(
-            "127.0.0.1",
+            &std::env::var("SHOAL_FAKE_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned()),
             arg(1).and_then(|s| s.parse().ok()).unwrap_or(200),
         ),
         Some("serve6") => serve("[::1]", arg(1).and_then(|s| s.parse().ok()).unwrap_or(200)),
+        Some("hog") => hog(),
         Some("scratch") => scratch(arg(1).and_then(|c| c.parse().ok())),
         Some("spawn") => {
             let token = arg(1).unwrap_or("shoal-fake-token");
@@ -174,6 +179,52 @@ fn serve(host: &str, status: u16) -> ExitCode {
         let _ = write!(
             reader.get_mut(),
             "HTTP/1.1 {status} Status\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Serves HTTP on 127.0.0.1:$PORT; `GET /alloc/N` allocates N MiB more and keeps them, and
+/// the answer says how many it holds in all.
+fn hog() -> ExitCode {
+    let port = std::env::var("PORT").unwrap_or_default();
+    let listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("cannot listen on port {port}: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    say(&format!("listening on {port}"));
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for stream in listener.incoming().flatten() {
+        let mut reader = BufReader::new(stream);
+        let mut request = String::new();
+        let _ = reader.read_line(&mut request);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if line == "\r\n" {
+                break;
+            }
+            line.clear();
+        }
+        let path = request.split_whitespace().nth(1).unwrap_or("/");
+        if let Some(mib) = path
+            .strip_prefix("/alloc/")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            // Non-zero bytes: every page is written, so it is resident.
+            held.push(vec![1u8; mib << 20]);
+            say(&format!(
+                "holding {} MiB",
+                held.iter().map(Vec::len).sum::<usize>() >> 20
+            ));
+        }
+        let body = format!("{} MiB\n", held.iter().map(Vec::len).sum::<usize>() >> 20);
+        let _ = write!(
+            reader.get_mut(),
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
     }

@@ -11,6 +11,7 @@
 //! - [`dotenv`]: the `.env` grammar (`KEY=VALUE`, quotes, multi-line values, no `$VAR` expansion).
 //! - [`formation`]: the `-m` spec (`all=2,worker=0`).
 //! - [`plan`]: the three combined, with ports and the environment of every instance.
+//! - [`memory`]: `--memory-limit` sizes, set on the plan's process types.
 //! - [`secret`]: which values are masked when a plan is shown.
 //! - [`command`]: which commands can be run as `exec COMMAND`.
 
@@ -18,6 +19,7 @@ pub mod command;
 mod diagnostic;
 pub mod dotenv;
 pub mod formation;
+pub mod memory;
 pub mod plan;
 pub mod procfile;
 pub mod regular;

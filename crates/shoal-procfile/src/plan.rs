@@ -85,6 +85,9 @@ pub struct ProcessType {
     /// Variables set for this type's instances only, over the `.env` files (as
     /// `--max-in-flight` sets `WEB_CONCURRENCY` for `web`); empty otherwise.
     pub env: Vec<(String, String)>,
+    /// The most memory, in bytes, each instance may use (`--memory-limit`, see
+    /// [`crate::memory`]); no limit when `None`.
+    pub memory_limit: Option<u64>,
 }
 
 /// `web.1`: a process type and a 1-based index.
@@ -262,6 +265,7 @@ impl Plan {
                 count,
                 first_port: first_port as u16,
                 env: Vec::new(),
+                memory_limit: None,
             });
         }
         debug_assert!(types.iter().all(|t| t.count <= formation::MAX_PER_TYPE));

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use shoal_procfile::InstanceName;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::error::Refused;
 use crate::snapshot::{Phase, Snapshot};
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, String>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Refused>>;
 
 /// What becomes of an instance started by [`Handle::boot`] that exits, or is killed at its
 /// boot timeout, before it is up.
@@ -67,7 +68,7 @@ impl Handle {
 
     /// Starts one more instance of process type `kind` (at the lowest free index) and returns
     /// its name.
-    pub async fn add(&self, kind: &str) -> Result<InstanceName, String> {
+    pub async fn add(&self, kind: &str) -> Result<InstanceName, Refused> {
         self.ask(|reply| Command::Add {
             kind: kind.to_owned(),
             index: None,
@@ -80,7 +81,7 @@ impl Handle {
     /// Starts instance `name` again, at its own index, once it has left the formation (an
     /// error while an instance of that name is still there). Unlike [`Handle::add`], the
     /// name does not depend on which other instances happen to be gone at that moment.
-    pub async fn add_as(&self, name: &InstanceName) -> Result<InstanceName, String> {
+    pub async fn add_as(&self, name: &InstanceName) -> Result<InstanceName, Refused> {
         self.ask(|reply| Command::Add {
             kind: name.kind.clone(),
             index: Some(name.index),
@@ -99,7 +100,7 @@ impl Handle {
         kind: &str,
         index: Option<u32>,
         if_it_fails: IfItFails,
-    ) -> Result<InstanceName, String> {
+    ) -> Result<InstanceName, Refused> {
         self.ask(|reply| Command::Add {
             kind: kind.to_owned(),
             index,
@@ -110,7 +111,7 @@ impl Handle {
     }
 
     /// Takes instance `name` out of the router's rotation; it keeps running.
-    pub async fn drain(&self, name: &InstanceName) -> Result<(), String> {
+    pub async fn drain(&self, name: &InstanceName) -> Result<(), Refused> {
         self.ask(|reply| Command::Drain {
             name: name.clone(),
             reply,
@@ -120,7 +121,7 @@ impl Handle {
 
     /// Stops instance `name` for good (SIGTERM, then SIGKILL after the grace period); it is
     /// not restarted and leaves the formation once it has exited.
-    pub async fn retire(&self, name: &InstanceName) -> Result<(), String> {
+    pub async fn retire(&self, name: &InstanceName) -> Result<(), Refused> {
         self.ask(|reply| Command::Retire {
             name: name.clone(),
             reply,
@@ -130,7 +131,7 @@ impl Handle {
 
     /// Kills instance `name` with SIGKILL, as a crash would; it restarts at once (a chaos kill
     /// does not lengthen its backoff). Returns the pid killed.
-    pub async fn chaos_kill(&self, name: &InstanceName) -> Result<u32, String> {
+    pub async fn chaos_kill(&self, name: &InstanceName) -> Result<u32, Refused> {
         self.ask(|reply| Command::ChaosKill {
             name: name.clone(),
             reply,
@@ -138,15 +139,13 @@ impl Handle {
         .await
     }
 
-    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, String> {
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, Refused> {
         let (reply, answer) = oneshot::channel();
         // A controller that is gone has ended the formation: to whoever asks, it is stopping.
         self.commands
             .send(command(reply))
-            .map_err(|_| "the formation is stopping".to_owned())?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the formation is stopping".to_owned()))
+            .map_err(|_| Refused::Stopping)?;
+        answer.await.unwrap_or(Err(Refused::Stopping))
     }
 
     /// The formation as it is now.

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use shoal_procfile::memory::Size;
 use shoal_procfile::{InstanceName, Plan};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::exit::Exit;
+use crate::memory::{Cgroup, CgroupRoot};
 use crate::output::Log;
 use crate::ports::{self, Holder, Reach};
 use crate::process::{self, InstanceProcess, Launch};
@@ -53,8 +55,28 @@ pub(crate) enum Event {
         /// Another process held the instance's port before it started, and still does now that
         /// it exited without ever becoming ready: most likely why it exited.
         port_taken: Option<Holder>,
+        /// The kernel's OOM killer killed a process of the instance in its memory cgroup.
+        oom: bool,
         /// Answered once the controller no longer refers to the process.
         noted: oneshot::Sender<()>,
+    },
+    /// The instance used twice its memory limit (sampled), or the kernel's OOM killer ended a
+    /// process of it while its main process lives on: it is to be restarted.
+    OverMemory {
+        slot: usize,
+        generation: u64,
+        used: u64,
+    },
+    /// A web instance drained before its memory restart has no request left in flight (or
+    /// the grace period is over): it is stopped now.
+    DrainedForMemory {
+        slot: usize,
+        generation: u64,
+    },
+    /// The instance was not ready within its boot timeout; the task kills it.
+    NotReady {
+        slot: usize,
+        generation: u64,
     },
     RestartDue {
         slot: usize,
@@ -78,6 +100,9 @@ pub(crate) struct Context {
     pub(crate) health_path: Option<String>,
     pub(crate) boot_timeout: Duration,
     pub(crate) work_dirs: Option<Arc<dyn crate::WorkDirs>>,
+    /// The formation's memory cgroup, when instances have memory limits and the kernel can
+    /// enforce them for shoal.
+    pub(crate) cgroups: Option<Arc<CgroupRoot>>,
 }
 
 /// One start of one instance.
@@ -92,6 +117,8 @@ pub(crate) struct Start {
     pub(crate) kind_index: usize,
     /// Whether to report readiness once the port accepts connections.
     pub(crate) probe: bool,
+    /// The most memory it may use, in bytes (`--memory-limit`).
+    pub(crate) memory_limit: Option<u64>,
 }
 
 /// Longest wait for the output of an exited instance: a process that escaped the group may
@@ -103,10 +130,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// process group any more): until then its pid cannot be reused.
 pub(crate) async fn run(context: Arc<Context>, start: Start) {
     let began = Instant::now();
-    let (exit, leader, port_taken) = run_once(&context, &start).await;
-    if let Some(work_dirs) = &context.work_dirs {
-        work_dirs.exited(&start.name, &context.runtime.scratch(&start.name));
-    }
+    let cgroup = memory_cgroup(&context, &start).map(Arc::new);
+    let (exit, leader, port_taken) = run_once(&context, &start, cgroup.clone()).await;
+    // Whatever is left in the cgroup (a process that left the group) goes too.
+    let oom = cgroup.as_ref().is_some_and(|cgroup| {
+        cgroup.kill_all();
+        cgroup.oom_kills() > 0
+    });
     let _ = context.runtime.remove_scratch(&start.name);
     let (noted, taken_note) = oneshot::channel();
     let _ = context.events.send(Event::Exited {
@@ -115,17 +145,96 @@ pub(crate) async fn run(context: Arc<Context>, start: Start) {
         exit,
         ran: began.elapsed(),
         port_taken,
+        oom,
         noted,
     });
     let _ = taken_note.await;
     if let Some(leader) = leader {
         leader.reap();
     }
+    if let Some(cgroup) = cgroup {
+        let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+    }
+}
+
+/// A memory cgroup for this run, when it has a limit and the kernel can enforce it; its hard
+/// limit is twice the limit (see [`crate::memory`]).
+fn memory_cgroup(context: &Context, start: &Start) -> Option<Cgroup> {
+    let limit = start.memory_limit?;
+    let root = context.cgroups.as_ref()?;
+    match root.instance(&start.name.to_string(), limit.saturating_mul(2)) {
+        Ok(cgroup) => Some(cgroup),
+        Err(err) => {
+            context.log.system(format!(
+                "cannot create a memory cgroup for {} in `{}` ({err}); sampling its resident memory instead",
+                start.name,
+                root.path().display()
+            ));
+            None
+        }
+    }
+}
+
+/// Once a second while the instance runs (and only when it has a memory limit): says when it
+/// goes over its limit (once per crossing), and asks the controller to restart it at twice
+/// the limit (sampled without a cgroup; with one, the kernel acts there) or when the OOM
+/// killer ended one of its processes while its main process lives on.
+async fn watch_memory(
+    context: Arc<Context>,
+    start: Start,
+    pgid: u32,
+    limit: u64,
+    cgroup: Option<Arc<Cgroup>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut over = false;
+    let mut asked = false;
+    loop {
+        tick.tick().await;
+        let cgroup = cgroup.clone();
+        let reading = tokio::task::spawn_blocking(move || match &cgroup {
+            Some(cgroup) => (cgroup.working_set(), cgroup.oom_kills()),
+            None => (Some(process::group_resident_bytes(pgid)), 0),
+        })
+        .await;
+        let Ok((Some(used), oom_kills)) = reading else {
+            continue;
+        };
+        if used > limit && !over {
+            context.log.system(format!(
+                "{} is over its memory limit: {} of {}",
+                start.name,
+                Size(used),
+                Size(limit)
+            ));
+        }
+        over = used > limit;
+        let twice = used >= limit.saturating_mul(2);
+        if !asked && (twice || oom_kills > 0) {
+            asked = true;
+            let _ = context.events.send(Event::OverMemory {
+                slot: start.slot,
+                generation: start.generation,
+                used,
+            });
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run_once(
-    context: &Context,
+    context: &Arc<Context>,
     start: &Start,
+    cgroup: Option<Arc<Cgroup>>,
 ) -> (Exit, Option<InstanceProcess>, Option<Holder>) {
     let scratch = match context.runtime.fresh_scratch(&start.name) {
         Ok(path) => path,
@@ -151,13 +260,27 @@ async fn run_once(
     // bind is one system call; who holds the port (every process's descriptors) is only looked
     // up if the instance then exits without becoming ready.
     let taken_before = start.probe && ports::in_use(start.port);
+    let procs = match cgroup.as_deref().map(Cgroup::procs).transpose() {
+        Ok(procs) => procs,
+        Err(err) => {
+            let exit = Exit::SpawnFailed(format!(
+                "cannot enter the memory cgroup of {}: {err}",
+                start.name
+            ));
+            return (exit, None, None);
+        }
+    };
     let launch = Launch {
         command: &start.command,
         dir: &dir,
         env: &env,
         foreground: false,
+        cgroup_procs: procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
     };
-    let mut leader = match InstanceProcess::spawn(&launch).await {
+    let spawned = InstanceProcess::spawn(&launch).await;
+    // The child has written itself into the cgroup (or failed to start) by now.
+    drop(procs);
+    let mut leader = match spawned {
         Ok(leader) => leader,
         Err(err) => {
             let exit = Exit::SpawnFailed(format!(
@@ -176,6 +299,15 @@ async fn run_once(
         slot: start.slot,
         generation: start.generation,
         pid,
+    });
+    let watching = start.memory_limit.map(|limit| {
+        AbortOnDrop(tokio::spawn(watch_memory(
+            context.clone(),
+            start.clone(),
+            pid,
+            limit,
+            cgroup,
+        )))
     });
 
     let source = context.log.source(start.name.to_string(), start.kind_index);
@@ -201,6 +333,7 @@ async fn run_once(
                         became_ready = true;
                         let _ = context.events.send(Event::Ready { slot: start.slot, generation: start.generation, addr });
                     } else {
+                        let _ = context.events.send(Event::NotReady { slot: start.slot, generation: start.generation });
                         context.log.system(format!(
                             // What follows (a restart, or giving up a replacement) is the
                             // controller's to say.
@@ -222,6 +355,7 @@ async fn run_once(
         }
     };
     let exit = status.unwrap_or_else(|err| Exit::SpawnFailed(error_chain(&err)));
+    drop(watching);
 
     clear_group(pid, context.stop.clone()).await;
     if let Some(watchdog) = &context.watchdog {

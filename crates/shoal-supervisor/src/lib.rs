@@ -11,7 +11,11 @@
 //! - [`supervisor`]: the controller, the one owner of the instance table.
 //! - `handle`: how others steer and observe a formation.
 //! - `snapshot`: what the controller publishes (each instance's state).
-//! - [`instance`]: the life of one process, from spawn to an empty process group.
+//! - [`memory`]: memory limits: a cgroup per instance, or sampling its resident memory.
+//! - `life`: where one instance is in its life, and the pure transitions between its stages.
+//! - `cause`: what the end of a run is put down to (`LAST EXIT`, the restart's cause).
+//! - `error`: why a request made through the handle was refused, usage or failure.
+//! - [`instance`]: the task that runs one process, from spawn to an empty process group.
 //! - [`process`]: spawning (`sh -c`, process groups, parent-death signal) and group signals.
 //! - [`ports`]: who holds a TCP port (from `/proc`): the loopback address an instance is
 //!   verified to serve, another process in its way, the ephemeral port range.
@@ -23,9 +27,13 @@
 //! - [`work_dir`]: where each instance runs (the app directory, or a directory of its own).
 
 pub mod backoff;
+mod cause;
+mod error;
 pub mod exit;
 mod handle;
 mod instance;
+mod life;
+pub mod memory;
 pub mod output;
 pub mod ports;
 pub mod process;
@@ -37,11 +45,13 @@ pub mod watchdog;
 pub mod work_dir;
 
 pub use backoff::Backoff;
+pub use cause::Cause;
+pub use error::Refused;
 pub use exit::Exit;
 pub use handle::{Handle, IfItFails};
 pub use output::{Log, LogWriter, Style};
 pub use scratch::RuntimeDir;
 pub use snapshot::{InstanceInfo, Outcome, Phase, Snapshot, State};
-pub use supervisor::{Options, Supervisor};
+pub use supervisor::{Options, Supervisor, UntilIdle};
 pub use watchdog::Watchdog;
 pub use work_dir::WorkDirs;

@@ -43,6 +43,9 @@ pub struct Launch<'a> {
     /// log. `true` for `shoal run`: shoal's process group (so it can use the terminal) and
     /// shoal's stdin, stdout and stderr.
     pub foreground: bool,
+    /// An open `cgroup.procs` the child writes itself into before it runs the command (see
+    /// [`crate::memory`]).
+    pub cgroup_procs: Option<i32>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -77,10 +80,15 @@ fn shell(launch: &Launch<'_>) -> std::process::Command {
             .stderr(Stdio::piped());
     }
     let shoal = std::process::id();
+    let cgroup_procs = launch.cgroup_procs;
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions (prctl, getppid).
+    // functions (write, prctl, getppid).
     unsafe {
         command.pre_exec(move || {
+            // Into its memory cgroup before it runs anything, so nothing it starts escapes.
+            if let Some(fd) = cgroup_procs {
+                crate::memory::enter(fd)?;
+            }
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
@@ -337,6 +345,23 @@ pub fn usage_by_group() -> std::collections::HashMap<u32, Usage> {
         usage.resident_bytes += stat.rss_pages * page;
     }
     groups
+}
+
+/// The resident memory of process group `pgid`'s live processes, from one pass over `/proc`.
+pub(crate) fn group_resident_bytes(pgid: u32) -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = if page > 0 { page as u64 } else { 4096 };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(stat)
+        .filter(|stat| stat.group == pgid && stat.state != "Z" && stat.state != "X")
+        .map(|stat| stat.rss_pages * page)
+        .sum()
 }
 
 /// Scans `/proc` for a member of group `pgid` that is not a zombie.

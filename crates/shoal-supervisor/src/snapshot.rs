@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use shoal_procfile::InstanceName;
 
+use crate::cause::Cause;
 use crate::exit::Exit;
 
 /// Where an instance is in its life.
@@ -68,10 +69,15 @@ pub struct InstanceInfo {
     pub state: State,
     /// How many times it was restarted.
     pub restarts: u32,
+    /// How many times it was restarted, by the kind of cause, in the order of
+    /// [`Cause::LABELS`].
+    pub restarts_by_cause: [u32; Cause::LABELS.len()],
     /// When the current run started.
     pub started_at: Option<Instant>,
     /// How the previous run ended.
     pub last_exit: Option<Exit>,
+    /// What the end of the previous run is put down to (shown as `LAST EXIT`).
+    pub last_cause: Option<Cause>,
 }
 
 /// The formation as last seen by the controller.

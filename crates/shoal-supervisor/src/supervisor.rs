@@ -2,7 +2,6 @@
 //! them with backoff, runs `release` first, stops the formation with a grace period, and
 //! publishes a [`Snapshot`] after every change for whoever watches (the router, `shoal ps`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,14 +11,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
+use crate::cause::Cause;
+use crate::error::Refused;
 use crate::exit::Exit;
 use crate::handle::{Command, Handle, IfItFails, Reply};
 use crate::instance::{self, Context, Event, Start, StopState};
+use crate::life::{Effect, Kill, Life};
+use crate::memory::CgroupRoot;
 use crate::output::Log;
 use crate::ports::Holder;
 use crate::process;
 use crate::scratch::RuntimeDir;
 use crate::snapshot::{InstanceInfo, Outcome, Phase, Snapshot, State};
+use shoal_procfile::memory::Size;
 
 /// How the formation is run.
 #[derive(Debug, Clone)]
@@ -43,6 +47,19 @@ pub struct Options {
     /// Gives each start of an instance its own working directory; `None` runs every instance
     /// in the plan's app directory.
     pub work_dirs: Option<Arc<dyn crate::WorkDirs>>,
+    /// Waits until the router has no request in flight on an instance: a web instance is
+    /// drained that way before a memory restart. Without it, it is stopped at once.
+    pub until_idle: Option<Arc<dyn UntilIdle>>,
+}
+
+/// Whoever routes requests to instances, asked when one of them has no request in flight
+/// any more (the supervisor never reaches into the router itself).
+pub trait UntilIdle: Send + Sync + std::fmt::Debug {
+    /// Resolves once instance `name` has no request in flight.
+    fn until_idle(
+        &self,
+        name: &InstanceName,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 }
 
 impl Default for Options {
@@ -56,8 +73,26 @@ impl Default for Options {
             health_path: None,
             boot_timeout: Duration::from_secs(60),
             work_dirs: None,
+            until_idle: None,
         }
     }
+}
+
+/// The formation's memory cgroup when some type has a memory limit and the kernel can enforce
+/// it for shoal; says in the log how the limits are enforced.
+fn memory_enforcement(plan: &Plan, log: &Log) -> Option<Arc<CgroupRoot>> {
+    if plan.types.iter().all(|t| t.memory_limit.is_none()) {
+        return None;
+    }
+    let root = CgroupRoot::create().map(Arc::new);
+    log.system(match &root {
+        Some(root) => format!(
+            "memory limits: a warning above the limit; the kernel ends an instance at twice its limit (memory cgroup `{}`)",
+            root.path().display()
+        ),
+        None => "memory limits: no memory cgroup shoal may create, so resident memory is sampled once a second; a warning above the limit, a restart at twice".to_owned(),
+    });
+    root
 }
 
 /// Starts formations.
@@ -77,6 +112,7 @@ impl Supervisor {
         let (stop_tx, stop_rx) = watch::channel(StopState::Running);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
+        let cgroups = memory_enforcement(&plan, &log);
         let context = Arc::new(Context {
             plan: plan.clone(),
             runtime,
@@ -87,6 +123,7 @@ impl Supervisor {
             health_path: options.health_path.clone(),
             boot_timeout: options.boot_timeout,
             work_dirs: options.work_dirs.clone(),
+            cgroups,
         });
         let controller = Controller {
             slots: Vec::new(),
@@ -120,24 +157,17 @@ struct Slot {
     port: u16,
     kind_index: usize,
     probe: bool,
-    state: State,
-    pid: Option<u32>,
-    /// Where the current run was verified to serve its port, once ready.
-    addr: Option<SocketAddr>,
+    /// Where it is in its life: the one place that says so.
+    life: Life,
     /// Counts starts, so that events from an earlier run are recognised and ignored.
-    generation: u64,
-    /// Whether an instance task is running for this slot.
-    active: bool,
+    starts: u64,
     restarts: u32,
+    /// Restarts by the kind of their cause (in the order of [`Cause::LABELS`]).
+    restarts_by_cause: [u32; Cause::LABELS.len()],
     crashes_in_a_row: u32,
-    started_at: Option<Instant>,
     last_exit: Option<Exit>,
-    /// Stopped on request: not restarted when it exits.
-    retiring: bool,
-    /// Exited after being retired: no longer part of the formation.
-    retired: bool,
-    /// Killed by chaos mode: restarts at once, without counting as a crash.
-    chaos_killed: bool,
+    /// What the previous run's end is put down to.
+    last_cause: Option<Cause>,
     /// Someone waits until this start is up ([`Handle::boot`]), and what becomes of it if it
     /// fails first.
     waiter: Option<(Reply<InstanceName>, IfItFails)>,
@@ -180,7 +210,7 @@ impl Controller {
         self.publish();
 
         let mut commands_open = true;
-        while !(self.phase == Phase::Stopping && self.slots.iter().all(|s| !s.active)) {
+        while !(self.phase == Phase::Stopping && self.slots.iter().all(|s| !s.life.is_active())) {
             let kill_at = self.kill_at;
             let grace_over = async move {
                 match kill_at {
@@ -256,18 +286,13 @@ impl Controller {
             port,
             kind_index,
             probe,
-            state: State::Stopped,
-            pid: None,
-            addr: None,
-            generation: 0,
-            active: false,
+            life: Life::Down,
+            starts: 0,
             restarts: 0,
+            restarts_by_cause: [0; Cause::LABELS.len()],
             crashes_in_a_row: 0,
-            started_at: None,
             last_exit: None,
-            retiring: false,
-            retired: false,
-            chaos_killed: false,
+            last_cause: None,
             waiter: None,
         });
         self.slots.len() - 1
@@ -300,22 +325,116 @@ impl Controller {
 
     fn start_slot(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        slot.generation += 1;
-        slot.active = true;
-        slot.state = State::Starting;
-        slot.pid = None;
-        slot.addr = None;
-        slot.started_at = Some(Instant::now());
+        slot.starts += 1;
+        slot.life.start(slot.starts, Instant::now());
         let start = Start {
             slot: index,
-            generation: slot.generation,
+            generation: slot.starts,
             name: slot.name.clone(),
             command: slot.command.clone(),
             port: slot.port,
             kind_index: slot.kind_index,
             probe: slot.probe,
+            memory_limit: self.memory_limit(index),
         };
         tokio::spawn(instance::run(self.context.clone(), start));
+    }
+
+    /// The memory limit of `index`'s type, if it has one.
+    fn memory_limit(&self, index: usize) -> Option<u64> {
+        let plan = &self.context.plan;
+        plan.types
+            .get(self.slots[index].kind_index)
+            .and_then(|t| t.memory_limit)
+    }
+
+    /// `index`'s instance used twice its memory limit, or the kernel's OOM killer ended one of
+    /// its processes: a web instance is drained first when another one is ready, then it is
+    /// stopped and restarted.
+    fn over_memory(&mut self, index: usize, generation: u64, used: u64) {
+        let s = &self.slots[index];
+        if self.phase != Phase::Running
+            || s.life.run_of(generation).is_none()
+            || matches!(s.life, Life::Stopping { .. })
+        {
+            return;
+        }
+        let limit = self.memory_limit(index).unwrap_or(0);
+        let name = s.name.clone();
+        self.log(if used >= limit.saturating_mul(2) {
+            format!(
+                "{name} uses {}, twice its memory limit of {} or more: restarting it",
+                Size(used),
+                Size(limit)
+            )
+        } else {
+            format!(
+                "the kernel's OOM killer ended a process of {name} at twice its memory limit of {}: restarting it",
+                Size(limit)
+            )
+        });
+        let another_ready = self
+            .slots
+            .iter()
+            .any(|o| o.name.kind == name.kind && o.name != name && o.life.state() == State::Ready);
+        match &self.options.until_idle {
+            Some(until_idle) if s.life.state() == State::Ready && another_ready => {
+                let idle = until_idle.until_idle(&name);
+                self.slots[index].life.drain();
+                self.log(format!("{name} is draining: no new requests go to it"));
+                let (grace, events) = (self.options.grace, self.context.events.clone());
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(grace, idle).await;
+                    let _ = events.send(Event::DrainedForMemory {
+                        slot: index,
+                        generation,
+                    });
+                });
+            }
+            _ => self.stop_for_memory(index, generation),
+        }
+    }
+
+    /// Stops `index`'s run `generation` (SIGTERM, SIGKILL after the grace period) so that it
+    /// restarts, its cause the memory limit.
+    fn stop_for_memory(&mut self, index: usize, generation: u64) {
+        let s = &mut self.slots[index];
+        if s.life.run_of(generation).is_none() || matches!(s.life, Life::Stopping { .. }) {
+            return;
+        }
+        let Some(effects) = s.life.stop_to_restart() else {
+            return;
+        };
+        let name = s.name.clone();
+        self.perform(index, effects);
+        self.stop_due_after_grace(index, generation, &name);
+    }
+
+    /// Logs the stop of `name` and sends SIGKILL to it after the grace period if it has not
+    /// exited by then.
+    fn stop_due_after_grace(&self, slot: usize, generation: u64, name: &InstanceName) {
+        let grace = self.options.grace;
+        self.log(format!(
+            "stopping {name}: SIGTERM, then SIGKILL after {}",
+            describe(grace)
+        ));
+        let events = self.context.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = events.send(Event::StopDue { slot, generation });
+        });
+    }
+
+    /// Performs what a transition of `index`'s life asked for.
+    fn perform(&mut self, index: usize, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Signal(pid, signal) => {
+                    let _ = process::signal_group(pid, signal);
+                }
+                Effect::Up => self.answer_up(index),
+            }
+        }
     }
 
     fn on_event(&mut self, event: Event) {
@@ -325,39 +444,16 @@ impl Controller {
                 generation,
                 pid,
             } => {
-                if self.slots[slot].generation != generation {
+                let s = &mut self.slots[slot];
+                if s.life.run_of(generation).is_none() {
                     return;
                 }
-                let s = &mut self.slots[slot];
-                s.pid = Some(pid);
-                s.state = if s.probe {
-                    State::Starting
-                } else {
-                    State::Running
-                };
                 let message = format!("{} started (pid {pid}, port {})", s.name, s.port);
-                let up = !s.probe;
                 self.log(message);
-                if up {
-                    self.answer_up(slot);
-                }
-                // The stop began while this instance was being spawned.
-                match *self.stop.borrow() {
-                    // Retired while it was being spawned: stop it now that it has a pid (the
-                    // SIGKILL after the grace period is already scheduled).
-                    StopState::Running if self.slots[slot].retiring => {
-                        self.slots[slot].state = State::Stopping;
-                        let _ = process::signal_group(pid, Signal::SIGTERM);
-                    }
-                    StopState::Running => {}
-                    StopState::Stopping => {
-                        self.slots[slot].state = State::Stopping;
-                        let _ = process::signal_group(pid, Signal::SIGTERM);
-                    }
-                    StopState::Killing => {
-                        let _ = process::signal_group(pid, Signal::SIGKILL);
-                    }
-                }
+                let formation = *self.stop.borrow();
+                let s = &mut self.slots[slot];
+                let effects = s.life.started(generation, pid, s.probe, formation);
+                self.perform(slot, effects);
             }
             Event::Ready {
                 slot,
@@ -365,11 +461,9 @@ impl Controller {
                 addr,
             } => {
                 let s = &mut self.slots[slot];
-                if s.generation != generation || s.state != State::Starting {
+                if !s.life.ready(generation, addr) {
                     return;
                 }
-                s.state = State::Ready;
-                s.addr = Some(addr);
                 let mut message = format!("{} is ready on port {}", s.name, s.port);
                 if addr.ip() != std::net::Ipv4Addr::LOCALHOST {
                     message.push_str(&format!(" at {addr}"));
@@ -377,26 +471,40 @@ impl Controller {
                 self.log(message);
                 self.answer_up(slot);
             }
+            Event::OverMemory {
+                slot,
+                generation,
+                used,
+            } => self.over_memory(slot, generation, used),
+            Event::DrainedForMemory { slot, generation } => {
+                if matches!(self.slots[slot].life, Life::Draining { .. }) {
+                    self.stop_for_memory(slot, generation);
+                }
+            }
+            Event::NotReady { slot, generation } => {
+                let life = &mut self.slots[slot].life;
+                if life.run_of(generation).is_some() {
+                    // The instance task sends the SIGKILL itself.
+                    life.kill(Kill::BootTimeout);
+                }
+            }
             Event::Exited {
                 slot,
                 generation,
                 exit,
                 ran,
                 port_taken,
+                oom,
                 noted,
             } => {
-                if self.slots[slot].generation == generation {
-                    self.on_exit(slot, exit, ran, port_taken);
+                if self.slots[slot].life.run_of(generation).is_some() {
+                    self.on_exit(slot, generation, exit, ran, port_taken, oom);
                 }
-                // The slot no longer holds the pid: the process may be reaped.
                 let _ = noted.send(());
             }
             Event::StopDue { slot, generation } => {
                 let s = &self.slots[slot];
-                if s.generation == generation
-                    && s.active
-                    && let Some(pid) = s.pid
-                {
+                if let Some(pid) = s.life.run_of(generation).and_then(|run| run.pid) {
                     let message = format!(
                         "sending SIGKILL to {} (still running after {})",
                         s.name,
@@ -407,32 +515,44 @@ impl Controller {
                 }
             }
             Event::RestartDue { slot, generation } => {
-                let s = &self.slots[slot];
                 // A slot retired while it waited to restart stays down.
-                if self.phase == Phase::Running
-                    && s.generation == generation
-                    && !s.active
-                    && !s.retired
-                {
-                    self.slots[slot].restarts += 1;
+                if self.phase == Phase::Running && self.slots[slot].life.restart_due(generation) {
+                    let s = &mut self.slots[slot];
+                    s.restarts += 1;
+                    if let Some(cause) = &s.last_cause {
+                        s.restarts_by_cause[cause.index()] += 1;
+                    }
                     self.start_slot(slot);
                 }
             }
         }
     }
 
-    fn on_exit(&mut self, index: usize, exit: Exit, ran: Duration, port_taken: Option<Holder>) {
+    fn on_exit(
+        &mut self,
+        index: usize,
+        generation: u64,
+        exit: Exit,
+        ran: Duration,
+        port_taken: Option<Holder>,
+        oom: bool,
+    ) {
         let waiter = self.slots[index].waiter.take();
-        let why = waiter.as_ref().map(|_| self.why_not_up(index, &exit, ran));
+        let why = waiter.as_ref().map(|_| self.why_not_up(index, &exit));
         let give_up = matches!(waiter, Some((_, IfItFails::GiveUp)))
-            && !self.slots[index].retiring
+            && !self.slots[index].life.leaving()
             && self.phase == Phase::Running;
         self.exited(
             index,
+            generation,
             exit,
             ran,
             port_taken,
-            why.as_deref().filter(|_| give_up),
+            oom,
+            why.as_ref()
+                .map(ToString::to_string)
+                .as_deref()
+                .filter(|_| give_up),
         );
         // Answered once the slot's fate is settled and published: whoever waited looks at the
         // snapshot next.
@@ -444,57 +564,60 @@ impl Controller {
 
     /// Why an instance that exited never came up: stopped, killed at its boot timeout, or
     /// exited on its own. Looked at before the slot notes the exit.
-    fn why_not_up(&self, index: usize, exit: &Exit, ran: Duration) -> String {
+    fn why_not_up(&self, index: usize, exit: &Exit) -> Refused {
         let slot = &self.slots[index];
-        let name = &slot.name;
+        let name = slot.name.clone();
         let up = if slot.probe { "ready" } else { "running" };
-        let boot_timeout = self.options.boot_timeout;
-        // The instance task kills a probed instance that is not ready at its boot timeout;
-        // nothing else sends SIGKILL to one still starting after that long but chaos mode.
-        let timed_out = slot.probe
-            && slot.state == State::Starting
-            && *exit == Exit::Signal(Signal::SIGKILL as i32)
-            && !slot.chaos_killed
-            && ran >= boot_timeout;
-        if slot.retiring {
+        let timed_out = slot
+            .life
+            .run()
+            .is_some_and(|run| run.killed_for == Some(Kill::BootTimeout));
+        let why = if slot.life.leaving() {
             format!("{name} was stopped before it was {up}")
         } else if timed_out {
             format!(
                 "{name} was not ready within {} (`--boot-timeout`), so it was killed",
-                describe(boot_timeout)
+                describe(self.options.boot_timeout)
             )
         } else {
             format!("{name} {exit} before it was {up}")
-        }
+        };
+        Refused::NotUp { name, why }
     }
 
     /// Notes the exit of `index`'s instance and decides what follows: nothing (it was
     /// retired, or `given_up` says why it leaves the formation), the formation's start or
     /// stop, or a restart after a backoff.
+    #[allow(clippy::too_many_arguments)]
     fn exited(
         &mut self,
         index: usize,
+        generation: u64,
         exit: Exit,
         ran: Duration,
         port_taken: Option<Holder>,
+        oom: bool,
         given_up: Option<&str>,
     ) {
         let slot = &mut self.slots[index];
-        slot.active = false;
-        slot.pid = None;
-        slot.addr = None;
-        slot.started_at = None;
+        let Some(ended) = slot.life.exited(generation, &exit, oom, given_up.is_some()) else {
+            return;
+        };
         slot.last_exit = Some(exit.clone());
-        slot.state = State::Stopped;
+        slot.last_cause = Some(ended.cause.clone());
         let name = slot.name.clone();
-        let retiring = slot.retiring || given_up.is_some();
-        slot.retiring = retiring;
-        slot.retired = retiring;
         match &port_taken {
             Some(holder) => self.log(format!(
                 "{name} {exit}: {holder}, since before {name} started, so {name} could not listen there"
             )),
             None => self.log(format!("{name} {exit}")),
+        }
+        if oom {
+            let limit = self.memory_limit(index).unwrap_or(0);
+            self.log(format!(
+                "the kernel's OOM killer ended {name} at twice its memory limit of {}",
+                Size(limit)
+            ));
         }
         if let Some(why) = given_up {
             // Said instead of "restarting …": it is not.
@@ -502,7 +625,7 @@ impl Controller {
                 "{why}; not restarting it: another instance serves in its place"
             ));
         }
-        if retiring {
+        if ended.retiring {
             return;
         }
 
@@ -532,18 +655,21 @@ impl Controller {
         }
 
         let slot = &mut self.slots[index];
-        if ran >= self.options.backoff.stable_after || std::mem::take(&mut slot.chaos_killed) {
+        if ran >= self.options.backoff.stable_after || ended.chaos || ended.asked_restart {
             slot.crashes_in_a_row = 0;
         }
         let delay = self.options.backoff.delay(slot.crashes_in_a_row);
         slot.crashes_in_a_row = slot.crashes_in_a_row.saturating_add(1);
-        slot.state = State::Crashed;
-        let generation = slot.generation;
+        slot.life.crashed(generation);
         let why = match &port_taken {
             Some(holder) => format!(" (backing off while port {} is taken)", holder.port),
             None => String::new(),
         };
-        self.log(format!("restarting {name} in {}{why}", describe(delay)));
+        self.log(format!(
+            "restarting {name} in {}{why} (cause: {})",
+            describe(delay),
+            ended.cause
+        ));
         let events = self.context.events.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -562,21 +688,18 @@ impl Controller {
         self.outcome.get_or_insert(outcome);
         for slot in &mut self.slots {
             if let Some((reply, _)) = slot.waiter.take() {
-                let _ = reply.send(Err("the formation is stopping".to_owned()));
+                let _ = reply.send(Err(Refused::Stopping));
             }
         }
         let _ = self.stop.send(StopState::Stopping);
         self.kill_at = Some(tokio::time::Instant::now() + self.options.grace);
         let mut signalled = 0;
         for slot in &mut self.slots {
-            if !slot.active {
-                slot.state = State::Stopped;
-                continue;
-            }
-            slot.state = State::Stopping;
-            if let Some(pid) = slot.pid {
-                let _ = process::signal_group(pid, Signal::SIGTERM);
-                signalled += 1;
+            for effect in slot.life.stop_with_formation() {
+                if let Effect::Signal(pid, signal) = effect {
+                    let _ = process::signal_group(pid, signal);
+                    signalled += 1;
+                }
             }
         }
         if signalled > 0 {
@@ -597,7 +720,7 @@ impl Controller {
         let _ = self.stop.send(StopState::Killing);
         let mut killed = Vec::new();
         for slot in &self.slots {
-            if let (true, Some(pid)) = (slot.active, slot.pid) {
+            if let Some(pid) = slot.life.pid() {
                 let _ = process::signal_group(pid, Signal::SIGKILL);
                 killed.push(slot.name.to_string());
             }
@@ -608,72 +731,81 @@ impl Controller {
     }
 
     /// The slot of instance `name`, while it is part of the formation and the formation runs.
-    fn running_slot(&self, name: &InstanceName) -> Result<usize, String> {
+    fn running_slot(&self, name: &InstanceName) -> Result<usize, Refused> {
         if self.phase == Phase::Stopping {
-            return Err("the formation is stopping".into());
+            return Err(Refused::Stopping);
         }
         self.slots
             .iter()
-            .position(|s| &s.name == name && !s.retired && !s.retiring)
-            .ok_or_else(|| format!("no instance `{name}` is running"))
+            .position(|s| &s.name == name && !s.life.leaving())
+            .ok_or_else(|| Refused::NoSuchInstance { name: name.clone() })
     }
 
     /// Starts an instance of `kind` at index `wanted` or the lowest free one; returns its slot.
-    fn add(&mut self, kind: &str, wanted: Option<u32>) -> Result<usize, String> {
+    fn add(&mut self, kind: &str, wanted: Option<u32>) -> Result<usize, Refused> {
         match self.phase {
             Phase::Running => {}
-            Phase::Starting => {
-                return Err("the formation is starting (its `release` command runs)".into());
-            }
-            Phase::Stopping => return Err("the formation is stopping".into()),
+            Phase::Starting => return Err(Refused::Starting),
+            Phase::Stopping => return Err(Refused::Stopping),
         }
         let plan = self.context.plan.clone();
         let kind_index = plan
             .types
             .iter()
             .position(|t| t.name == kind)
-            .ok_or_else(|| format!("unknown process type `{kind}`"))?;
+            .ok_or_else(|| Refused::UnknownType {
+                kind: kind.to_owned(),
+            })?;
         let process_type = &plan.types[kind_index];
         let taken: Vec<u32> = self
             .slots
             .iter()
-            .filter(|s| s.name.kind == kind && !s.retired)
+            .filter(|s| s.name.kind == kind && s.life != Life::Retired)
             .map(|s| s.name.index)
             .collect();
+        let max = shoal_procfile::formation::MAX_PER_TYPE;
         let index = match wanted {
             Some(index) if taken.contains(&index) => {
-                return Err(format!("`{kind}.{index}` is still in the formation"));
+                return Err(Refused::StillThere {
+                    name: InstanceName::new(kind, index),
+                });
             }
-            Some(index) if index == 0 || index > shoal_procfile::formation::MAX_PER_TYPE => {
-                return Err(format!(
-                    "`{kind}.{index}` is out of range (1 to {})",
-                    shoal_procfile::formation::MAX_PER_TYPE
-                ));
+            Some(index) if index == 0 || index > max => {
+                return Err(Refused::OutOfRange {
+                    kind: kind.to_owned(),
+                    index,
+                    max,
+                });
             }
             Some(index) => index,
-            None => (1..=shoal_procfile::formation::MAX_PER_TYPE)
+            None => (1..=max)
                 .find(|i| !taken.contains(i))
-                .ok_or_else(|| {
-                    format!(
-                        "`{kind}` already has {} instances, the most one type can have",
-                        shoal_procfile::formation::MAX_PER_TYPE
-                    )
+                .ok_or_else(|| Refused::TooMany {
+                    kind: kind.to_owned(),
+                    max,
                 })?,
         };
-        let port = u32::from(process_type.first_port) + index - 1;
-        let port =
-            u16::try_from(port).map_err(|_| format!("`{kind}.{index}` would need port {port}"))?;
         let name = InstanceName::new(kind, index);
+        let port = u32::from(process_type.first_port) + index - 1;
+        let port = u16::try_from(port).map_err(|_| Refused::NoPort {
+            name: name.clone(),
+            port,
+        })?;
         let probe = self.options.probe_type.as_deref() == Some(kind);
         // A retired slot of the same name is reused, so the table does not grow without end.
-        let slot = match self.slots.iter().position(|s| s.name == name && s.retired) {
+        let slot = match self
+            .slots
+            .iter()
+            .position(|s| s.name == name && s.life == Life::Retired)
+        {
             Some(slot) => {
                 let s = &mut self.slots[slot];
-                s.retired = false;
-                s.retiring = false;
+                s.life = Life::Down;
                 s.restarts = 0;
+                s.restarts_by_cause = [0; Cause::LABELS.len()];
                 s.crashes_in_a_row = 0;
                 s.last_exit = None;
+                s.last_cause = None;
                 slot
             }
             None => self.add_slot(
@@ -691,7 +823,7 @@ impl Controller {
     /// Tells whoever waits on `slot`'s start that it is up. Published first: they look at the
     /// snapshot next.
     fn answer_up(&mut self, slot: usize) {
-        if self.slots[slot].retiring || self.slots[slot].waiter.is_none() {
+        if self.slots[slot].life.leaving() || self.slots[slot].waiter.is_none() {
             return;
         }
         self.publish();
@@ -700,58 +832,36 @@ impl Controller {
         }
     }
 
-    fn chaos_kill(&mut self, name: &InstanceName) -> Result<u32, String> {
+    fn chaos_kill(&mut self, name: &InstanceName) -> Result<u32, Refused> {
         if self.phase != Phase::Running {
-            return Err("the formation is not running".into());
+            return Err(Refused::NotRunning);
         }
         let slot = self.running_slot(name)?;
-        let s = &mut self.slots[slot];
-        let pid = s
-            .pid
-            .filter(|_| s.active)
-            .ok_or_else(|| format!("`{name}` is not running"))?;
-        s.chaos_killed = true;
+        let life = &mut self.slots[slot].life;
+        if life.pid().is_none() {
+            return Err(Refused::NoProcess { name: name.clone() });
+        }
+        let pid = life.kill(Kill::Chaos).expect("it has a pid");
         let _ = process::signal_group(pid, Signal::SIGKILL);
         Ok(pid)
     }
 
-    fn drain(&mut self, name: &InstanceName) -> Result<(), String> {
+    fn drain(&mut self, name: &InstanceName) -> Result<(), Refused> {
         let slot = self.running_slot(name)?;
-        let s = &mut self.slots[slot];
-        if !s.active {
-            return Err(format!(
-                "`{name}` is not running (it is waiting to restart)"
-            ));
+        if !self.slots[slot].life.drain() {
+            return Err(Refused::WaitingToRestart { name: name.clone() });
         }
-        s.state = State::Draining;
         self.log(format!("{name} is draining: no new requests go to it"));
         Ok(())
     }
 
-    fn retire(&mut self, name: &InstanceName) -> Result<(), String> {
+    fn retire(&mut self, name: &InstanceName) -> Result<(), Refused> {
         let slot = self.running_slot(name)?;
-        let grace = self.options.grace;
-        let s = &mut self.slots[slot];
-        s.retiring = true;
-        if !s.active {
-            s.retired = true;
-            s.state = State::Stopped;
+        let Some(effects) = self.slots[slot].life.retire() else {
             return Ok(());
-        }
-        s.state = State::Stopping;
-        if let Some(pid) = s.pid {
-            let _ = process::signal_group(pid, Signal::SIGTERM);
-        }
-        let generation = s.generation;
-        self.log(format!(
-            "stopping {name}: SIGTERM, then SIGKILL after {}",
-            describe(grace)
-        ));
-        let events = self.context.events.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            let _ = events.send(Event::StopDue { slot, generation });
-        });
+        };
+        self.perform(slot, effects);
+        self.stop_due_after_grace(slot, self.slots[slot].starts, name);
         Ok(())
     }
 
@@ -759,16 +869,18 @@ impl Controller {
         let instances = self
             .slots
             .iter()
-            .filter(|s| s.name.kind != shoal_procfile::plan::RELEASE && !s.retired)
+            .filter(|s| s.name.kind != shoal_procfile::plan::RELEASE && s.life != Life::Retired)
             .map(|s| InstanceInfo {
                 name: s.name.clone(),
                 port: s.port,
-                pid: s.pid,
-                addr: s.addr,
-                state: s.state,
+                pid: s.life.pid(),
+                addr: s.life.addr(),
+                state: s.life.state(),
                 restarts: s.restarts,
-                started_at: s.started_at,
+                restarts_by_cause: s.restarts_by_cause,
+                started_at: s.life.run().map(|run| run.started_at),
                 last_exit: s.last_exit.clone(),
+                last_cause: s.last_cause.clone(),
             })
             .collect();
         self.snapshot.send_replace(Arc::new(Snapshot { instances }));

@@ -92,7 +92,10 @@ async fn one_given_up_leaves_and_the_log_says_so() {
         .boot("web", None, IfItFails::GiveUp)
         .await
         .unwrap_err();
-    assert_eq!(error, "web.1 exited with code 3 before it was ready");
+    assert_eq!(
+        error.to_string(),
+        "web.1 exited with code 3 before it was ready"
+    );
     assert!(handle.snapshot().instances.is_empty());
     log.wait_for("web.1 exited with code 3 before it was ready; not restarting it")
         .await;
@@ -108,7 +111,7 @@ async fn one_given_up_leaves_and_the_log_says_so() {
         .boot("web", None, IfItFails::GiveUp)
         .await
         .unwrap_err();
-    assert_eq!(error, "the formation is stopping");
+    assert_eq!(error.to_string(), "the formation is stopping");
     assert_eq!(done.await, Outcome::Stopped);
 }
 
@@ -121,7 +124,7 @@ async fn one_killed_at_its_boot_timeout_is_said_to_be() {
         .await
         .unwrap_err();
     assert_eq!(
-        error,
+        error.to_string(),
         "web.1 was not ready within 300 ms (`--boot-timeout`), so it was killed"
     );
     assert!(handle.snapshot().instances.is_empty());
@@ -142,7 +145,10 @@ async fn one_that_may_restart_does() {
         .boot("web", Some(2), IfItFails::Restart)
         .await
         .unwrap_err();
-    assert_eq!(error, "web.2 exited with code 3 before it was ready");
+    assert_eq!(
+        error.to_string(),
+        "web.2 exited with code 3 before it was ready"
+    );
     log.wait_for("restarting web.2 in 100 ms").await;
     assert!(
         handle

@@ -34,7 +34,7 @@ use shoal_supervisor::{RuntimeDir, Watchdog};
 
 use crate::client::{self, Answer, Outgoing, Route};
 use crate::compare::{Difference, Noise};
-use crate::copies::{PrivateCopies, Writes};
+use crate::copies::{LocalWrite, PrivateCopies};
 use crate::error::{ScenarioError, VerifyError};
 use crate::formation::{Formation, Setup, Tail};
 use crate::observe::{Normalizer, Observation};
@@ -223,9 +223,8 @@ struct Rounds {
     /// Each round's plan.
     schedule: Vec<Vec<Step>>,
     restarts: Restarts,
-    /// Files instances wrote in their working directories and scratch directories, round
-    /// by round.
-    writes: Writes,
+    /// Files instances wrote in their working directories, round by round.
+    writes: Vec<LocalWrite>,
 }
 
 /// Runs the baseline and the rounds in `work` (a temporary directory for the copies and the
@@ -359,25 +358,22 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
         .iter()
         .flat_map(|s| &s.requests)
         .any(|r| !r.divergences.is_empty());
-    if !baseline_writes.app.is_empty() {
+    if !baseline_writes.is_empty() {
         let mut files: Vec<String> = baseline_writes
-            .app
             .iter()
             .take(5)
             .map(|w| format!("{} {} `{}`", w.instance, w.change, w.path))
             .collect();
-        if baseline_writes.app.len() > 5 {
-            files.push(format!("and {} more", baseline_writes.app.len() - 5));
+        if baseline_writes.len() > 5 {
+            files.push(format!("and {} more", baseline_writes.len() - 5));
         }
         notes.push(format!(
             "the app writes to its working directory ({}); nothing written there survives a restart or is seen by another instance",
             files.join(", ")
         ));
     }
-    let mut local_writes = baseline_writes.app;
-    local_writes.extend(rounds.writes.app);
-    let mut scratch_writes = baseline_writes.scratch;
-    scratch_writes.extend(rounds.writes.scratch);
+    let mut local_writes = baseline_writes;
+    local_writes.extend(rounds.writes);
     Ok((
         Report {
             version: JSON_VERSION,
@@ -405,7 +401,6 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
             scenarios: scenario_reports,
             schedule: rounds.schedule,
             local_writes,
-            scratch_writes,
             notes: Vec::new(),
         },
         notes,
@@ -566,14 +561,13 @@ impl Runner<'_> {
     }
 
     /// Starts `plan`, replays every scenario in it as [`Runner::replay`] does, and stops it.
-    /// Returns what was played and the files instances wrote in their copies of the app and
-    /// left in their scratch directories.
+    /// Returns what was played and the files instances wrote in their copies of the app.
     async fn run_once(
         &mut self,
         plan: &Arc<Plan>,
         phase: Phase,
         steps: Option<&[Step]>,
-    ) -> Result<(Played, Writes), VerifyError> {
+    ) -> Result<(Played, Vec<LocalWrite>), VerifyError> {
         self.setup.copies.begin_run(&phase.run_name());
         let mut formation = Formation::start(plan.clone(), &self.setup).await?;
         let result = self.replay(&mut formation, phase, steps).await;
@@ -587,7 +581,7 @@ impl Runner<'_> {
     async fn baselines(
         &mut self,
         plan: &Arc<Plan>,
-    ) -> Result<(Vec<Vec<Tracked>>, Writes), VerifyError> {
+    ) -> Result<(Vec<Vec<Tracked>>, Vec<LocalWrite>), VerifyError> {
         let mut runs = Vec::new();
         for run in 1..=BASELINE_RUNS {
             let phase = Phase::Baseline { run };
@@ -656,8 +650,7 @@ impl Runner<'_> {
                 divergent,
                 restarts: played.restarts.total,
             });
-            out.writes.app.extend(writes.app);
-            out.writes.scratch.extend(writes.scratch);
+            out.writes.extend(writes);
             out.schedule.push(steps);
         }
         Ok(out)
@@ -730,7 +723,6 @@ impl Runner<'_> {
                 if let Some(restart) = during.filter(|_| restarted_after_try.is_some()) {
                     restarts.count(restart, true);
                 }
-                self.observe_scratch(formation);
                 let capture_failures = client.record(spec, &outgoing, answer.as_ref().ok());
                 if let Some(run) = baseline {
                     let at = format!(
@@ -798,15 +790,6 @@ impl Runner<'_> {
             exchanges,
             restarts,
         })
-    }
-
-    /// Looks at what every instance keeps in its scratch directory now: a file one request
-    /// left there and a later one deleted (a session file, until sign-out) is recorded too.
-    fn observe_scratch(&self, formation: &Formation) {
-        for name in formation.names() {
-            let scratch = self.setup.runtime.scratch(name);
-            self.setup.copies.observe_scratch(name, &scratch);
-        }
     }
 
     /// Restarts the instance `restart` names, saying so.
@@ -977,9 +960,8 @@ struct Round<'a> {
     steps: &'a [Step],
     /// Instances of types other than `web`.
     workers: u32,
-    /// Files instances wrote in their working directories and left in their scratch
-    /// directories during the round.
-    writes: &'a Writes,
+    /// Files instances wrote in their working directories during the round.
+    writes: &'a [LocalWrite],
 }
 
 /// Compares one shuffled round with the first baseline run: every divergence goes to its
@@ -1024,8 +1006,7 @@ impl Round<'_> {
             earlier,
             restarted_since: self.restarted_since(exchanges, i),
             follows,
-            writes: &self.writes.app,
-            scratch: &self.writes.scratch,
+            writes: self.writes,
             no_answer: exchange
                 .observation
                 .status

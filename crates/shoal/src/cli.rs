@@ -79,8 +79,15 @@ pub(crate) struct StartArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. `127.0.0.1:9100` (never on the public port)
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Bound each instance's memory: SIZE for every type, TYPE=SIZE for one (repeatable; e.g. `512M`, `web=1G`). A warning above the limit; at twice it the kernel (a memory cgroup) or shoal (sampling once a second) ends the instance and it restarts
+    #[arg(long = "memory-limit", value_name = "[TYPE=]SIZE", value_parser = parse_memory_limit)]
+    pub(crate) memory_limits: Vec<shoal_procfile::memory::MemoryLimit>,
     #[command(flatten)]
     pub(crate) router: RouterArgs,
+}
+
+fn parse_memory_limit(text: &str) -> Result<shoal_procfile::memory::MemoryLimit, String> {
+    shoal_procfile::memory::MemoryLimit::parse(text).map_err(|err| err.to_string())
 }
 
 fn parse_chaos(text: &str) -> Result<shoal_control::ChaosSpec, String> {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use shoal_control::{Client, ClientError, InstanceStatus, Request, Response};
+use shoal_control::{Client, ClientError, InstanceStatus, Request, RequestError, Response};
 use shoal_procfile::formation::Spec;
 use shoal_supervisor::RuntimeDir;
 
@@ -34,29 +34,19 @@ fn ask(args: &FormationArgs, request: &Request) -> anyhow::Result<Response> {
     let path = socket(args);
     let response = runtime()?.block_on(async {
         let mut client = Client::connect(&path).await?;
-        client.send(request).await
+        client.ask(request).await
     });
-    let response = match response {
-        Ok(response) => response,
+    match response {
+        Ok(response) => Ok(response),
         Err(err @ (ClientError::NotRunning { .. } | ClientError::Stale { .. })) => {
-            return Err(NotRunning(err).into());
+            Err(NotRunning(err).into())
         }
-        Err(err) => return Err(err.into()),
-    };
-    if response.ok {
-        return Ok(response);
+        Err(ClientError::Refused(err @ RequestError::Usage(_))) => {
+            Err(UsageError(err.into()).into())
+        }
+        Err(ClientError::Refused(err)) => Err(err.into()),
+        Err(err) => Err(err.into()),
     }
-    let error = anyhow!(
-        response
-            .error
-            .clone()
-            .unwrap_or_else(|| "the formation refused the request".into())
-    );
-    Err(if response.usage {
-        UsageError(error).into()
-    } else {
-        error
-    })
 }
 
 /// No formation is running: exit code 3.

@@ -57,6 +57,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
             dir: &plan.app_dir,
             env: &env,
             foreground: true,
+            cgroup_procs: None,
         };
         let mut child = process::spawn(&launch)
             .await

@@ -25,6 +25,8 @@ pub(crate) fn start(args: StartArgs) -> anyhow::Result<i32> {
     let namespace = args.isolate.then(isolate::private_mounts);
     let mut plan = load_plan(&plan_options(&args.app, args.formation.clone()))?;
     let max_in_flight = in_flight_limit(&mut plan, args.router.max_in_flight)?;
+    shoal_procfile::memory::apply(&mut plan, &args.memory_limits)
+        .map_err(|err| UsageError(err.into()))?;
     if let Some(metrics) = args.metrics
         && plan.routed
         && metrics.port() == plan.port
@@ -199,8 +201,15 @@ async fn supervise(
         .map(|isolation| tokio::spawn(isolation.watch()));
     let grace = options.grace;
     let plan = Arc::new(plan);
-    let (handle, task) = Supervisor::start(plan.clone(), runtime_dir, log.clone(), options);
     let stats = router.as_ref().map(Router::stats);
+    // A web instance over its memory limit is drained the way `shoal restart` drains one.
+    let options = Options {
+        until_idle: stats.clone().map(|stats| {
+            Arc::new(shoal_control::RouterIdle(stats)) as Arc<dyn shoal_supervisor::UntilIdle>
+        }),
+        ..options
+    };
+    let (handle, task) = Supervisor::start(plan.clone(), runtime_dir, log.clone(), options);
     let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(router) = router {
         let snapshots = handle.watch();

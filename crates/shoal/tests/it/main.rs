@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod export;
 mod isolate;
+mod memory;
 mod metrics;
 mod ports;
 mod queue;

@@ -11,7 +11,7 @@ use crate::support::{App, free_port, http};
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// `GET path` on `port`; the whole answer, head and body.
-fn get(port: u16, path: &str) -> String {
+pub(crate) fn get(port: u16, path: &str) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
@@ -25,14 +25,14 @@ fn get(port: u16, path: &str) -> String {
 }
 
 /// The value of the sample `series` (its name and labels, exactly) in an exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
 }
 
 /// Scrapes until `ready` holds for the exposition; returns it.
-fn scrape_until(port: u16, what: &str, ready: impl Fn(&str) -> bool) -> String {
+pub(crate) fn scrape_until(port: u16, what: &str, ready: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let answer = get(port, "/metrics");
@@ -108,13 +108,16 @@ fn metrics_describe_the_router_and_every_instance() {
             .is_some(),
             "{instance}: {text}"
         );
-        assert_eq!(
-            sample(
-                text,
-                &format!("shoal_instance_restarts_total{{{instance}}}")
-            ),
-            Some(0.0)
-        );
+        for cause in ["exit", "signal", "chaos", "memory_limit"] {
+            assert_eq!(
+                sample(
+                    text,
+                    &format!(r#"shoal_instance_restarts_total{{{instance},cause="{cause}"}}"#)
+                ),
+                Some(0.0),
+                "{text}"
+            );
+        }
     }
     assert_eq!(
         sample(text, r#"shoal_router_request_duration_seconds_count"#),
@@ -302,4 +305,57 @@ fn ps_shows_cpu_and_memory_of_each_process_group() {
     );
     let web = table.lines().find(|l| l.starts_with("web.1")).unwrap();
     assert!(web.contains('%') && web.contains('M'), "{table}");
+}
+
+#[test]
+fn restarts_are_counted_and_shown_by_cause() {
+    let app = App::new("crash: FAKE exit 3\nworker: FAKE sleep\n");
+    let metrics = free_port();
+    let shoal = app.spawn(&[
+        "start",
+        "--chaos=kill=300ms",
+        "--metrics",
+        &format!("127.0.0.1:{metrics}"),
+    ]);
+    shoal.wait_for("restarting crash.1 in 100 ms (cause: code 3)");
+    shoal.wait_for("restarting worker.1 in 100 ms (cause: chaos)");
+    let worker = r#"type="worker",instance="worker.1""#;
+    let crash = r#"type="crash",instance="crash.1""#;
+    let count = |text: &str, instance: &str, cause: &str| {
+        sample(
+            text,
+            &format!(r#"shoal_instance_restarts_total{{{instance},cause="{cause}"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    let text = scrape_until(metrics, "a restart of each cause", |text| {
+        count(text, worker, "chaos") >= 1.0 && count(text, crash, "exit") >= 1.0
+    });
+    // The worker is only ever killed by chaos mode.
+    for cause in ["exit", "signal", "memory_limit", "failed_readiness"] {
+        assert_eq!(count(&text, worker, cause), 0.0, "{cause}: {text}");
+    }
+    let ps = app.run(&["ps", "--json"]);
+    let instances: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    let last_exit = |name: &str| {
+        instances
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .map(|i| i["last_exit"].clone())
+    };
+    assert_eq!(last_exit("worker.1"), Some("chaos".into()), "{}", ps.stdout);
+    // crash.1 exits on its own, unless chaos mode killed it in the moment it ran.
+    let crash_exit = last_exit("crash.1").unwrap();
+    assert!(
+        crash_exit == "code 3" || crash_exit == "chaos",
+        "{}",
+        ps.stdout
+    );
+    let table = app.run(&["ps"]).stdout;
+    let row = table.lines().find(|l| l.starts_with("worker.1")).unwrap();
+    assert!(row.ends_with("chaos"), "{table}");
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
 }

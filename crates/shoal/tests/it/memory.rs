@@ -1,0 +1,169 @@
+//! `shoal start --memory-limit`: a warning above the limit, a restart at twice it — by the
+//! kernel in a memory cgroup, or by shoal sampling resident memory (`SHOAL_NO_CGROUP=1`) —
+//! with its cause in the log, in `ps` and in the metrics, and nothing left behind. The fake
+//! instance (`shoal-fake hog`) allocates memory when asked over HTTP.
+
+use crate::metrics::{get, sample, scrape_until};
+use crate::support::{App, Running, assert_no_survivors, free_port, token};
+
+/// Asks the instance on `port` to allocate `mib` MiB more.
+fn allocate(port: u16, mib: u32) {
+    // The answer does not matter: an instance killed meanwhile gives none.
+    let _ = get(port, &format!("/alloc/{mib}"));
+}
+
+/// The `LAST EXIT` of `name` in `shoal ps --json`.
+fn last_exit(app: &App, name: &str) -> serde_json::Value {
+    let out = app.run(&["ps", "--json"]);
+    let instances: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .map_or(serde_json::Value::Null, |i| i["last_exit"].clone())
+}
+
+/// The restart, its cause in `ps` and in the metrics, for `web.1`.
+fn restarted_for_memory(app: &App, shoal: &Running, metrics: u16) {
+    shoal.wait_for("restarting web.1 in 100 ms (cause: memory limit)");
+    assert_eq!(last_exit(app, "web.1"), "memory limit");
+    let series =
+        r#"shoal_instance_restarts_total{type="web",instance="web.1",cause="memory_limit"}"#;
+    scrape_until(metrics, "a memory restart counted", |text| {
+        sample(text, series) == Some(1.0)
+    });
+}
+
+#[test]
+fn over_the_limit_a_warning_at_twice_the_kernel_ends_it_and_it_restarts() {
+    let token = token("memory-cgroup");
+    let app = App::new(&format!("web: FAKE hog {token}\n"));
+    let (port, metrics) = (free_port(), free_port());
+    let shoal = app.spawn(&[
+        "start",
+        "-p",
+        &port.to_string(),
+        "--memory-limit",
+        "256M",
+        "--memory-limit",
+        "web=64M",
+        "--metrics",
+        &format!("127.0.0.1:{metrics}"),
+    ]);
+    let how = shoal.wait_for("memory limits: ");
+    let Some(cgroup) = how
+        .split_once("(memory cgroup `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(path, _)| std::path::PathBuf::from(path))
+    else {
+        eprintln!("NOT RUN: shoal may create no memory cgroup here: {how}");
+        return;
+    };
+    shoal.wait_ready(1);
+    let web = port + 100;
+    allocate(web, 80);
+    // The type's own limit wins over the one for every type.
+    let warning = shoal.wait_for("web.1 is over its memory limit: ");
+    assert!(warning.ends_with(" of 64 MiB"), "{warning}");
+    assert!(cgroup.join("web.1").is_dir(), "{}", cgroup.display());
+    allocate(web, 60);
+    shoal.wait_for("the kernel's OOM killer ended web.1 at twice its memory limit of 64 MiB");
+    restarted_for_memory(&app, &shoal, metrics);
+    shoal.wait_ready(2);
+
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(143), "{}", out.stdout);
+    assert_no_survivors(&token);
+    assert!(!cgroup.exists(), "`{}` was left behind", cgroup.display());
+}
+
+#[test]
+fn without_a_cgroup_shoal_samples_and_drains_a_web_instance_before_its_restart() {
+    let token = token("memory-sampled");
+    let app = App::new(&format!("web: FAKE hog {token}\n"));
+    let (port, metrics) = (free_port(), free_port());
+    let mut command = app.command(&[
+        "start",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "web=2",
+        "--memory-limit",
+        "web=64M",
+        "--metrics",
+        &format!("127.0.0.1:{metrics}"),
+    ]);
+    command.env("SHOAL_NO_CGROUP", "1");
+    let shoal = Running::spawn(command);
+    shoal.wait_for("memory limits: no memory cgroup shoal may create, so resident memory is sampled once a second");
+    shoal.wait_ready(2);
+    let web = port + 100;
+    allocate(web, 80);
+    let warning = shoal.wait_for("web.1 is over its memory limit: ");
+    assert!(warning.ends_with(" of 64 MiB"), "{warning}");
+    allocate(web, 60);
+    shoal.wait_for("web.1 uses ");
+    restarted_for_memory(&app, &shoal, metrics);
+    // Drained while web.2 was ready, then stopped: in that order.
+    let log = shoal.stdout();
+    let at = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("no `{text}` in:\n{log}"))
+    };
+    assert!(
+        at("twice its memory limit of 64 MiB or more: restarting it") < at("web.1 is draining")
+            && at("web.1 is draining") < at("stopping web.1: SIGTERM"),
+        "{log}"
+    );
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
+    assert_no_survivors(&token);
+}
+
+#[test]
+fn an_instance_under_its_limit_is_left_alone() {
+    let app = App::new("worker: FAKE sleep\n");
+    let mut command = app.command(&["start", "--memory-limit", "64M"]);
+    command.env("SHOAL_NO_CGROUP", "1");
+    let shoal = Running::spawn(command);
+    shoal.wait_for("worker.1 | up");
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert!(
+        !out.stdout.contains("over its memory limit"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("restarting"), "{}", out.stdout);
+}
+
+#[test]
+fn bad_memory_limits_are_named_and_exit_2() {
+    let app = App::new("web: FAKE serve\nworker: FAKE sleep\n");
+    let out = app.run(&["start", "--memory-limit", "12X"]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`12X` is not a memory size; expected a number with `K`, `M` or `G`"),
+        "{}",
+        out.stderr
+    );
+    let out = app.run(&["start", "--memory-limit", "wrker=1G"]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`--memory-limit wrker=…` names no process type of the Procfile; did you mean `worker`?"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = app.run(&["start", "--memory-limit", "web=100K"]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`web=100K` is too small"),
+        "{}",
+        out.stderr
+    );
+}
