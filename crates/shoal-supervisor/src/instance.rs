@@ -137,6 +137,9 @@ pub(crate) async fn run(context: Arc<Context>, start: Start) {
         cgroup.kill_all();
         cgroup.oom_kills() > 0
     });
+    if let Some(work_dirs) = &context.work_dirs {
+        work_dirs.exited(&start.name, &context.runtime.scratch(&start.name));
+    }
     let _ = context.runtime.remove_scratch(&start.name);
     let (noted, taken_note) = oneshot::channel();
     let _ = context.events.send(Event::Exited {

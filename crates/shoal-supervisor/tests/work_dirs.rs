@@ -1,5 +1,6 @@
 //! A `WorkDirs` provider gives every start of every instance its own working directory; without
-//! one, instances run in the app directory.
+//! one, instances run in the app directory. It is told when each start ends, while what the
+//! instance left in its scratch directory is still there.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,11 +12,13 @@ use shoal_supervisor::{Log, Options, Outcome, Style, Supervisor, WorkDirs};
 
 mod support;
 
-/// Makes `base/NAME-K` for the K-th start of instance NAME, and remembers every call.
+/// Makes `base/NAME-K` for the K-th start of instance NAME, and remembers every call; at each
+/// exit, remembers the instance and the files in its scratch directory.
 #[derive(Debug)]
 struct Numbered {
     base: PathBuf,
     calls: Mutex<Vec<PathBuf>>,
+    exits: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 impl WorkDirs for Numbered {
@@ -29,6 +32,19 @@ impl WorkDirs for Numbered {
         std::fs::create_dir_all(&dir)?;
         calls.push(dir.clone());
         Ok(dir)
+    }
+
+    fn exited(&self, name: &InstanceName, scratch: &Path) {
+        let mut files: Vec<String> = std::fs::read_dir(scratch)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        self.exits.lock().unwrap().push((name.to_string(), files));
     }
 }
 
@@ -52,13 +68,14 @@ fn wait_for_file(path: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_start_runs_in_the_directory_the_provider_gives() {
     let app = support::App::new(
-        "release: pwd > here\nworker: pwd > here; exec sleep 60\n",
+        "release: pwd > here\nworker: echo kept > \"$SHOAL_SCRATCH/left\"; pwd > here; exec sleep 60\n",
         None,
     );
     let dirs = tempfile::tempdir().unwrap();
     let provider = Arc::new(Numbered {
         base: dirs.path().to_path_buf(),
         calls: Mutex::new(Vec::new()),
+        exits: Mutex::new(Vec::new()),
     });
     let (log, writer) = Log::start(Box::new(io::sink()), Style { color: false }, 10);
     let options = Options {
@@ -97,6 +114,19 @@ async fn every_start_runs_in_the_directory_the_provider_gives() {
         "nothing ran in the app directory"
     );
     assert_eq!(provider.calls.lock().unwrap().len(), 3);
+    // Each end was told with the scratch directory still as the instance left it: the
+    // release's empty, the worker's holding its file after the kill and after the stop.
+    let mut exits = provider.exits.lock().unwrap().clone();
+    exits.sort();
+    let left = vec!["left".to_owned()];
+    assert_eq!(
+        exits,
+        [
+            ("release.1".to_owned(), Vec::new()),
+            ("worker.1".to_owned(), left.clone()),
+            ("worker.1".to_owned(), left),
+        ]
+    );
 }
 
 #[derive(Debug)]

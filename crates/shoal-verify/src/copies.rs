@@ -13,8 +13,15 @@
 //! the files the instance created, changed or deleted are recorded, so that the report can
 //! say *which* local files carried state. Python's bytecode caches (`__pycache__`) are not
 //! counted. `.git` is not copied: each copy links to the original.
+//!
+//! The scratch directory (`SHOAL_SCRATCH`, `TMPDIR`) is observed too: it is empty at every
+//! start, verify looks into it after every request ([`PrivateCopies::observe_scratch`]), and
+//! the supervisor tells the provider when a start ends, before emptying it. Every file seen
+//! there during a start is recorded once (at most [`MAX_SCRATCH_FILES`] per start) — also one
+//! that a later request deleted, as a sign-out deletes a session file. A Django site with file
+//! sessions keeps them there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,6 +39,9 @@ const MAX_BYTES: u64 = 512 * 1024 * 1024;
 const MIRRORED_LEVELS: usize = 3;
 /// A directory above the app with more entries than this is not mirrored (a busy `/tmp`).
 const MAX_MIRRORED_ENTRIES: usize = 1000;
+/// Files recorded of what one start of an instance kept in its scratch directory: a listing
+/// runs after every request and before an exit is reported, so it must stay short.
+const MAX_SCRATCH_FILES: usize = 100;
 
 /// A file an instance created, changed or deleted in its working directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +57,16 @@ pub struct LocalWrite {
 
 pub(crate) type Manifest = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
 
+/// What the instances of one run left on local disk.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Writes {
+    /// Created, changed or deleted in their copies of the app directory.
+    pub(crate) app: Vec<LocalWrite>,
+    /// Seen in their scratch directories between requests or when a start ended, before
+    /// they were emptied (all `created`: a scratch directory is empty at every start).
+    pub(crate) scratch: Vec<LocalWrite>,
+}
+
 /// The [`WorkDirs`] provider that gives every start a fresh copy of the app directory.
 #[derive(Debug)]
 pub(crate) struct PrivateCopies {
@@ -61,6 +81,29 @@ struct State {
     /// Each instance's current copy, and what it held when it was made.
     manifests: HashMap<InstanceName, (PathBuf, Manifest)>,
     writes: Vec<LocalWrite>,
+    /// The files seen so far in each instance's scratch directory, since its current start.
+    scratch_seen: HashMap<InstanceName, BTreeSet<PathBuf>>,
+    scratch_writes: Vec<LocalWrite>,
+}
+
+impl State {
+    /// Records the files `name` kept in its scratch directory during the start that ended.
+    fn scratch_ended(&mut self, name: &InstanceName, last: Vec<PathBuf>) {
+        let mut seen = self.scratch_seen.remove(name).unwrap_or_default();
+        seen.extend(last);
+        for path in seen.into_iter().take(MAX_SCRATCH_FILES) {
+            let write = LocalWrite {
+                run: self.run.clone(),
+                instance: name.to_string(),
+                path: path.display().to_string(),
+                change: "created",
+            };
+            // Seen again by a look between the end and the emptying.
+            if !self.scratch_writes.contains(&write) {
+                self.scratch_writes.push(write);
+            }
+        }
+    }
 }
 
 impl PrivateCopies {
@@ -79,8 +122,8 @@ impl PrivateCopies {
     }
 
     /// Records the writes of every copy still in place (the formation has stopped) and returns
-    /// those of the current run.
-    pub(crate) fn end_run(&self) -> Vec<LocalWrite> {
+    /// those of the current run, in the copies and in the scratch directories.
+    pub(crate) fn end_run(&self) -> Writes {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let manifests: Vec<(InstanceName, (PathBuf, Manifest))> = state.manifests.drain().collect();
         for (name, (copy, manifest)) in manifests {
@@ -88,13 +131,35 @@ impl PrivateCopies {
             state.writes.extend(changes(&copy, &manifest, &run, &name));
             let _ = remove_all(&self.root.join(name.to_string()));
         }
+        // Instances whose end was not reported (a formation that had to be killed).
+        let unended: Vec<InstanceName> = state.scratch_seen.keys().cloned().collect();
+        for name in unended {
+            state.scratch_ended(&name, Vec::new());
+        }
         let run = state.run.clone();
-        state
-            .writes
-            .iter()
-            .filter(|w| w.run == run)
-            .cloned()
-            .collect()
+        let of_run =
+            |writes: &[LocalWrite]| writes.iter().filter(|w| w.run == run).cloned().collect();
+        Writes {
+            app: of_run(&state.writes),
+            scratch: of_run(&state.scratch_writes),
+        }
+    }
+
+    /// Looks at what instance `name` keeps in its scratch directory `scratch` now.
+    pub(crate) fn observe_scratch(&self, name: &InstanceName, scratch: &Path) {
+        let mut now = Vec::new();
+        left_in(scratch, Path::new(""), &mut now);
+        if now.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = state.scratch_seen.entry(name.clone()).or_default();
+        for path in now {
+            if seen.len() >= MAX_SCRATCH_FILES {
+                break;
+            }
+            seen.insert(path);
+        }
     }
 
     /// Makes a fresh copy for `name`, in a fresh mirror of the app's surroundings.
@@ -148,6 +213,36 @@ impl WorkDirs for PrivateCopies {
             .manifests
             .insert(name.clone(), (dir.clone(), manifest));
         Ok(dir)
+    }
+
+    fn exited(&self, name: &InstanceName, scratch: &Path) {
+        if name.kind == shoal_procfile::plan::RELEASE {
+            return;
+        }
+        let mut left = Vec::new();
+        left_in(scratch, Path::new(""), &mut left);
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .scratch_ended(name, left);
+    }
+}
+
+/// The files under `dir` (relative to it), at most [`MAX_SCRATCH_FILES`] of them.
+fn left_in(dir: &Path, relative: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if out.len() >= MAX_SCRATCH_FILES {
+            return;
+        }
+        let rel = relative.join(entry.file_name());
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => left_in(&entry.path(), &rel, out),
+            Ok(_) => out.push(rel),
+            Err(_) => {}
+        }
     }
 }
 
@@ -346,7 +441,26 @@ mod tests {
             "seed"
         );
         std::fs::remove_file(again.join("app.py")).unwrap();
-        let writes = copies.end_run();
+        // What an instance kept in its scratch directory: seen between requests (then
+        // deleted), and left when a start ended; the release's is not counted.
+        let scratch = root.path().join("scratch");
+        std::fs::create_dir_all(scratch.join("sessions")).unwrap();
+        std::fs::write(scratch.join("sessions/abc"), "alice").unwrap();
+        copies.observe_scratch(&web1, &scratch);
+        std::fs::remove_file(scratch.join("sessions/abc")).unwrap();
+        std::fs::write(scratch.join("upload.part"), "half").unwrap();
+        copies.exited(&web1, &scratch);
+        copies.exited(&web1, &scratch);
+        copies.exited(&InstanceName::new("release", 1), &scratch);
+        let Writes {
+            app: writes,
+            scratch: left,
+        } = copies.end_run();
+        let left: Vec<(&str, &str)> = left
+            .iter()
+            .map(|w| (w.instance.as_str(), w.path.as_str()))
+            .collect();
+        assert_eq!(left, [("web.1", "sessions/abc"), ("web.1", "upload.part")]);
         let summary: Vec<(&str, &str)> =
             writes.iter().map(|w| (w.path.as_str(), w.change)).collect();
         assert_eq!(

@@ -122,6 +122,8 @@ pub(crate) struct Setup {
 /// A running formation.
 pub(crate) struct Formation {
     plan: Arc<Plan>,
+    /// Every instance of the plan.
+    names: Vec<InstanceName>,
     handle: Handle,
     task: Option<JoinHandle<Outcome>>,
     writer: Option<LogWriter>,
@@ -165,8 +167,10 @@ impl Formation {
         };
         let (handle, task) = Supervisor::start(plan.clone(), setup.runtime.clone(), log, options);
         let snapshots = handle.watch();
+        let names: Vec<InstanceName> = plan.instances().into_iter().map(|i| i.name).collect();
         let mut formation = Formation {
             plan,
+            names: names.clone(),
             handle,
             task: Some(task),
             writer: Some(writer),
@@ -175,16 +179,15 @@ impl Formation {
             pending: HashMap::new(),
             stale: HashMap::new(),
         };
-        let names: Vec<InstanceName> = formation
-            .plan
-            .instances()
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
         for name in &names {
             formation.up(name, None).await?;
         }
         Ok(formation)
+    }
+
+    /// Every instance of the formation.
+    pub(crate) fn names(&self) -> &[InstanceName] {
+        &self.names
     }
 
     /// The port of `web.N`.

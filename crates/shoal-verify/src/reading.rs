@@ -2,7 +2,7 @@
 //! what verify knows about the round — which instance served the request, which ones served
 //! the client's earlier requests, which were restarted in between, which workers ran and were
 //! restarted when the answer is a job's result, and which files instances wrote to their
-//! working directories.
+//! working directories or left in their temporary (scratch) directories.
 
 use serde::Serialize;
 
@@ -94,6 +94,9 @@ pub struct Facts<'a> {
     pub follows: Option<usize>,
     /// Files instances wrote to their working directories during the round.
     pub writes: &'a [LocalWrite],
+    /// Files instances left in their scratch directories (`SHOAL_SCRATCH`, `TMPDIR`) during
+    /// the round, found when each start ended, before the directory was emptied.
+    pub scratch: &'a [LocalWrite],
     /// The instance gave no answer (the error), or the request could not be built.
     pub no_answer: Option<&'a str>,
     pub not_built: Option<&'a str>,
@@ -165,23 +168,33 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
         )
     };
     if matches!(cause, Cause::Process | Cause::Restart | Cause::Worker) {
-        if facts.writes.is_empty() {
-            text.push_str(
-                "; no instance wrote to its working directory, so it was most likely kept in process memory (or in its temporary directory)",
-            );
-        } else {
+        let mut kept: Vec<String> = Vec::new();
+        if !facts.writes.is_empty() {
             let mut files: Vec<String> = facts
                 .writes
                 .iter()
-                .take(4)
+                .take(SHOWN)
                 .map(|w| format!("{} {} `{}`", w.instance, w.change, w.path))
                 .collect();
-            if facts.writes.len() > 4 {
-                files.push(format!("{} more", facts.writes.len() - 4));
+            if facts.writes.len() > SHOWN {
+                files.push(format!("{} more", facts.writes.len() - SHOWN));
             }
-            text.push_str(&format!(
-                "; instances wrote to their working directories ({}): state kept on local disk",
+            kept.push(format!(
+                "instances wrote to their working directories ({})",
                 files.join(", ")
+            ));
+        }
+        if !facts.scratch.is_empty() {
+            kept.push(left_in_scratch(facts.scratch));
+        }
+        if kept.is_empty() {
+            text.push_str(
+                "; no instance wrote to its working directory or left a file in its temporary directory, so it was most likely kept in process memory",
+            );
+        } else {
+            text.push_str(&format!(
+                "; {}: state kept on local disk",
+                kept.join(", and ")
             ));
         }
     }
@@ -189,6 +202,51 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
         text = format!("probably a consequence of the divergence at request #{first}: {text}");
     }
     (cause, text)
+}
+
+/// Files named in a reading, of each place; the others are counted.
+const SHOWN: usize = 4;
+
+/// `web.1 wrote `sessions/abc` and `sessions/def` in its temporary directory, emptied at
+/// restart`, with each instance's files together.
+fn left_in_scratch(scratch: &[LocalWrite]) -> String {
+    let mut by_instance: Vec<(&str, Vec<String>)> = Vec::new();
+    for write in scratch.iter().take(SHOWN) {
+        let file = format!("`{}`", write.path);
+        match by_instance
+            .iter_mut()
+            .find(|(who, _)| *who == write.instance)
+        {
+            Some((_, files)) => files.push(file),
+            None => by_instance.push((&write.instance, vec![file])),
+        }
+    }
+    let mut parts: Vec<String> = by_instance
+        .iter()
+        .map(|(who, files)| format!("{who} wrote {}", and_list(files)))
+        .collect();
+    if scratch.len() > SHOWN {
+        parts.push(format!("{} more", scratch.len() - SHOWN));
+    }
+    let one = scratch.iter().all(|w| w.instance == scratch[0].instance);
+    format!(
+        "{} in {}, emptied at restart",
+        and_list(&parts),
+        if one {
+            "its temporary directory"
+        } else {
+            "their temporary directories"
+        }
+    )
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 /// The reading of a job's result that changed, when workers can explain it: one was
@@ -238,6 +296,7 @@ mod tests {
             restarted_since: None,
             follows: None,
             writes,
+            scratch: &[],
             no_answer: None,
             not_built: None,
             job: None,
@@ -339,6 +398,62 @@ mod tests {
         assert!(
             text.starts_with(
                 "the answer changed after a restart: web.2 served this client's earlier requests and was restarted with SIGTERM before request #3"
+            ),
+            "{text}"
+        );
+    }
+
+    fn left(instance: &str, path: &str) -> LocalWrite {
+        LocalWrite {
+            run: "round 1".into(),
+            instance: instance.into(),
+            path: path.into(),
+            change: "created",
+        }
+    }
+
+    #[test]
+    fn files_left_in_a_temporary_directory_are_named() {
+        let earlier = vec![(1, "web.1".to_owned())];
+        let scratch = vec![left("web.1", "sessions/abc")];
+        let mut f = facts(&earlier, &[]);
+        f.scratch = &scratch;
+        let (cause, text) = read(&f);
+        assert_eq!(cause, Cause::Process);
+        assert!(
+            text.ends_with(
+                "; web.1 wrote `sessions/abc` in its temporary directory, emptied at restart: state kept on local disk"
+            ),
+            "{text}"
+        );
+
+        // Several instances, more files than are named, and the working directory too.
+        let scratch = vec![
+            left("web.1", "sessions/a"),
+            left("web.2", "sessions/b"),
+            left("web.1", "sessions/c"),
+            left("web.3", "sessions/d"),
+            left("web.3", "sessions/e"),
+        ];
+        let writes = vec![LocalWrite {
+            change: "changed",
+            ..left("web.2", "data.json")
+        }];
+        let mut f = facts(&earlier, &writes);
+        f.scratch = &scratch;
+        let (_, text) = read(&f);
+        assert!(
+            text.ends_with(
+                "; instances wrote to their working directories (web.2 changed `data.json`), and web.1 wrote `sessions/a` and `sessions/c`, web.2 wrote `sessions/b`, web.3 wrote `sessions/d` and 1 more in their temporary directories, emptied at restart: state kept on local disk"
+            ),
+            "{text}"
+        );
+
+        // Nothing on disk anywhere: process memory.
+        let (_, text) = read(&facts(&earlier, &[]));
+        assert!(
+            text.ends_with(
+                "; no instance wrote to its working directory or left a file in its temporary directory, so it was most likely kept in process memory"
             ),
             "{text}"
         );

@@ -34,7 +34,7 @@ use shoal_supervisor::{RuntimeDir, Watchdog};
 
 use crate::client::{self, Answer, Outgoing, Route};
 use crate::compare::{Difference, Noise};
-use crate::copies::{LocalWrite, PrivateCopies};
+use crate::copies::{PrivateCopies, Writes};
 use crate::error::{ScenarioError, VerifyError};
 use crate::formation::{Formation, Setup, Tail};
 use crate::observe::{Normalizer, Observation};
@@ -223,8 +223,9 @@ struct Rounds {
     /// Each round's plan.
     schedule: Vec<Vec<Step>>,
     restarts: Restarts,
-    /// Files instances wrote in their working directories, round by round.
-    writes: Vec<LocalWrite>,
+    /// Files instances wrote in their working directories and scratch directories, round
+    /// by round.
+    writes: Writes,
 }
 
 /// Runs the baseline and the rounds in `work` (a temporary directory for the copies and the
@@ -358,22 +359,25 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
         .iter()
         .flat_map(|s| &s.requests)
         .any(|r| !r.divergences.is_empty());
-    if !baseline_writes.is_empty() {
+    if !baseline_writes.app.is_empty() {
         let mut files: Vec<String> = baseline_writes
+            .app
             .iter()
             .take(5)
             .map(|w| format!("{} {} `{}`", w.instance, w.change, w.path))
             .collect();
-        if baseline_writes.len() > 5 {
-            files.push(format!("and {} more", baseline_writes.len() - 5));
+        if baseline_writes.app.len() > 5 {
+            files.push(format!("and {} more", baseline_writes.app.len() - 5));
         }
         notes.push(format!(
             "the app writes to its working directory ({}); nothing written there survives a restart or is seen by another instance",
             files.join(", ")
         ));
     }
-    let mut local_writes = baseline_writes;
-    local_writes.extend(rounds.writes);
+    let mut local_writes = baseline_writes.app;
+    local_writes.extend(rounds.writes.app);
+    let mut scratch_writes = baseline_writes.scratch;
+    scratch_writes.extend(rounds.writes.scratch);
     Ok((
         Report {
             version: JSON_VERSION,
@@ -401,6 +405,7 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
             scenarios: scenario_reports,
             schedule: rounds.schedule,
             local_writes,
+            scratch_writes,
             notes: Vec::new(),
         },
         notes,
@@ -561,13 +566,14 @@ impl Runner<'_> {
     }
 
     /// Starts `plan`, replays every scenario in it as [`Runner::replay`] does, and stops it.
-    /// Returns what was played and the files instances wrote in their copies of the app.
+    /// Returns what was played and the files instances wrote in their copies of the app and
+    /// left in their scratch directories.
     async fn run_once(
         &mut self,
         plan: &Arc<Plan>,
         phase: Phase,
         steps: Option<&[Step]>,
-    ) -> Result<(Played, Vec<LocalWrite>), VerifyError> {
+    ) -> Result<(Played, Writes), VerifyError> {
         self.setup.copies.begin_run(&phase.run_name());
         let mut formation = Formation::start(plan.clone(), &self.setup).await?;
         let result = self.replay(&mut formation, phase, steps).await;
@@ -581,7 +587,7 @@ impl Runner<'_> {
     async fn baselines(
         &mut self,
         plan: &Arc<Plan>,
-    ) -> Result<(Vec<Vec<Tracked>>, Vec<LocalWrite>), VerifyError> {
+    ) -> Result<(Vec<Vec<Tracked>>, Writes), VerifyError> {
         let mut runs = Vec::new();
         for run in 1..=BASELINE_RUNS {
             let phase = Phase::Baseline { run };
@@ -650,7 +656,8 @@ impl Runner<'_> {
                 divergent,
                 restarts: played.restarts.total,
             });
-            out.writes.extend(writes);
+            out.writes.app.extend(writes.app);
+            out.writes.scratch.extend(writes.scratch);
             out.schedule.push(steps);
         }
         Ok(out)
@@ -723,6 +730,7 @@ impl Runner<'_> {
                 if let Some(restart) = during.filter(|_| restarted_after_try.is_some()) {
                     restarts.count(restart, true);
                 }
+                self.observe_scratch(formation);
                 let capture_failures = client.record(spec, &outgoing, answer.as_ref().ok());
                 if let Some(run) = baseline {
                     let at = format!(
@@ -790,6 +798,15 @@ impl Runner<'_> {
             exchanges,
             restarts,
         })
+    }
+
+    /// Looks at what every instance keeps in its scratch directory now: a file one request
+    /// left there and a later one deleted (a session file, until sign-out) is recorded too.
+    fn observe_scratch(&self, formation: &Formation) {
+        for name in formation.names() {
+            let scratch = self.setup.runtime.scratch(name);
+            self.setup.copies.observe_scratch(name, &scratch);
+        }
     }
 
     /// Restarts the instance `restart` names, saying so.
@@ -960,8 +977,9 @@ struct Round<'a> {
     steps: &'a [Step],
     /// Instances of types other than `web`.
     workers: u32,
-    /// Files instances wrote in their working directories during the round.
-    writes: &'a [LocalWrite],
+    /// Files instances wrote in their working directories and left in their scratch
+    /// directories during the round.
+    writes: &'a Writes,
 }
 
 /// Compares one shuffled round with the first baseline run: every divergence goes to its
@@ -1006,7 +1024,8 @@ impl Round<'_> {
             earlier,
             restarted_since: self.restarted_since(exchanges, i),
             follows,
-            writes: self.writes,
+            writes: &self.writes.app,
+            scratch: &self.writes.scratch,
             no_answer: exchange
                 .observation
                 .status

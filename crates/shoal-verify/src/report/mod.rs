@@ -51,6 +51,9 @@ pub struct Report {
     pub schedule: Vec<Vec<Step>>,
     /// Files instances created, changed or deleted in their working directories.
     pub local_writes: Vec<LocalWrite>,
+    /// Files instances kept in their scratch directories (`SHOAL_SCRATCH`, `TMPDIR`), seen
+    /// between requests and when each start ended, before the directory was emptied.
+    pub scratch_writes: Vec<LocalWrite>,
     /// Things the user should know that are not divergences.
     pub notes: Vec<String>,
 }

@@ -144,6 +144,54 @@ fn sessions_in_process_memory_are_stateful() {
     );
 }
 
+/// Sessions as files in the temporary directory, as Django's file sessions are: verify looks
+/// into each instance's scratch directory between requests and before a restart empties it,
+/// so the reading names the session file instead of guessing process memory.
+#[test]
+fn sessions_as_files_in_the_temporary_directory_are_stateful_and_the_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = verify(
+        "sessions-scratch-files",
+        &["--seed", "2", "--json", json.to_str().unwrap()],
+    );
+    assert_verdict(&output, true);
+    assert!(
+        output
+            .stdout
+            .contains("-<p>Signed in as alice-{{generated#1}}</p>")
+            && output.stdout.contains("+<p>Not signed in</p>"),
+        "{}",
+        output.stdout
+    );
+    // Round 1: web.1 signed the visitor in (#2) and web.3 answered #3; the visitor signed
+    // out at web.1 later, which deleted the file.
+    assert!(
+        output.stdout.contains("web.1 wrote `sessions/")
+            && output.stdout.contains(
+                "in its temporary directory, emptied at restart: state kept on local disk"
+            ),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        !output.stdout.contains("most likely kept in process memory"),
+        "{}",
+        output.stdout
+    );
+    let report = json_report(&json);
+    let scratch = report["scratch_writes"].as_array().unwrap();
+    assert!(
+        scratch.iter().any(|w| w["run"] == "round 1"
+            && w["instance"] == "web.1"
+            && w["path"].as_str().unwrap().starts_with("sessions/")
+            && w["change"] == "created"),
+        "{report}"
+    );
+    // Nothing was written in the copies of the app directory.
+    assert_eq!(report["local_writes"], serde_json::json!([]));
+}
+
 #[test]
 fn the_same_sessions_in_redis_are_stateless() {
     let Some((_dir, env)) = redis_env("sessions") else {
