@@ -167,6 +167,32 @@ fn the_journey_is_stateless_on_sqlite() {
     let url = format!("sqlite://{}", data.path().join("digest.db").display());
     let run = verify(&[("DATABASE_URL", &url)]);
     assert_stateless(&run);
+    // With two workers, restarted between requests and while the URL job's page was polled
+    // for (seed 1 plans both), and nothing left in any instance's scratch directory: an
+    // upload or a download only passes through it.
+    let report = run.report.as_ref().expect("the JSON report");
+    assert_eq!(
+        report["formation"],
+        serde_json::json!([{"type": "web", "instances": 3}, {"type": "worker", "instances": 2}]),
+        "{}",
+        run.show()
+    );
+    assert!(
+        report["worker_restarts"].as_u64() > Some(0),
+        "{}",
+        run.show()
+    );
+    assert!(
+        report["restarts_while_polling"].as_u64() > Some(0),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        report["scratch_writes"],
+        Value::Array(Vec::new()),
+        "{}",
+        run.show()
+    );
     // The database and the sibling session store are the shared files, as documented.
     assert!(data.path().join("digest.db").is_file());
     assert!(data.path().join("digest-sessions.db").is_file());

@@ -374,6 +374,145 @@ fn the_same_cache_in_the_database_is_stateless_with_workers_restarted_mid_job() 
 }
 
 #[test]
+fn the_same_cache_in_redis_is_stateless_with_the_same_restarts() {
+    let Some((_redis_dir, redis)) = redis_env("worker-cache") else {
+        return;
+    };
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    // The plan that finds the cache in worker memory (seed 9, both workers restarted between
+    // the two jobs in round 1).
+    let output = verify(
+        "worker-cache-redis",
+        &[
+            "-e",
+            &env,
+            "-e",
+            &redis,
+            "--seed",
+            "9",
+            "--rounds",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_verdict(&output, false);
+    let report = json_report(&json);
+    let steps = report["schedule"][0].as_array().unwrap();
+    for (step, instance) in [(3, 1), (4, 2)] {
+        assert_eq!(
+            steps[step]["worker_restart"]["instance"], instance,
+            "{report}"
+        );
+    }
+    // The second job's result came from the cache: the first version's digest.
+    let requests = report["scenarios"][0]["requests"].as_array().unwrap();
+    assert_eq!(requests[5]["baseline_status"], 200);
+}
+
+/// The claims of each job of the jobs fixtures' database (`tries`): a job claimed more than
+/// once was resumed after its worker was restarted mid-job.
+fn most_tries(database: &Path) -> u64 {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT max(tries) FROM jobs').fetchone()[0])",
+        ])
+        .arg(database)
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "no tries in `{}`: {text} {}",
+            database.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// `--seed 9 --rounds 1 -m worker=1`: round 1 restarts the only worker (so the one holding
+/// the job) with SIGKILL while the result is polled for, after a first part is downloaded —
+/// mid-job. The plan is checked in each test's JSON report.
+const MID_JOB: [&str; 6] = ["--seed", "9", "--rounds", "1", "-m", "worker=1"];
+
+fn assert_restarted_mid_job(report: &serde_json::Value) {
+    let step = &report["schedule"][0][2];
+    assert_eq!(
+        step["worker_restart_while_polling"]["type"], "worker",
+        "{report}"
+    );
+    assert_eq!(report["restarts_while_polling"], 1, "{report}");
+}
+
+#[test]
+fn a_worker_keeping_a_jobs_parts_on_local_disk_between_tries_is_stateful_when_killed_mid_job() {
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    let mut args = vec!["-e", &env, "--json", json.to_str().unwrap()];
+    args.extend(MID_JOB);
+    let output = verify("worker-retry-local-disk", &args);
+    assert_verdict(&output, true);
+    let report = json_report(&json);
+    assert_restarted_mid_job(&report);
+    assert!(most_tries(&dir.path().join("app.db")) >= 2, "{report}");
+    // The job was resumed without the parts downloaded before the restart.
+    assert!(
+        output.stdout.contains("body $.words: 9 → 6")
+            || output.stdout.contains("body $.words: 9 → 3"),
+        "{}",
+        output.stdout
+    );
+    // The workers are named, and so is the file the parts were in.
+    assert!(
+        output
+            .stdout
+            .contains("reading: the answer changed after worker.1 was restarted")
+            && output.stdout.contains("worker.1 wrote `jobs/")
+            && output.stdout.contains(
+                ".part` in its temporary directory, emptied at restart: state kept on local disk"
+            ),
+        "{}",
+        output.stdout
+    );
+    let divergence = &report["scenarios"][0]["requests"][2]["divergences"][0];
+    assert_eq!(divergence["cause"], "worker", "{report}");
+}
+
+#[test]
+fn the_same_parts_in_the_database_are_stateless_when_killed_mid_job() {
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    let mut args = vec!["-e", &env, "--json", json.to_str().unwrap()];
+    args.extend(MID_JOB);
+    assert_verdict(&verify("worker-retry-sqlite", &args), false);
+    let report = json_report(&json);
+    assert_restarted_mid_job(&report);
+    // The job was resumed from its checkpoint, and came out whole.
+    assert!(most_tries(&dir.path().join("app.db")) >= 2, "{report}");
+    assert_eq!(
+        report["scenarios"][0]["requests"][2]["baseline_status"],
+        200
+    );
+}
+
+#[test]
+fn the_same_parts_in_redis_are_stateless_when_killed_mid_job() {
+    let Some((_redis_dir, redis)) = redis_env("worker-retry") else {
+        return;
+    };
+    let (dir, env) = sqlite_env();
+    let json = dir.path().join("report.json");
+    let mut args = vec!["-e", &env, "-e", &redis, "--json", json.to_str().unwrap()];
+    args.extend(MID_JOB);
+    assert_verdict(&verify("worker-retry-redis", &args), false);
+    let report = json_report(&json);
+    assert_restarted_mid_job(&report);
+    assert!(most_tries(&dir.path().join("app.db")) >= 2, "{report}");
+}
+
+#[test]
 fn a_static_site_is_stateless_from_an_http_file_and_from_a_har_file() {
     assert_verdict(&verify("static-site", &["--seed", "5"]), false);
     let har = fixture("static-site").join("scenario.har");
