@@ -81,10 +81,15 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
             ));
         }
         entries.push(("restart", Yaml::str("always")));
-        entries.push((
-            "deploy",
-            Yaml::map([("replicas", Yaml::Int(kind.count.into()))]),
-        ));
+        let mut deploy = vec![("replicas", Yaml::Int(kind.count.into()))];
+        if let Some(bytes) = kind.memory_limit {
+            let memory = Formation::memory(bytes, ["k", "m", "g", ""], "b");
+            deploy.push((
+                "resources",
+                Yaml::map([("limits", Yaml::map([("memory", Yaml::Str(memory))]))]),
+            ));
+        }
+        entries.push(("deploy", Yaml::map(deploy)));
         services.push((kind.name.clone(), Yaml::map(entries)));
     }
 

@@ -52,6 +52,8 @@ pub(crate) struct Kind<'a> {
     pub(crate) count: u32,
     /// `PORT` of the type's first instance, as under `shoal start`.
     pub(crate) port: u16,
+    /// Its memory limit in bytes (`--memory-limit`), if it has one.
+    pub(crate) memory_limit: Option<u64>,
 }
 
 impl Kind<'_> {
@@ -75,6 +77,7 @@ impl<'a> Formation<'a> {
                 command: shell_command(&t.command),
                 count: t.count,
                 port: t.first_port,
+                memory_limit: t.memory_limit,
             })
             .collect();
         let (secrets, config) = plan
@@ -108,6 +111,23 @@ impl<'a> Formation<'a> {
             .filter(|v| !OWN_VARS.contains(&v.key.as_str()))
             .map(|v| (v.key.as_str(), v.value.as_str()))
             .collect()
+    }
+
+    /// A memory size in the largest of `units` (1024, 1024², 1024³, 1024⁴ bytes) that divides
+    /// it (an empty unit is not used), else in bytes with `bytes_unit` after the number:
+    /// `512Mi`, `512M`, `512m`.
+    pub(crate) fn memory(bytes: u64, units: [&str; 4], bytes_unit: &str) -> String {
+        for (shift, unit) in [
+            (40, units[3]),
+            (30, units[2]),
+            (20, units[1]),
+            (10, units[0]),
+        ] {
+            if !unit.is_empty() && bytes.is_multiple_of(1 << shift) {
+                return format!("{}{unit}", bytes >> shift);
+            }
+        }
+        format!("{bytes}{bytes_unit}")
     }
 
     /// The formation as a spec, `web=2 worker=1`.

@@ -322,12 +322,28 @@ impl Pod<'_> {
                     )]),
                 )]),
             ));
-            if options.hpa.is_some() {
-                c.push((
-                    "resources",
-                    Yaml::map([("requests", Yaml::map([("cpu", Yaml::str(HPA_CPU_REQUEST))]))]),
+        }
+        // The memory request is the limit: the scheduler places the pod where that much is
+        // free, and the kernel ends the container beyond it.
+        let memory = kind
+            .and_then(|k| k.memory_limit)
+            .map(|bytes| Formation::memory(bytes, ["Ki", "Mi", "Gi", "Ti"], ""));
+        let mut requests = Vec::new();
+        if web.is_some() && options.hpa.is_some() {
+            requests.push(("cpu", Yaml::str(HPA_CPU_REQUEST)));
+        }
+        if let Some(memory) = &memory {
+            requests.push(("memory", Yaml::str(memory.as_str())));
+        }
+        if !requests.is_empty() {
+            let mut resources = vec![("requests", Yaml::map(requests))];
+            if let Some(memory) = &memory {
+                resources.push((
+                    "limits",
+                    Yaml::map([("memory", Yaml::str(memory.as_str()))]),
                 ));
             }
+            c.push(("resources", Yaml::map(resources)));
         }
         c.push((
             "volumeMounts",

@@ -31,7 +31,12 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
 
     let mut files = Vec::new();
     let mut instances = Vec::new();
-    let service = |unit: &str, description: &str, name: &str, port: u16, command: &str| {
+    let service = |unit: &str,
+                   description: &str,
+                   name: &str,
+                   port: u16,
+                   command: &str,
+                   memory: Option<u64>| {
         let mut text = String::new();
         let _ = writeln!(text, "[Unit]");
         let _ = writeln!(text, "Description={}", specifiers(description));
@@ -63,6 +68,14 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
             let _ = writeln!(text, "Restart=always\nRestartSec={RESTART_DELAY}");
         }
         let _ = writeln!(text, "KillMode=mixed\nTimeoutStopSec={timeout}");
+        if let Some(bytes) = memory {
+            // The kernel ends the service beyond it (and systemd restarts it).
+            let _ = writeln!(
+                text,
+                "MemoryMax={}",
+                Formation::memory(bytes, ["K", "M", "G", "T"], "")
+            );
+        }
         let _ = writeln!(text, "PrivateTmp=yes\nStandardInput=null");
         let _ = writeln!(
             text,
@@ -83,6 +96,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
             "release.1",
             release.port,
             &release.command,
+            None,
         ));
     }
     for kind in &formation.types {
@@ -96,6 +110,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
                 &name,
                 port,
                 &kind.command,
+                kind.memory_limit,
             ));
             instances.push(unit);
         }

@@ -29,7 +29,9 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
         without_router: true,
         ..plan_options(&args.app, args.formation.clone())
     };
-    let plan = load_plan(&options)?;
+    let mut plan = load_plan(&options)?;
+    shoal_procfile::memory::apply(&mut plan, &args.memory_limits)
+        .map_err(|err| UsageError(err.into()))?;
     for warning in &plan.warnings {
         report::warning(warning);
     }

@@ -146,7 +146,19 @@ fn compose_file() {
 /// change their shape.
 fn variants(app: &App) -> Vec<(&'static str, PathBuf)> {
     let cases: [(&str, &[&str]); 7] = [
-        ("kubernetes", &["--image", "demo:1", "-m", "web=3,worker=0"]),
+        (
+            "kubernetes",
+            &[
+                "--image",
+                "demo:1",
+                "-m",
+                "web=3,worker=0",
+                "--memory-limit",
+                "256M",
+                "--memory-limit",
+                "web=1G",
+            ],
+        ),
         (
             "kubernetes",
             &[
@@ -157,6 +169,8 @@ fn variants(app: &App) -> Vec<(&'static str, PathBuf)> {
                 "9",
                 "--health-path",
                 "/up",
+                "--memory-limit",
+                "web=1500M",
             ],
         ),
         (
@@ -172,9 +186,19 @@ fn variants(app: &App) -> Vec<(&'static str, PathBuf)> {
                 "empty.env",
             ],
         ),
-        ("systemd", &["-m", "web=2"]),
+        ("systemd", &["-m", "web=2", "--memory-limit", "web=512M"]),
         ("systemd", &["-f", "Procfile.plain", "-e", "empty.env"]),
-        ("compose", &["-m", "all=2"]),
+        (
+            "compose",
+            &[
+                "-m",
+                "all=2",
+                "--memory-limit",
+                "web=1G",
+                "--memory-limit",
+                "1536K",
+            ],
+        ),
         (
             "compose",
             &[
@@ -299,14 +323,47 @@ fn yaml_reads_back_as_written() {
         web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
         15
     );
+    // The memory limit is also the request: the scheduler reserves what the kernel allows.
+    let memory = serde_json::json!({"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}});
+    assert_eq!(container["resources"], memory);
     let worker = doc(k8s, &format!("{app_name}-worker.deployment.yaml"));
     assert_eq!(worker["spec"]["replicas"], 0);
+    let memory =
+        serde_json::json!({"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}});
+    assert_eq!(
+        worker["spec"]["template"]["spec"]["containers"][0]["resources"],
+        memory
+    );
+    // With the autoscaler, its CPU request beside the memory.
+    let web = doc(&dirs[1].1, &format!("{app_name}-web.deployment.yaml"));
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["resources"],
+        serde_json::json!({
+            "requests": {"cpu": "100m", "memory": "1500Mi"},
+            "limits": {"memory": "1500Mi"}
+        })
+    );
+    let worker = doc(&dirs[1].1, &format!("{app_name}-worker.deployment.yaml"));
+    assert!(
+        worker["spec"]["template"]["spec"]["containers"][0]
+            .get("resources")
+            .is_none()
+    );
     let service = doc(k8s, &format!("{app_name}-web.service.yaml"));
     assert_eq!(service["spec"]["sessionAffinity"], "None");
 
     let compose = doc(compose, "compose.yaml");
     let services = &compose["services"];
     assert_eq!(services["web"]["deploy"]["replicas"], 2);
+    assert_eq!(
+        services["web"]["deploy"]["resources"]["limits"]["memory"],
+        "1g"
+    );
+    assert_eq!(
+        services["worker"]["deploy"]["resources"]["limits"]["memory"],
+        "1536k"
+    );
+    assert!(services["release"].get("deploy").is_none());
     assert_eq!(services["release"]["restart"], "no");
     // Compose substitutes `$VAR`: `$$` is how a literal `$` is written.
     assert_eq!(
@@ -330,6 +387,18 @@ fn systemd_units_pass_systemd_analyze_verify() {
         }
         let mut units = files_in(&dir, "target");
         units.extend(files_in(&dir, "service"));
+        if dir.ends_with("out-3-systemd") {
+            let web = units
+                .iter()
+                .find(|u| u.to_string_lossy().ends_with("-web.1.service"));
+            let text = std::fs::read_to_string(web.unwrap()).unwrap();
+            assert!(text.contains("\nMemoryMax=512M\n"), "{text}");
+            let worker = units
+                .iter()
+                .find(|u| u.to_string_lossy().ends_with("-worker.1.service"));
+            let text = std::fs::read_to_string(worker.unwrap()).unwrap();
+            assert!(!text.contains("MemoryMax"), "{text}");
+        }
         let out = Command::new(&analyze)
             .args(["verify", "--man=no"])
             .args(&units)
