@@ -154,23 +154,28 @@ fn unmount(target: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether overlayfs can be given `path`: its option string separates layers with `:` and
+/// options with `,`.
+fn overlay_path(path: &Path) -> io::Result<()> {
+    match path.to_str() {
+        Some(text) if !text.contains([',', ':', '\\']) => Ok(()),
+        _ => Err(io::Error::other(format!(
+            "overlayfs cannot be given the path `{}` (it holds `,`, `:` or `\\`, or is not UTF-8)",
+            path.display()
+        ))),
+    }
+}
+
 /// Mounts an overlay of `lower` on `on`, writing into `upper`.
 fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
-    let text = |path: &Path| -> io::Result<String> {
-        match path.to_str() {
-            // The option string separates layers with `:` and options with `,`.
-            Some(text) if !text.contains([',', ':', '\\']) => Ok(text.to_owned()),
-            _ => Err(io::Error::other(format!(
-                "the path `{}` cannot be given to overlayfs (it holds `,`, `:`, `\\` or is not UTF-8)",
-                path.display()
-            ))),
-        }
-    };
+    for path in [lower, upper, work] {
+        overlay_path(path)?;
+    }
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
-        text(lower)?,
-        text(upper)?,
-        text(work)?
+        lower.display(),
+        upper.display(),
+        work.display()
     );
     mount(Some("overlay"), on, Some("overlay"), 0, Some(&options))
 }
@@ -189,7 +194,8 @@ enum How {
 pub struct Isolation {
     app_dir: PathBuf,
     root: PathBuf,
-    how: How,
+    /// Overlay until a mount fails; then plain copies.
+    how: Mutex<How>,
     log: Log,
     inotify: OwnedFd,
     state: Mutex<State>,
@@ -200,7 +206,7 @@ impl std::fmt::Debug for Isolation {
         f.debug_struct("Isolation")
             .field("app_dir", &self.app_dir)
             .field("root", &self.root)
-            .field("how", &self.how)
+            .field("how", &self.how())
             .finish_non_exhaustive()
     }
 }
@@ -295,11 +301,13 @@ impl Isolation {
     ) -> io::Result<Arc<Isolation>> {
         remove_all(root)?;
         std::fs::create_dir_all(root)?;
+        // Whether the kernel takes the overlay is found at the first start: a trial mount
+        // here would cost as much as a start (unmounting waits for the kernel).
         let how = match &namespace.0 {
             Err(why) => How::Copy(why.clone()),
-            Ok(()) => match probe_overlay(app_dir, &root.join(".probe")) {
+            Ok(()) => match [app_dir, root].into_iter().try_for_each(overlay_path) {
                 Ok(()) => How::Overlay,
-                Err(err) => How::Copy(format!("cannot mount an overlay of it: {err}")),
+                Err(err) => How::Copy(err.to_string()),
             },
         };
         // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
@@ -322,7 +330,7 @@ impl Isolation {
         Ok(Arc::new(Isolation {
             app_dir: app_dir.to_path_buf(),
             root: root.to_path_buf(),
-            how,
+            how: Mutex::new(how),
             log,
             inotify,
             state: Mutex::new(State::default()),
@@ -331,7 +339,60 @@ impl Isolation {
 
     /// Whether copies are copy-on-write (overlay mounts) rather than plain copies.
     pub fn copy_on_write(&self) -> bool {
-        self.how == How::Overlay
+        self.how() == How::Overlay
+    }
+
+    fn how(&self) -> How {
+        self.how.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From now on, plain copies: the kernel refused an overlay.
+    fn fall_back(&self, err: &io::Error) {
+        let why = format!("cannot mount an overlay of it: {err}");
+        let mut how = self.how.lock().unwrap_or_else(|e| e.into_inner());
+        if *how == How::Overlay {
+            self.log.system(format!(
+                "--isolate: every instance runs in a copy of `{}` from now on, made afresh at every start (copy-on-write is not possible: {why})",
+                self.app_dir.display()
+            ));
+            *how = How::Copy(why);
+        }
+    }
+
+    /// Handles the events already queued, so that none of a copy about to go is lost.
+    fn drain(&self) {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: the buffer is valid for writes of its length; the descriptor is
+            // non-blocking.
+            let read = unsafe {
+                libc::read(
+                    self.inotify.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            if read <= 0 {
+                return;
+            }
+            self.events(&buffer[..read as usize]);
+        }
+    }
+
+    /// Unmounts and removes `name`'s copy, after handling the events it left.
+    fn remove_copy(&self, name: &InstanceName) {
+        self.drain();
+        let old = {
+            let mut state = self.lock();
+            let old = state.copies.remove(name);
+            if let Some(old) = &old {
+                state.watches.retain(|_, w| w.generation != old.generation);
+            }
+            old
+        };
+        if let Some(old) = old {
+            blocking(|| self.tear_down(&old));
+        }
     }
 
     /// How many files `instance` (`web.1`) has created, changed or deleted in its copies of
@@ -424,31 +485,30 @@ impl Isolation {
         let _ = remove_all(&copy.frame);
     }
 
-    /// Makes `name`'s copy in `frame`, and returns where it runs and the directory to watch.
+    /// Makes a copy in `frame`: where the instance runs, the directory to watch, and the
+    /// bytes copied (`None` for an overlay).
     fn make(&self, frame: &Path) -> io::Result<(PathBuf, PathBuf, Option<u64>)> {
         let dir = mirror(&self.app_dir, &frame.join("root"))?;
-        match self.how {
-            How::Overlay => {
-                let upper = frame.join("upper");
-                let work = frame.join("work");
-                std::fs::create_dir(&upper)?;
-                std::fs::create_dir(&work)?;
-                mount_overlay(&self.app_dir, &upper, &work, &dir)?;
-                Ok((dir, upper, None))
-            }
-            How::Copy(_) => {
-                let mut budget = Budget::default();
-                copy_tree(
-                    &self.app_dir,
-                    &dir,
-                    Path::new(""),
-                    &self.root,
-                    &mut Manifest::new(),
-                    &mut budget,
-                )?;
-                Ok((dir.clone(), dir, Some(budget.bytes)))
+        if self.how() == How::Overlay {
+            let upper = frame.join("upper");
+            let work = frame.join("work");
+            std::fs::create_dir(&upper)?;
+            std::fs::create_dir(&work)?;
+            match mount_overlay(&self.app_dir, &upper, &work, &dir) {
+                Ok(()) => return Ok((dir, upper, None)),
+                Err(err) => self.fall_back(&err),
             }
         }
+        let mut budget = Budget::default();
+        copy_tree(
+            &self.app_dir,
+            &dir,
+            Path::new(""),
+            &self.root,
+            &mut Manifest::new(),
+            &mut budget,
+        )?;
+        Ok((dir.clone(), dir, Some(budget.bytes)))
     }
 
     /// Watches `dir` and the directories below it; with `report`, files already there are
@@ -496,7 +556,7 @@ impl Isolation {
         if gone {
             return Change::Deleted;
         }
-        if self.how == How::Overlay
+        if self.how() == How::Overlay
             && let Ok(meta) = std::fs::symlink_metadata(path)
             && meta.file_type().is_char_device()
             && meta.rdev() == 0
@@ -594,37 +654,28 @@ enum Change {
 }
 
 impl WorkDirs for Isolation {
+    fn exited(&self, name: &InstanceName, _scratch: &Path) {
+        self.remove_copy(name);
+    }
+
     fn prepare(&self, name: &InstanceName) -> io::Result<PathBuf> {
         // `release` prepares the app for every instance (migrations, built assets): it runs in
         // the app directory itself.
         if name.kind == shoal_procfile::plan::RELEASE {
             return Ok(self.app_dir.clone());
         }
-        let (old, generation) = {
+        // Normally gone already (see `exited`).
+        self.remove_copy(name);
+        let generation = {
             let mut state = self.lock();
             state.generation += 1;
-            let old = state.copies.remove(name);
-            if let Some(old) = &old {
-                state.watches.retain(|_, w| w.generation != old.generation);
-            }
-            (old, state.generation)
+            state.generation
         };
-        if let Some(old) = old {
-            self.tear_down(&old);
-        }
         let frame = self.root.join(name.to_string());
         remove_all(&frame)?;
         // A plain copy of a large app takes a while: let the runtime's other tasks (the log,
         // the router) move to another worker meanwhile.
-        let make = || self.make(&frame);
-        let made = match tokio::runtime::Handle::try_current() {
-            Ok(runtime)
-                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
-            {
-                tokio::task::block_in_place(make)
-            }
-            _ => make(),
-        };
+        let made = blocking(|| self.make(&frame));
         let (dir, watched, copied) = made.map_err(|err| {
             let _ = remove_all(&frame);
             io::Error::new(
@@ -637,7 +688,7 @@ impl WorkDirs for Isolation {
             )
         })?;
         let mut state = self.lock();
-        if let (Some(bytes), How::Copy(why)) = (copied, &self.how)
+        if let (Some(bytes), How::Copy(why)) = (copied, &self.how())
             && bytes > LARGE_BYTES
             && !state.large_noted
         {
@@ -659,7 +710,7 @@ impl WorkDirs for Isolation {
             Copy {
                 frame,
                 dir: dir.clone(),
-                mounted: self.how == How::Overlay,
+                mounted: copied.is_none(),
                 generation,
             },
         );
@@ -667,16 +718,13 @@ impl WorkDirs for Isolation {
     }
 }
 
-/// Mounts and unmounts an overlay of `app_dir` in `dir`, which is removed again.
-fn probe_overlay(app_dir: &Path, dir: &Path) -> io::Result<()> {
-    let on = dir.join("merged");
-    for part in [&on, &dir.join("upper"), &dir.join("work")] {
-        std::fs::create_dir_all(part)?;
+/// A plain copy of a large app takes a while: the runtime's other tasks (the log, the router)
+/// move to another worker meanwhile.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
-    let mounted = mount_overlay(app_dir, &dir.join("upper"), &dir.join("work"), &on);
-    if mounted.is_ok() {
-        unmount(&on)?;
-    }
-    let _ = remove_all(dir);
-    mounted
 }

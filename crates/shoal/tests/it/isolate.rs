@@ -250,3 +250,38 @@ fn an_app_directory_overlayfs_cannot_name_gets_a_plain_copy() {
     shoal.signal(libc::SIGTERM);
     shoal.finish();
 }
+
+#[test]
+fn an_instance_that_writes_and_exits_at_once_is_reported_and_its_copy_goes_with_it() {
+    // The write's event is still queued when the instance has exited: it is handled before
+    // the copy is removed.
+    let app = App::new(
+        "worker: sh -c 'echo $PWD; echo x > quick.txt'\nstay: sh -c 'echo $PWD; exec sleep 600'\n",
+    );
+    let shoal = app.spawn(&["start", "--isolate", "-p", &free_port().to_string()]);
+    shoal.wait_for(&wrote("worker.1", "quick.txt"));
+    let stay = shoal.wait_for_n(1, "from stay.1", |l| {
+        l.contains(" stay.1 ") && text(l).starts_with('/')
+    });
+    let stay = text(&stay[0]).to_owned();
+    // A scale-down removes the instance's copy at once, not when shoal stops.
+    let scaled = app.run(&["scale", "stay=0"]);
+    assert_eq!(scaled.code(), Some(0), "{}", scaled.stderr);
+    let frame = Path::new(&stay)
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "stay.1"))
+        .unwrap()
+        .to_path_buf();
+    shoal.wait_for("stay.1 was killed by SIGTERM");
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    while frame.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{}` is still there after stay.1 stopped",
+            frame.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
+}
