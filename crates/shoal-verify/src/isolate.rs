@@ -728,3 +728,34 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
         _ => work(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_so_many_lines_a_minute_and_the_rest_is_said_when_it_ends() {
+        let mut limiter = Limiter::default();
+        let start = Instant::now();
+        for _ in 0..LINES_PER_MINUTE {
+            assert!(limiter.allow(start));
+        }
+        assert_eq!(limiter.due(), None);
+        assert!(!limiter.allow(start + Duration::from_secs(10)));
+        assert!(!limiter.allow(start + Duration::from_secs(59)));
+        assert_eq!(limiter.due(), Some(start + WINDOW));
+        assert_eq!(limiter.take_held(), 2);
+        assert_eq!(limiter.due(), None);
+        // A new minute begins with the next line.
+        assert!(limiter.allow(start + WINDOW));
+    }
+
+    #[test]
+    fn overlayfs_is_not_given_paths_its_options_would_split() {
+        assert!(overlay_path(Path::new("/srv/app")).is_ok());
+        for path in ["/srv/a,b", "/srv/a:b", "/srv/a\\b"] {
+            let err = overlay_path(Path::new(path)).unwrap_err().to_string();
+            assert!(err.contains(path), "{err}");
+        }
+    }
+}
