@@ -8,17 +8,33 @@
 #   sha256   curl -s URL | sha256sum
 #   openssl  curl -s URL | openssl dgst -sha256
 # and checks that the three SHA-256 agree. Throughput is bytes / wall time of the whole
-# command (process start included) in MB/s (10^6 bytes); the summary shows each median and
-# the ratios digest/openssl (target >= 1.0x) and digest/sha256sum. Then the pipeline's peak
-# resident memory (VmHWM) for the small and the large file (target: within 10%).
+# command (process start included) in MB/s (10^6 bytes). The summary shows each median, the
+# ratio of the medians digest/openssl (target >= 1.5x, and >= 1000 MB/s), the ratio in each
+# round (digest ahead of openssl in every round?), and where digest's time went (medians of
+# pipeline_bench's per-stage counters: waiting for the download, waiting for a free block,
+# each thread's busy time). Then the pipeline's peak resident memory (VmHWM) for the small
+# and the large file (target: within 10%, under 16 MiB).
+#
+# Then an upload: `shoal start` runs digest's web process (one instance, SQLite in the bench
+# directory) behind shoal's router, and each round POSTs the large file as a multipart form
+# to /api/uploads through the router (`curl -F`: upload + SHA-256 + BLAKE3 + type scan +
+# scratch file + the report stored), interleaved with `curl | openssl dgst -sha256` again.
+#
+# The limits of this machine come first: single-thread SHA-256 (the sha2 crate) and BLAKE3
+# speed (`pipeline_bench --hash-speed`), and whether the CPU has SHA instructions.
 #
 # Installs nginx, curl and openssl when missing (apt); builds the example with
-# `cargo build --release -p digest-app --example pipeline_bench` unless DIGEST_BENCH_BIN is set.
+# `cargo build --release -p digest-app --example pipeline_bench` unless DIGEST_BENCH_BIN is
+# set, and for the upload `cargo build --release -p shoal -p digest-app` unless SHOAL_BIN and
+# DIGEST_BIN are set.
 # Environment (defaults in brackets):
 #   BENCH_SIZE_MIB   the large file [1024]        BENCH_SMALL_MIB  the small file [64]
 #   BENCH_ROUNDS     rounds [5]                   BENCH_PORT       nginx's port [18480]
+#   BENCH_UPLOAD     1 to measure the upload, 0 to skip it [1]
+#   BENCH_SHOAL_PORT shoal's port for the upload [18490]
 #   BENCH_DIR        where files and scratch go, kept for the next run [a new temporary directory]
-# The machine is shared (2 cores): compare figures from one run, and look at `uptime` first.
+# The machine is shared (2 cores): compare figures from one run, and look at `uptime` first
+# (printed in the first line).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +44,8 @@ size_mib="${BENCH_SIZE_MIB:-1024}"
 small_mib="${BENCH_SMALL_MIB:-64}"
 rounds="${BENCH_ROUNDS:-5}"
 port="${BENCH_PORT:-18480}"
+upload="${BENCH_UPLOAD:-1}"
+shoal_port="${BENCH_SHOAL_PORT:-18490}"
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
@@ -52,15 +70,23 @@ if [ -z "${DIGEST_BENCH_BIN:-}" ]; then
     cargo build --release -p digest-app --example pipeline_bench >&2
     DIGEST_BENCH_BIN="$target/release/examples/pipeline_bench"
 fi
+if [ "$upload" = 1 ] && { [ -z "${SHOAL_BIN:-}" ] || [ -z "${DIGEST_BIN:-}" ]; }; then
+    echo "digest.sh: building shoal and digest (release) for the upload" >&2
+    cargo build --release -p shoal -p digest-app >&2
+    SHOAL_BIN="${SHOAL_BIN:-$target/release/shoal}"
+    DIGEST_BIN="${DIGEST_BIN:-$target/release/digest}"
+fi
 
 work="${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/digest-bench.XXXXXX")}"
 mkdir -p "$work/www" "$work/scratch" "$work/nginx"
 # nginx's worker runs as an unprivileged user when started as root: let it read the files.
 chmod a+rx "$work" "$work/www"
 nginx_pid=""
+shoal_pid=""
 cleanup() {
+    if [ -n "$shoal_pid" ]; then kill "$shoal_pid" 2>/dev/null || true; wait "$shoal_pid" 2>/dev/null || true; fi
     if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
-    rm -rf "$work/scratch"
+    rm -rf "$work/scratch" "$work/app"
     # A BENCH_DIR keeps its files for the next run.
     if [ -z "${BENCH_DIR:-}" ]; then rm -rf "$work"; fi
 }
@@ -122,7 +148,8 @@ run() {
         digest)
             out=$("$DIGEST_BENCH_BIN" "$url" "$work/scratch")
             sha=$(sed -n 's/.*sha256=\([0-9a-f]*\).*/\1/p' <<<"$out")
-            extra=$(sed -n 's/.*\(max_rss_kib=[0-9]*\).*\(chunks=[0-9]*\).*\(max_chunk=[0-9]*\).*/\1 \2 \3/p' <<<"$out")
+            # The per-stage counters, one field each (the digest itself is compared apart).
+            extra=$(tr ' ' '\n' <<<"$out" | grep -E '^(max_rss_kib|chunks|blocks|stream_wait|block_wait|sha256_busy|blake3_busy|write_busy|direct_bytes)=' | tr '\n' ' ')
             ;;
         sha256) out=$(curl -s "$url" | sha256sum); sha=${out%% *} ;;
         openssl) out=$(curl -s "$url" | openssl dgst -sha256); sha=${out##* } ;;
@@ -134,6 +161,7 @@ run() {
 bytes=$((size_mib * 1048576))
 echo "digest.sh: $rounds rounds of ${size_mib} MiB from $base (nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')), $(nproc) cores, load:$(uptime | sed 's/.*load average://')"
 echo "sha_ni: $(grep -q -w sha_ni /proc/cpuinfo && echo yes || echo no); openssl: $(openssl version | cut -d' ' -f1-2); sha256sum: $(sha256sum --version | head -1)"
+echo "one thread, in memory: $("$DIGEST_BENCH_BIN" --hash-speed | sed 's/sha256_gb_per_s=\([0-9.]*\) blake3_gb_per_s=\([0-9.]*\)/SHA-256 (sha2) \1 GB\/s, BLAKE3 \2 GB\/s/')"
 results="$work/results"
 : >"$results"
 tools=(digest sha256 openssl)
@@ -154,25 +182,113 @@ if [ "$(awk '{ print $4 }' "$results" | sort -u | wc -l)" -ne 1 ]; then
     exit 1
 fi
 
+median() { # reads numbers, prints their median
+    sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 median_mbs() { # TOOL
+    awk -v t="$1" -v b="$bytes" '$2 == t { print b / $3 / 1e6 }' "$results" | median
+}
+range_mbs() { # TOOL -> "min-max"
     awk -v t="$1" -v b="$bytes" '$2 == t { print b / $3 / 1e6 }' "$results" | sort -g \
-        | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f-%.0f", lo, hi }'
 }
 digest_mbs=$(median_mbs digest)
 sha_mbs=$(median_mbs sha256)
 openssl_mbs=$(median_mbs openssl)
 echo
 echo "median of $rounds rounds, ${size_mib} MiB, MB/s (10^6 bytes/s, wall time of the whole command):"
-printf '  digest pipeline (download + SHA-256 + BLAKE3 + scratch file)  %8.1f\n' "$digest_mbs"
-printf '  curl | openssl dgst -sha256                                   %8.1f\n' "$openssl_mbs"
-printf '  curl | sha256sum                                              %8.1f\n' "$sha_mbs"
-printf '  digest / openssl pipeline    %.2fx  (target >= 1.0x)\n' "$(awk -v a="$digest_mbs" -v b="$openssl_mbs" 'BEGIN { print a / b }')"
+printf '  digest pipeline (download + SHA-256 + BLAKE3 + scratch file)  %8.1f  (rounds %s)\n' "$digest_mbs" "$(range_mbs digest)"
+printf '  curl | openssl dgst -sha256                                   %8.1f  (rounds %s)\n' "$openssl_mbs" "$(range_mbs openssl)"
+printf '  curl | sha256sum                                              %8.1f  (rounds %s)\n' "$sha_mbs" "$(range_mbs sha256)"
+printf '  digest / openssl pipeline    %.2fx  (target >= 1.5x, and >= 1000 MB/s)\n' "$(awk -v a="$digest_mbs" -v b="$openssl_mbs" 'BEGIN { print a / b }')"
 printf '  digest / sha256sum pipeline  %.2fx\n' "$(awk -v a="$digest_mbs" -v b="$sha_mbs" 'BEGIN { print a / b }')"
-
+# digest's time over openssl's in the same round: > 1 is a round where digest was behind.
+per_round=$(awk '$2 == "digest" { d[$1] = $3 } $2 == "openssl" { o[$1] = $3 }
+    END { for (r in d) if (r in o) printf "%s %.2f\n", r, o[r] / d[r] }' "$results" | sort -n)
+printf '  digest / openssl in each round: %s\n' "$(awk '{ printf "%s%s", sep, $2; sep = ", " }' <<<"$per_round")"
+if awk '$2 <= 1 { behind = 1 } END { exit !behind }' <<<"$per_round"; then
+    echo "  digest was behind openssl in at least one round"
+else
+    echo "  digest was ahead of openssl in every round"
+fi
+echo
+echo "where digest's time went (medians over the rounds, seconds; a thread is idle for the rest):"
+stage() { # FIELD
+    grep -o " $1=[0-9.]*" "$results" | cut -d= -f2 | median
+}
+printf '  pipeline %.3f s: waiting for the download %.3f, for a free block %.3f;\n' \
+    "$(awk -v b="$bytes" -v m="$digest_mbs" 'BEGIN { print b / m / 1e6 }')" "$(stage stream_wait)" "$(stage block_wait)"
+printf '  busy: SHA-256 %.3f, BLAKE3 + type scan %.3f, writer %.3f (direct I/O: %s of %s bytes); %s chunks, %s blocks\n' \
+    "$(stage sha256_busy)" "$(stage blake3_busy)" "$(stage write_busy)" "$(stage direct_bytes)" "$bytes" "$(stage chunks)" "$(stage blocks)"
 echo
 echo "peak resident memory of the digest pipeline (VmHWM of pipeline_bench, one process per file):"
 small_rss=$("$DIGEST_BENCH_BIN" "$base/small.bin" "$work/scratch" | sed -n 's/.*max_rss_kib=\([0-9]*\).*/\1/p')
 large_rss=$("$DIGEST_BENCH_BIN" "$base/large.bin" "$work/scratch" | sed -n 's/.*max_rss_kib=\([0-9]*\).*/\1/p')
 printf '  %5d MiB file  %6d KiB\n' "$small_mib" "$small_rss"
 printf '  %5d MiB file  %6d KiB\n' "$size_mib" "$large_rss"
-printf '  large / small  %.3fx  (target: within 10%%)\n' "$(awk -v a="$large_rss" -v b="$small_rss" 'BEGIN { print a / b }')"
+printf '  large / small  %.3fx  (target: within 10%%, both under 16 MiB)\n' "$(awk -v a="$large_rss" -v b="$small_rss" 'BEGIN { print a / b }')"
+
+if [ "$upload" != 1 ]; then exit 0; fi
+
+# The upload: digest's web process behind shoal's router, on SQLite in the bench directory.
+app="$work/app"
+mkdir -p "$app/data"
+printf 'web: exec "%s" web\n' "$DIGEST_BIN" >"$app/Procfile"
+echo
+echo "upload through shoal's router (shoal start, web=1) into digest's web process:"
+(
+    cd "$app"
+    export DATABASE_URL="sqlite://$app/data/digest.db" DIGEST_MAX_BYTES=$((2 * bytes))
+    exec "$SHOAL_BIN" start -f "$app/Procfile" -p "$shoal_port" --health-path /healthz \
+        --no-color >"$app/shoal.log" 2>&1
+) &
+shoal_pid=$!
+app_url="http://127.0.0.1:$shoal_port"
+for attempt in $(seq 1 1200); do
+    if curl -sf -o /dev/null "$app_url/healthz"; then break; fi
+    if [ "$attempt" -eq 1200 ] || ! kill -0 "$shoal_pid" 2>/dev/null; then
+        echo "digest.sh: shoal did not get digest's web process ready on port $shoal_port:" >&2
+        tail -n 20 "$app/shoal.log" >&2 || true
+        exit 1
+    fi
+    sleep 0.1
+done
+api=(-s -b "$app/cookies" -c "$app/cookies" -H "X-Requested-With: bench")
+status=$(curl "${api[@]}" -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d '{"username":"bench","password":"bench-password"}' "$app_url/api/signup")
+if [ "$status" != 201 ]; then
+    echo "digest.sh: signing up on digest answered $status" >&2
+    exit 1
+fi
+large_sha=$(awk 'NR == 1 { print $4 }' "$results")
+uploads="$work/uploads"
+: >"$uploads"
+for round in $(seq 1 "$rounds"); do
+    for i in 0 1; do
+        if [ $(((i + round) % 2)) -eq 0 ]; then
+            start=$(now)
+            out=$(curl "${api[@]}" -F "file=@$work/www/large.bin" "$app_url/api/uploads")
+            end=$(now)
+            sha=$(sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p' <<<"$out")
+            if [ "$sha" != "$large_sha" ]; then
+                echo "digest.sh: the upload's report is not the file's: ${out:0:300}" >&2
+                exit 1
+            fi
+            line="upload $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f", e - s }') $sha"
+        else
+            line=$(run openssl large.bin)
+        fi
+        echo "$round $line" >>"$uploads"
+        read -r name seconds _ <<<"$line"
+        printf '  round %d  %-8s %8.1f MB/s\n' "$round" "$name" \
+            "$(awk -v b="$bytes" -v s="$seconds" 'BEGIN { print b / s / 1e6 }')"
+    done
+done
+results="$uploads" # for median_mbs and range_mbs
+upload_mbs=$(median_mbs upload)
+openssl_mbs=$(median_mbs openssl)
+echo
+echo "median of $rounds rounds, ${size_mib} MiB, MB/s:"
+printf '  upload: curl -F through the router to digest web (+ report stored)  %8.1f  (rounds %s)\n' "$upload_mbs" "$(range_mbs upload)"
+printf '  curl | openssl dgst -sha256                                          %8.1f  (rounds %s)\n' "$openssl_mbs" "$(range_mbs openssl)"
+printf '  upload / openssl pipeline  %.2fx\n' "$(awk -v a="$upload_mbs" -v b="$openssl_mbs" 'BEGIN { print a / b }')"
