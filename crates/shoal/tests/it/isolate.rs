@@ -285,3 +285,59 @@ fn an_instance_that_writes_and_exits_at_once_is_reported_and_its_copy_goes_with_
     shoal.signal(libc::SIGTERM);
     shoal.finish();
 }
+
+#[test]
+fn without_root_the_copies_are_mounted_in_a_user_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() {
+        eprintln!("NOT RUN: needs root and /usr/bin/setpriv to run shoal as another user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let base = tempfile::tempdir().unwrap();
+    let app = base.path().join("app");
+    let tmp = base.path().join("tmp");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        app.join("Procfile"),
+        "worker: sh -c 'id -u; cat /proc/self/uid_map; echo x > mine.txt; exec sleep 600'\n",
+    )
+    .unwrap();
+    for path in [base.path(), &app, &app.join("Procfile"), &tmp] {
+        std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let mut command = std::process::Command::new(setpriv);
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(crate::support::shoal_bin())
+        .args(["start", "--isolate", "-p", &free_port().to_string()])
+        .current_dir(&app)
+        .env("TMPDIR", &tmp)
+        .env("NO_COLOR", "1");
+    let shoal = crate::support::Running::spawn(command);
+    let how = shoal.wait_for("--isolate: every instance runs in a");
+    if !how.contains("copy-on-write copy") {
+        eprintln!("NOT RUN (the user namespace part): {how}");
+        return;
+    }
+    shoal.wait_for(&wrote("worker.1", "mine.txt"));
+    // The instance runs as the user itself, mapped to itself.
+    shoal.wait_for(&format!("worker.1 | {NOBODY}"));
+    let map = shoal.wait_for_n(1, "with the uid map", |l| {
+        text(l).split_whitespace().count() == 3
+    });
+    let fields: Vec<&str> = text(&map[0]).split_whitespace().collect();
+    assert_eq!(fields, ["65534", "65534", "1"]);
+    assert!(!app.join("mine.txt").exists());
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(143), "{}", out.stdout);
+    assert!(
+        paths_named(&tmp, "isolate").is_empty(),
+        "{:?}",
+        paths_named(&tmp, "isolate")
+    );
+}
