@@ -208,6 +208,21 @@ pub fn render(snapshot: &Snapshot, stats: Option<&RouterStats>) -> String {
     }
     header(
         &mut out,
+        "shoal_instance_memory_limit_bytes",
+        "gauge",
+        "The instance's memory limit (--memory-limit): a warning above it, a restart at twice it.",
+    );
+    for info in &snapshot.instances {
+        if let Some(limit) = info.memory_limit {
+            let _ = writeln!(
+                out,
+                "shoal_instance_memory_limit_bytes{{{}}} {limit}",
+                labels(info)
+            );
+        }
+    }
+    header(
+        &mut out,
         "shoal_instance_cpu_seconds_total",
         "counter",
         "CPU time of the instance's process group in its current run (its live processes and the children they waited for).",

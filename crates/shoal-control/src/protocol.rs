@@ -64,6 +64,9 @@ pub struct InstanceStatus {
     /// Resident memory of the instance's process group.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
+    /// Its memory limit (`--memory-limit`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
     /// With `shoal start --isolate`: how many files the instance created, changed or deleted
     /// in its copies of the app directory (each file once per run of the instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -297,6 +297,7 @@ pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceS
                 cpu_percent: None,
                 cpu_seconds: None,
                 memory_bytes: None,
+                memory_limit_bytes: i.memory_limit,
                 local_writes: None,
                 last_exit: i.last_cause.as_ref().map(ToString::to_string),
                 name,

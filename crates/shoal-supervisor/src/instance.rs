@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::exit::Exit;
-use crate::memory::{Cgroup, CgroupRoot};
+use crate::memory::{Cgroup, CgroupRoot, MemoryWatch};
 use crate::output::Log;
 use crate::ports::{self, Holder, Reach};
 use crate::process::{self, InstanceProcess, Launch};
@@ -191,8 +191,7 @@ async fn watch_memory(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut over = false;
-    let mut asked = false;
+    let mut watch = MemoryWatch::new(limit);
     loop {
         tick.tick().await;
         let cgroup = cgroup.clone();
@@ -204,7 +203,8 @@ async fn watch_memory(
         let Ok((Some(used), oom_kills)) = reading else {
             continue;
         };
-        if used > limit && !over {
+        let (warn, restart) = watch.observe(used, oom_kills);
+        if warn {
             context.log.system(format!(
                 "{} is over its memory limit: {} of {}",
                 start.name,
@@ -212,10 +212,7 @@ async fn watch_memory(
                 Size(limit)
             ));
         }
-        over = used > limit;
-        let twice = used >= limit.saturating_mul(2);
-        if !asked && (twice || oom_kills > 0) {
-            asked = true;
+        if restart {
             let _ = context.events.send(Event::OverMemory {
                 slot: start.slot,
                 generation: start.generation,

@@ -266,6 +266,37 @@ impl Cgroup {
     }
 }
 
+/// What the readings of one run's memory call for: a warning once per crossing of the limit
+/// (again only after it went back under), and a restart, asked once, at twice the limit or
+/// when the kernel's OOM killer ended a process in its cgroup.
+#[derive(Debug)]
+pub(crate) struct MemoryWatch {
+    limit: u64,
+    over: bool,
+    asked: bool,
+}
+
+impl MemoryWatch {
+    pub(crate) fn new(limit: u64) -> Self {
+        MemoryWatch {
+            limit,
+            over: false,
+            asked: false,
+        }
+    }
+
+    /// Notes a reading (`used` bytes; `oom_kills` so far in its cgroup); returns whether to
+    /// warn and whether to ask for a restart.
+    pub(crate) fn observe(&mut self, used: u64, oom_kills: u64) -> (bool, bool) {
+        let over = used > self.limit;
+        let warn = over && !self.over;
+        self.over = over;
+        let restart = !self.asked && (used >= self.limit.saturating_mul(2) || oom_kills > 0);
+        self.asked |= restart;
+        (warn, restart)
+    }
+}
+
 /// `KEY VALUE` lines (`memory.stat`, `memory.oom_control`, `memory.events`): `key`'s value.
 fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -289,6 +320,26 @@ pub(crate) fn enter(fd: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warning_per_crossing_and_one_restart_at_twice_the_limit() {
+        let mut watch = MemoryWatch::new(100);
+        assert_eq!(watch.observe(50, 0), (false, false));
+        assert_eq!(watch.observe(100, 0), (false, false), "at the limit is not over");
+        assert_eq!(watch.observe(101, 0), (true, false));
+        assert_eq!(watch.observe(150, 0), (false, false), "once per crossing");
+        assert_eq!(watch.observe(90, 0), (false, false));
+        assert_eq!(watch.observe(120, 0), (true, false), "crossed again");
+        assert_eq!(watch.observe(200, 0), (false, true));
+        assert_eq!(watch.observe(300, 0), (false, false), "asked once");
+
+        let mut watch = MemoryWatch::new(100);
+        assert_eq!(
+            watch.observe(30, 1),
+            (false, true),
+            "the OOM killer ended one of its processes"
+        );
+    }
 
     #[test]
     fn finds_the_memory_cgroup_in_either_version() {

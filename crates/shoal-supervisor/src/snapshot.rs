@@ -78,6 +78,8 @@ pub struct InstanceInfo {
     pub last_exit: Option<Exit>,
     /// What the end of the previous run is put down to (shown as `LAST EXIT`).
     pub last_cause: Option<Cause>,
+    /// Its memory limit in bytes (`--memory-limit`), if it has one.
+    pub memory_limit: Option<u64>,
 }
 
 /// The formation as last seen by the controller.

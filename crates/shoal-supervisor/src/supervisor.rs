@@ -866,6 +866,7 @@ impl Controller {
     }
 
     fn publish(&self) {
+        let plan = &self.context.plan;
         let instances = self
             .slots
             .iter()
@@ -881,6 +882,7 @@ impl Controller {
                 started_at: s.life.run().map(|run| run.started_at),
                 last_exit: s.last_exit.clone(),
                 last_cause: s.last_cause.clone(),
+                memory_limit: plan.types.get(s.kind_index).and_then(|t| t.memory_limit),
             })
             .collect();
         self.snapshot.send_replace(Arc::new(Snapshot { instances }));

@@ -3,7 +3,7 @@
 //! with its cause in the log, in `ps` and in the metrics, and nothing left behind. The fake
 //! instance (`shoal-fake hog`) allocates memory when asked over HTTP.
 
-use crate::metrics::{get, sample, scrape_until};
+use crate::metrics::{get, promtool_check, sample, scrape_until};
 use crate::support::{App, Running, assert_no_survivors, free_port, token};
 
 /// Asks the instance on `port` to allocate `mib` MiB more.
@@ -12,8 +12,8 @@ fn allocate(port: u16, mib: u32) {
     let _ = get(port, &format!("/alloc/{mib}"));
 }
 
-/// The `LAST EXIT` of `name` in `shoal ps --json`.
-fn last_exit(app: &App, name: &str) -> serde_json::Value {
+/// `name` in `shoal ps --json`.
+fn ps_entry(app: &App, name: &str) -> serde_json::Value {
     let out = app.run(&["ps", "--json"]);
     let instances: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     instances
@@ -21,18 +21,30 @@ fn last_exit(app: &App, name: &str) -> serde_json::Value {
         .unwrap()
         .iter()
         .find(|i| i["name"] == name)
-        .map_or(serde_json::Value::Null, |i| i["last_exit"].clone())
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The restart, its cause in `ps` and in the metrics, for `web.1`.
 fn restarted_for_memory(app: &App, shoal: &Running, metrics: u16) {
     shoal.wait_for("restarting web.1 in 100 ms (cause: memory limit)");
-    assert_eq!(last_exit(app, "web.1"), "memory limit");
+    let web = ps_entry(app, "web.1");
+    assert_eq!(web["last_exit"], "memory limit", "{web}");
+    assert_eq!(web["memory_limit_bytes"], 64 << 20, "{web}");
     let series =
         r#"shoal_instance_restarts_total{type="web",instance="web.1",cause="memory_limit"}"#;
-    scrape_until(metrics, "a memory restart counted", |text| {
+    let text = scrape_until(metrics, "a memory restart counted", |text| {
         sample(text, series) == Some(1.0)
     });
+    assert_eq!(
+        sample(
+            &text,
+            r#"shoal_instance_memory_limit_bytes{type="web",instance="web.1"}"#
+        ),
+        Some(64.0 * 1024.0 * 1024.0),
+        "{text}"
+    );
+    promtool_check(text.split_once("\r\n\r\n").map_or("", |(_, body)| body));
 }
 
 #[test]
@@ -120,23 +132,6 @@ fn without_a_cgroup_shoal_samples_and_drains_a_web_instance_before_its_restart()
     shoal.signal(libc::SIGTERM);
     shoal.finish();
     assert_no_survivors(&token);
-}
-
-#[test]
-fn an_instance_under_its_limit_is_left_alone() {
-    let app = App::new("worker: FAKE sleep\n");
-    let mut command = app.command(&["start", "--memory-limit", "64M"]);
-    command.env("SHOAL_NO_CGROUP", "1");
-    let shoal = Running::spawn(command);
-    shoal.wait_for("worker.1 | up");
-    shoal.signal(libc::SIGTERM);
-    let out = shoal.finish();
-    assert!(
-        !out.stdout.contains("over its memory limit"),
-        "{}",
-        out.stdout
-    );
-    assert!(!out.stdout.contains("restarting"), "{}", out.stdout);
 }
 
 #[test]

@@ -132,7 +132,11 @@ fn metrics_describe_the_router_and_every_instance() {
         Some(3.0)
     );
     assert!(get(metrics, "/other").starts_with("HTTP/1.1 404"));
+    promtool_check(text);
+}
 
+/// `promtool check metrics` on an exposition (not run without `SHOAL_TEST_PROMTOOL`).
+pub(crate) fn promtool_check(text: &str) {
     match std::env::var_os("SHOAL_TEST_PROMTOOL") {
         Some(promtool) => {
             let mut check = Command::new(promtool)

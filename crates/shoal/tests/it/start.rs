@@ -188,7 +188,15 @@ fn crashed_instances_restart_with_growing_backoff() {
         .iter()
         .map(|l| body(l).split(" in ").nth(1).unwrap())
         .collect();
-    assert_eq!(delays, ["100 ms", "200 ms", "400 ms", "800 ms"]);
+    assert_eq!(
+        delays,
+        [
+            "100 ms (cause: code 1)",
+            "200 ms (cause: code 1)",
+            "400 ms (cause: code 1)",
+            "800 ms (cause: code 1)"
+        ]
+    );
     assert!(shoal.stdout().matches("web.1  | exiting with 1").count() >= 4);
 }
 
