@@ -325,7 +325,11 @@ mod tests {
     fn a_warning_per_crossing_and_one_restart_at_twice_the_limit() {
         let mut watch = MemoryWatch::new(100);
         assert_eq!(watch.observe(50, 0), (false, false));
-        assert_eq!(watch.observe(100, 0), (false, false), "at the limit is not over");
+        assert_eq!(
+            watch.observe(100, 0),
+            (false, false),
+            "at the limit is not over"
+        );
         assert_eq!(watch.observe(101, 0), (true, false));
         assert_eq!(watch.observe(150, 0), (false, false), "once per crossing");
         assert_eq!(watch.observe(90, 0), (false, false));
