@@ -1,4 +1,6 @@
-//! `compose.yaml`, for `docker compose` and `docker stack deploy`: a service per process type
+//! `compose.yaml`, for Docker Compose v2 (`docker compose`) on one host — not for `docker stack
+//! deploy`, which refuses the long `depends_on` form and ignores `build`, `restart` and the
+//! ordering of `release` (the `swarm` export is for that): a service per process type
 //! with `deploy.replicas` = the formation's count, the `.env` variables and `PORT` in its
 //! environment, `restart: always` and `stop_grace_period` = `--timeout`. `web` publishes its
 //! port once on the host. `release`, when the Procfile has one, is a service that runs to
@@ -66,8 +68,8 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
             ));
             if kind.count > 1 {
                 warnings.push(format!(
-                    "compose publishes `web`'s port {} once: `docker stack deploy` spreads requests over all {} replicas, while `docker compose up` can bind it for one replica only",
-                    kind.port, kind.count
+                    "`web` has {} replicas, but compose runs them on one host and publishes port {} for one of them only: nothing spreads requests over them; `shoal export swarm` (or kubernetes) does",
+                    kind.count, kind.port
                 ));
             }
         }

@@ -146,7 +146,7 @@ impl<'a> Formation<'a> {
             // One machine: localhost and local files are what they are under `shoal start`.
             Format::Systemd => return Vec::new(),
             Format::Kubernetes => "in each instance's own pod",
-            Format::Compose => "in each instance's own container",
+            Format::Compose | Format::Swarm => "in each instance's own container",
         };
         self.env()
             .into_iter()

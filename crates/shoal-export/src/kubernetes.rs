@@ -42,7 +42,10 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
     let image = options
         .image
         .as_deref()
-        .ok_or_else(|| ExportError::ImageRequired { app: app.clone() })?;
+        .ok_or_else(|| ExportError::ImageRequired {
+            target: crate::Target::Kubernetes,
+            app: app.clone(),
+        })?;
     let web = formation.web();
     let hpa = match (options.hpa, web) {
         (None, _) => None,

@@ -1,5 +1,6 @@
 //! Translates a [`Plan`] — a Procfile, its `.env` files and a formation — into the files another
-//! engine runs it from: Kubernetes manifests, systemd units, or a compose file. shoal runs a
+//! engine runs it from: Kubernetes manifests, Docker Swarm stack files, systemd units, or a
+//! compose file. shoal runs a
 //! formation on one machine; when that is not enough, these engines take over, and shoal
 //! invents no distributed engine of its own.
 //!
@@ -13,14 +14,16 @@
 //! - [`kubernetes`]: Deployments, a Service, a ConfigMap and Secret, a release Job, an HPA.
 //! - [`systemd`]: a target, a unit per instance, a release unit, an environment file.
 //! - [`compose`]: `compose.yaml`, a service per process type.
+//! - [`swarm`]: stack files for `docker stack deploy`, a release job, a Docker secret.
 //! - [`write`]: writing into the output directory, and recognising what shoal wrote before.
-//! - `formation`: what all three take from the plan (environment, commands, warnings).
-//! - `yaml`: the YAML emitter the Kubernetes and compose exporters share.
+//! - `formation`: what every exporter takes from the plan (environment, commands, warnings).
+//! - `yaml`: the YAML emitter the Kubernetes, swarm and compose exporters share.
 
 pub mod compose;
 mod formation;
 pub mod kubernetes;
 pub mod names;
+pub mod swarm;
 pub mod systemd;
 pub mod write;
 mod yaml;
@@ -32,14 +35,15 @@ use std::time::Duration;
 use shoal_procfile::Plan;
 
 pub use names::{NameError, Target};
+pub use swarm::EndpointMode;
 
 /// What an export needs besides the plan.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The app's name (`--app`); the app directory's name when `None`.
     pub app: Option<String>,
-    /// The container image the app is built into (`--image`): required for Kubernetes; compose
-    /// builds the app directory when `None`.
+    /// The container image the app is built into (`--image`): required for Kubernetes and
+    /// swarm; compose builds the app directory when `None`.
     pub image: Option<String>,
     /// The grace period between SIGTERM and SIGKILL (`--timeout`).
     pub timeout: Duration,
@@ -48,6 +52,8 @@ pub struct Options {
     pub health_path: Option<String>,
     /// A HorizontalPodAutoscaler for `web` (Kubernetes only).
     pub hpa: Option<Hpa>,
+    /// How other services reach `web`'s replicas on swarm (`--endpoint-mode`).
+    pub endpoint_mode: EndpointMode,
     /// The directory the files go to, as an absolute path: systemd units name their
     /// environment file by it.
     pub output_dir: PathBuf,
@@ -91,11 +97,11 @@ pub struct Export {
 pub enum ExportError {
     #[error(transparent)]
     Name(#[from] NameError),
-    /// Kubernetes pulls images; it cannot run a directory.
+    /// Kubernetes and swarm pull images; they cannot run a directory.
     #[error(
-        "kubernetes runs containers from an image: pass the image the app is built into with --image, e.g. --image registry.example.com/{app}:1.0"
+        "{target} runs containers from an image: pass the image the app is built into with --image, e.g. --image registry.example.com/{app}:1.0"
     )]
-    ImageRequired { app: String },
+    ImageRequired { target: Target, app: String },
     /// `--image` that is not a usable image reference.
     #[error("`{0}` is not an image reference; expected e.g. `registry.example.com/app:1.0`")]
     BadImage(String),
@@ -125,17 +131,24 @@ pub enum Format {
     Kubernetes,
     Systemd,
     Compose,
+    Swarm,
 }
 
 impl Format {
     /// Every format, in the order they are documented.
-    pub const ALL: [Format; 3] = [Format::Kubernetes, Format::Systemd, Format::Compose];
+    pub const ALL: [Format; 4] = [
+        Format::Kubernetes,
+        Format::Swarm,
+        Format::Systemd,
+        Format::Compose,
+    ];
 
     pub fn target(self) -> Target {
         match self {
             Format::Kubernetes => Target::Kubernetes,
             Format::Systemd => Target::Systemd,
             Format::Compose => Target::Compose,
+            Format::Swarm => Target::Swarm,
         }
     }
 
@@ -144,6 +157,7 @@ impl Format {
             Format::Kubernetes => "kubernetes",
             Format::Systemd => "systemd",
             Format::Compose => "compose",
+            Format::Swarm => "swarm",
         }
     }
 }
@@ -177,6 +191,7 @@ pub fn render(plan: &Plan, format: Format, options: &Options) -> Result<Export, 
         Format::Kubernetes => kubernetes::render(&formation, options)?,
         Format::Systemd => systemd::render(&formation, options)?,
         Format::Compose => compose::render(&formation, options)?,
+        Format::Swarm => swarm::render(&formation, options)?,
     };
     export.warnings.splice(0..0, formation.warnings(format));
     for file in &mut export.files {

@@ -9,6 +9,11 @@
 //!   trimmed; process types are valid unit-name parts as they are.
 //! - compose: the project name is lowercased, characters other than `a-z 0-9 _ -` become `-`,
 //!   it must start with a letter or digit; process types are valid service names as they are.
+//! - swarm: the stack and the process types are lowercased (names are looked up in DNS, where
+//!   case does not count), characters other than `a-z 0-9 _ -` become `-`, runs of `-`
+//!   collapse, and `-` or `_` at either end goes, as Docker's names must start and end with a
+//!   letter or digit. A service is `STACK_TYPE`, at most 63 characters; the stack name is at
+//!   most [`SWARM_STACK_MAX`] characters, so that its secret's name fits Docker's 64.
 //!
 //! Two process types that end up with the same name are an error naming both.
 
@@ -18,6 +23,11 @@ use std::fmt;
 pub const KUBERNETES_MAX: usize = 63;
 /// The longest systemd unit name (`UNIT_NAME_MAX` less the terminating NUL).
 pub const SYSTEMD_MAX: usize = 255;
+/// The longest Docker service name (`STACK_TYPE`).
+pub const SWARM_SERVICE_MAX: usize = 63;
+/// The longest stack name: its secret is named `STACK-env-` and 12 hexadecimal digits, and
+/// Docker's secret names have at most 64 characters.
+pub const SWARM_STACK_MAX: usize = 64 - "-env-".len() - 12;
 
 /// An engine shoal exports to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +35,7 @@ pub enum Target {
     Kubernetes,
     Systemd,
     Compose,
+    Swarm,
 }
 
 impl fmt::Display for Target {
@@ -33,6 +44,7 @@ impl fmt::Display for Target {
             Target::Kubernetes => "kubernetes",
             Target::Systemd => "systemd",
             Target::Compose => "compose",
+            Target::Swarm => "swarm",
         })
     }
 }
@@ -81,9 +93,15 @@ pub fn app(value: &str, target: Target) -> Result<String, NameError> {
         })
         .trim_start_matches(['_', '-'])
         .to_owned(),
+        Target::Swarm => swarm_slug(value),
     };
     if name.is_empty() {
         return Err(invalid("it has no letter or digit"));
+    }
+    if target == Target::Swarm && name.len() > SWARM_STACK_MAX {
+        return Err(invalid(&format!(
+            "`{name}` is longer than {SWARM_STACK_MAX} characters, and the stack's secret `{name}-env-…` would be longer than Docker's 64"
+        )));
     }
     if target == Target::Kubernetes && !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err(invalid(&format!(
@@ -103,6 +121,7 @@ pub fn types(app: &str, types: &[&str], target: Target) -> Result<Vec<String>, N
             // Procfile names (`[A-Za-z0-9_-]+`) are valid unit-name parts and service names.
             Target::Systemd => systemd_slug(kind),
             Target::Compose => slug(kind, |c| c.is_ascii_alphanumeric() || "._".contains(c)),
+            Target::Swarm => swarm_slug(kind),
         };
         let invalid = |reason: String| NameError::Invalid {
             what: "process type",
@@ -119,12 +138,16 @@ pub fn types(app: &str, types: &[&str], target: Target) -> Result<Vec<String>, N
                 "its name would be that of the `release` step's own objects".to_owned(),
             ));
         }
-        let full = format!("{app}-{name}");
+        let full = match target {
+            Target::Swarm => format!("{app}_{name}"),
+            _ => format!("{app}-{name}"),
+        };
         let (max, longest) = match target {
             Target::Kubernetes => (KUBERNETES_MAX, full.clone()),
             // The longest unit written for a type: `APP-TYPE.100.service`.
             Target::Systemd => (SYSTEMD_MAX, format!("{full}.100.service")),
             Target::Compose => (usize::MAX, full.clone()),
+            Target::Swarm => (SWARM_SERVICE_MAX, full.clone()),
         };
         if longest.len() > max {
             return Err(invalid(format!(
@@ -148,6 +171,14 @@ fn kubernetes_slug(value: &str) -> String {
     slug(&value.to_ascii_lowercase(), |c| {
         c.is_ascii_lowercase() || c.is_ascii_digit()
     })
+}
+
+fn swarm_slug(value: &str) -> String {
+    slug(&value.to_ascii_lowercase(), |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    })
+    .trim_matches(['_', '-'])
+    .to_owned()
 }
 
 fn systemd_slug(value: &str) -> String {
@@ -208,6 +239,33 @@ mod tests {
         );
         // Case matters to systemd and compose, so the same types are fine there.
         assert!(types("demo", &["web", "worker_1", "Worker-1"], Target::Systemd).is_ok());
+    }
+
+    #[test]
+    fn swarm_names_start_and_end_with_a_letter_or_digit() {
+        assert_eq!(app("_My Shop_", Target::Swarm).unwrap(), "my-shop");
+        assert_eq!(
+            types("shop", &["web", "Worker_Low", "clock-"], Target::Swarm).unwrap(),
+            ["web", "worker_low", "clock"]
+        );
+        // DNS does not tell `Web` from `web`.
+        assert!(matches!(
+            types("shop", &["web", "Web"], Target::Swarm),
+            Err(NameError::Clash { .. })
+        ));
+        let long = "s".repeat(SWARM_STACK_MAX + 1);
+        let err = app(&long, Target::Swarm).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("longer than {SWARM_STACK_MAX} characters")),
+            "{err}"
+        );
+        let long_type = "w".repeat(60);
+        let err = types("shop", &[&long_type], Target::Swarm).unwrap_err();
+        assert!(
+            err.to_string().contains("longer than 63 characters"),
+            "{err}"
+        );
     }
 
     #[test]

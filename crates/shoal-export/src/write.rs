@@ -365,7 +365,7 @@ fn marker(path: &Path) -> Option<Marker> {
 /// new export writes says so; every app's compose file is `compose.yaml`, so its `name:` must.
 fn legacy_is(format: Format, app: &str, path: &Path) -> bool {
     match format {
-        Format::Kubernetes | Format::Systemd => true,
+        Format::Kubernetes | Format::Systemd | Format::Swarm => true,
         Format::Compose => fs::read_to_string(path)
             .is_ok_and(|text| text.lines().nth(1) == Some(crate::compose::name_line(app).as_str())),
     }

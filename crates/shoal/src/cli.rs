@@ -20,7 +20,7 @@ pub(crate) enum Command {
     Check(CheckArgs),
     /// Run one command with the environment a formation instance gets
     Run(RunArgs),
-    /// Write the formation as Kubernetes manifests, systemd units or a compose file
+    /// Write the formation as Kubernetes manifests, swarm stack files, systemd units or a compose file
     Export(ExportArgs),
     /// Show every instance of the running formation
     Ps(PsArgs),
@@ -274,15 +274,18 @@ pub(crate) struct ExportArgs {
     /// The app's name in the exported files [default: the app directory's name]
     #[arg(long = "app", value_name = "NAME")]
     pub(crate) app_name: Option<String>,
-    /// The container image the app is built into (kubernetes: required; compose: builds the app directory without it)
+    /// The container image the app is built into (kubernetes, swarm: required; compose: builds the app directory without it)
     #[arg(long, value_name = "IMAGE")]
     pub(crate) image: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when an instance stops
     #[arg(short = 't', long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds)]
     pub(crate) timeout: f64,
-    /// A path that answers 2xx once a web instance is ready (kubernetes) [default: a TCP check on its port]
+    /// A path that answers 2xx once a web instance is ready (kubernetes, swarm) [default: a TCP check on its port]
     #[arg(long, value_name = "PATH")]
     pub(crate) health_path: Option<String>,
+    /// How swarm services reach web's replicas: vip (one address, the port published through the routing mesh) or dnsrr (the name resolves to every replica, no port published) [default: vip]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(crate) endpoint_mode: Option<EndpointMode>,
     /// Add a HorizontalPodAutoscaler for web, from the formation's web count up (kubernetes)
     #[arg(long)]
     pub(crate) hpa: bool,
@@ -306,9 +309,18 @@ pub(crate) enum ExportFormat {
     /// Deployments, a Service, a ConfigMap and Secret, a release Job (kubectl apply -f DIR)
     #[value(alias = "k8s")]
     Kubernetes,
+    /// Stack files for docker stack deploy: a service per process type, a release job, a secret
+    Swarm,
     /// A target and a service per instance, as foreman exports them
     Systemd,
-    /// A compose.yaml with a service per process type
+    /// A compose.yaml with a service per process type, for docker compose on one host
     #[value(alias = "docker-compose")]
     Compose,
+}
+
+/// How swarm services reach `web`'s replicas.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EndpointMode {
+    Vip,
+    Dnsrr,
 }

@@ -1,14 +1,15 @@
-//! `shoal export`: writes the formation as Kubernetes manifests, systemd units or a compose
-//! file, and prints what it wrote. The translation lives in `shoal-export`; this command picks
-//! the options, reports warnings and next steps on stderr, and maps errors to exit codes.
+//! `shoal export`: writes the formation as Kubernetes manifests, swarm stack files, systemd
+//! units or a compose file, and prints what it wrote. The translation lives in `shoal-export`;
+//! this command picks the options, reports warnings and next steps on stderr, and maps errors
+//! to exit codes.
 
 use std::time::Duration;
 
 use anyhow::anyhow;
-use shoal_export::{Format, Hpa, Options};
+use shoal_export::{EndpointMode, Format, Hpa, Options};
 
 use super::{load_plan, plan_options};
-use crate::cli::{ExportArgs, ExportFormat};
+use crate::cli::{self, ExportArgs, ExportFormat};
 use crate::exit;
 use crate::report::{self, UsageError};
 
@@ -17,6 +18,7 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
         ExportFormat::Kubernetes => Format::Kubernetes,
         ExportFormat::Systemd => Format::Systemd,
         ExportFormat::Compose => Format::Compose,
+        ExportFormat::Swarm => Format::Swarm,
     };
     if args.hpa && format != Format::Kubernetes {
         return Err(UsageError(anyhow!(
@@ -39,12 +41,17 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
         (
             args.image.is_some() && format == Format::Systemd,
             "--image",
-            "kubernetes and compose",
+            "kubernetes, swarm and compose",
         ),
         (
-            args.health_path.is_some() && format != Format::Kubernetes,
+            args.health_path.is_some() && !matches!(format, Format::Kubernetes | Format::Swarm),
             "--health-path",
-            "kubernetes",
+            "kubernetes and swarm",
+        ),
+        (
+            args.endpoint_mode.is_some() && format != Format::Swarm,
+            "--endpoint-mode",
+            "swarm",
         ),
     ];
     for (_, flag, users) in ignored.iter().filter(|(ignored, ..)| *ignored) {
@@ -61,6 +68,10 @@ pub(crate) fn export(args: ExportArgs) -> anyhow::Result<i32> {
             max: args.hpa_max,
             cpu_percent: args.hpa_cpu,
         }),
+        endpoint_mode: match args.endpoint_mode {
+            None | Some(cli::EndpointMode::Vip) => EndpointMode::Vip,
+            Some(cli::EndpointMode::Dnsrr) => EndpointMode::Dnsrr,
+        },
         output_dir: output_dir.clone(),
     };
     let export = shoal_export::render(&plan, format, &options).map_err(|e| UsageError(e.into()))?;

@@ -492,7 +492,7 @@ fn unknown_format_suggests_the_closest() {
     assert!(out.stderr.contains("'kubernets'"), "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("[possible values: kubernetes, systemd, compose]"),
+            .contains("[possible values: kubernetes, swarm, systemd, compose]"),
         "{}",
         out.stderr
     );

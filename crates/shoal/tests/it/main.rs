@@ -15,4 +15,5 @@ mod run;
 mod start;
 mod stop;
 mod support;
+mod swarm;
 mod verify;
