@@ -173,6 +173,16 @@ struct Slot {
     waiter: Option<(Reply<InstanceName>, IfItFails)>,
 }
 
+/// How a run ended, as its instance task reported it.
+struct RunEnd {
+    exit: Exit,
+    ran: Duration,
+    /// Another process held its port since before it started (see [`Event::Exited`]).
+    port_taken: Option<Holder>,
+    /// The kernel's OOM killer ended a process of it in its memory cgroup.
+    oom: bool,
+}
+
 struct Controller {
     slots: Vec<Slot>,
     /// Index of the `release` slot, while it matters.
@@ -498,7 +508,13 @@ impl Controller {
                 noted,
             } => {
                 if self.slots[slot].life.run_of(generation).is_some() {
-                    self.on_exit(slot, generation, exit, ran, port_taken, oom);
+                    let end = RunEnd {
+                        exit,
+                        ran,
+                        port_taken,
+                        oom,
+                    };
+                    self.on_exit(slot, generation, end);
                 }
                 let _ = noted.send(());
             }
@@ -528,32 +544,14 @@ impl Controller {
         }
     }
 
-    fn on_exit(
-        &mut self,
-        index: usize,
-        generation: u64,
-        exit: Exit,
-        ran: Duration,
-        port_taken: Option<Holder>,
-        oom: bool,
-    ) {
+    fn on_exit(&mut self, index: usize, generation: u64, end: RunEnd) {
         let waiter = self.slots[index].waiter.take();
-        let why = waiter.as_ref().map(|_| self.why_not_up(index, &exit));
+        let why = waiter.as_ref().map(|_| self.why_not_up(index, &end.exit));
         let give_up = matches!(waiter, Some((_, IfItFails::GiveUp)))
             && !self.slots[index].life.leaving()
             && self.phase == Phase::Running;
-        self.exited(
-            index,
-            generation,
-            exit,
-            ran,
-            port_taken,
-            oom,
-            why.as_ref()
-                .map(ToString::to_string)
-                .as_deref()
-                .filter(|_| give_up),
-        );
+        let given_up = why.as_ref().map(ToString::to_string).filter(|_| give_up);
+        self.exited(index, generation, end, given_up.as_deref());
         // Answered once the slot's fate is settled and published: whoever waited looks at the
         // snapshot next.
         if let (Some((reply, _)), Some(why)) = (waiter, why) {
@@ -588,17 +586,13 @@ impl Controller {
     /// Notes the exit of `index`'s instance and decides what follows: nothing (it was
     /// retired, or `given_up` says why it leaves the formation), the formation's start or
     /// stop, or a restart after a backoff.
-    #[allow(clippy::too_many_arguments)]
-    fn exited(
-        &mut self,
-        index: usize,
-        generation: u64,
-        exit: Exit,
-        ran: Duration,
-        port_taken: Option<Holder>,
-        oom: bool,
-        given_up: Option<&str>,
-    ) {
+    fn exited(&mut self, index: usize, generation: u64, end: RunEnd, given_up: Option<&str>) {
+        let RunEnd {
+            exit,
+            ran,
+            port_taken,
+            oom,
+        } = end;
         let slot = &mut self.slots[index];
         let Some(ended) = slot.life.exited(generation, &exit, oom, given_up.is_some()) else {
             return;
@@ -612,7 +606,9 @@ impl Controller {
             )),
             None => self.log(format!("{name} {exit}")),
         }
-        if oom {
+        // Not when shoal killed it for a reason of its own (chaos) after the OOM killer ended
+        // another of its processes.
+        if oom && ended.cause == Cause::MemoryLimit {
             let limit = self.memory_limit(index).unwrap_or(0);
             self.log(format!(
                 "the kernel's OOM killer ended {name} at twice its memory limit of {}",
