@@ -465,7 +465,8 @@ fn image_root(dir: &Path) {
 type Events = Arc<Mutex<Vec<String>>>;
 
 /// A backing service that stands for the database a release migrates: `GET /set` leaves the
-/// mark, `GET /get` answers `released` once it is there (`missing` before). It listens on the
+/// mark — except the first time, which fails with 500 (`set:refused`), so that the first
+/// release fails — and `GET /get` answers `released` once it is there (`missing` before). It listens on the
 /// address of the Docker bridge on this machine, which the containers reach and nothing
 /// outside does.
 fn mark_server(host: &str) -> (String, Events) {
@@ -475,6 +476,7 @@ fn mark_server(host: &str) -> (String, Events) {
     let seen = events.clone();
     std::thread::spawn(move || {
         let mut released = false;
+        let mut refused = false;
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
             let mut request = String::new();
@@ -483,18 +485,22 @@ fn mark_server(host: &str) -> (String, Events) {
             while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
                 line.clear();
             }
-            let body = if request.starts_with("GET /set ") {
+            let (status, body) = if request.starts_with("GET /set ") && !refused {
+                refused = true;
+                seen.lock().unwrap().push("set:refused".to_owned());
+                ("500 Refused", "refused")
+            } else if request.starts_with("GET /set ") {
                 released = true;
                 seen.lock().unwrap().push("set".to_owned());
-                "set"
+                ("200 OK", "set")
             } else {
                 let answer = if released { "released" } else { "missing" };
                 seen.lock().unwrap().push(format!("get:{answer}"));
-                answer
+                ("200 OK", answer)
             };
             let _ = write!(
                 reader.get_mut(),
-                "HTTP/1.0 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}\n",
+                "HTTP/1.0 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}\n",
                 body.len() + 1
             );
         }
@@ -529,6 +535,13 @@ fn next_command(out: &Output, prefix: &str) -> String {
 /// Runs a command `shoal export` printed, with `docker` being the CLI under test; panics
 /// with its output if it fails or takes longer than `within`.
 fn run_printed(docker: &Path, command: &str, within: Duration) {
+    let (ok, output) = try_printed(docker, command, within);
+    assert!(ok, "`{command}` failed:\n{output}");
+}
+
+/// Runs a command `shoal export` printed: whether it succeeded, and its output. Panics if it
+/// takes longer than `within`.
+fn try_printed(docker: &Path, command: &str, within: Duration) -> (bool, String) {
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(docker, bin.path().join("docker")).unwrap();
     let path = format!(
@@ -548,13 +561,12 @@ fn run_printed(docker: &Path, command: &str, within: Duration) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
-            assert!(
-                status.success(),
-                "`{command}` failed ({status}):\n{}{}",
+            let output = format!(
+                "{status}\n{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-            return;
+            return (status.success(), output);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -651,12 +663,18 @@ fn swarm_runs_the_formation() {
     };
 
     eprintln!("{:>4.0?} the image is imported", started.elapsed());
-    // The release runs to completion first, with the commands shoal printed.
+    // The release runs to completion first, with the commands shoal printed. The first one
+    // fails (the mark server refuses it): the commands stop there, saying so.
     let out = deploy("web=3,worker=1");
     let release = next_command(
         &out,
         "run the release and wait for it to complete (a failed release stops here): ",
     );
+    let (ok, failed) = try_printed(&docker, &release, CONVERGE);
+    assert!(!ok, "the refused release succeeded:\n{failed}");
+    assert!(failed.contains("server returned error"), "{failed}");
+    assert_eq!(*events.lock().unwrap(), ["set:refused"]);
+    // Run again, the same commands replace the failed job and wait for the new one.
     run_printed(&docker, &release, CONVERGE);
     let tasks = swarm.ok(&[
         "service",
@@ -666,7 +684,7 @@ fn swarm_runs_the_formation() {
         "{{.CurrentState}}",
     ]);
     assert!(tasks.starts_with("Complete"), "{tasks}");
-    assert_eq!(*events.lock().unwrap(), ["set"]);
+    assert_eq!(*events.lock().unwrap(), ["set:refused", "set"]);
 
     run_printed(
         &docker,
@@ -677,12 +695,12 @@ fn swarm_runs_the_formation() {
     swarm.wait_replicas("worker", 1);
     {
         let events = events.lock().unwrap();
-        assert_eq!(events[0], "set");
+        assert_eq!(events[..2], ["set:refused", "set"]);
         assert!(
-            events[1..].iter().all(|e| e == "get:released"),
+            events[2..].iter().all(|e| e == "get:released"),
             "{events:?}"
         );
-        assert!(events.len() >= 4, "every web instance asked: {events:?}");
+        assert!(events.len() >= 5, "every web instance asked: {events:?}");
     }
 
     eprintln!(
