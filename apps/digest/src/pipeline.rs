@@ -29,7 +29,7 @@
 //!
 //! # Progress
 //! The callback runs on the task driving the future, once per chunk received (a download's
-//! chunks are a few KiB to 128 KiB: thousands of calls per GiB), with the byte count so far.
+//! chunks are a few KiB to 1 MiB: thousands of calls per GiB), with the byte count so far.
 //! Keep it cheap: store the number (e.g. in an atomic, or with
 //! `tokio::sync::watch::Sender::send_replace`) and let another task write it to the database
 //! at its own pace, or wrap the callback in [`throttle`].
