@@ -427,6 +427,8 @@ impl Drop for Swarm {
         let _ = self.run(&["rmi", "-f", &self.image]);
         if self.leave {
             let _ = self.run(&["swarm", "leave", "--force"]);
+            // The bridge that gave the swarm's containers their way out.
+            let _ = self.run(&["network", "rm", "docker_gwbridge"]);
         }
     }
 }
