@@ -7,8 +7,8 @@
 //!   `PORT`, the instance name from the task's slot (`PS`, `DYNO`, `SHOAL_INSTANCE` =
 //!   `web.{{.Task.Slot}}`), the scratch directory on a `tmpfs` mount (a new one for every
 //!   task), `stop_grace_period` = `--timeout`, restarts after [`RESTART_DELAY`] whatever the exit
-//!   code, and rolling updates that start each new task before its old one stops and roll
-//!   back when one fails;
+//!   code, rolling updates that start each new task before its old one stops and roll back
+//!   when one fails, and with `--memory-limit`, `deploy.resources.limits.memory`;
 //! - for `web`: a health check (the port listening, or `GET --health-path` answering 2xx), which
 //!   swarm waits for before it puts a task behind the service's name, and the endpoint mode:
 //!   `vip` publishes the port through the routing mesh, `dnsrr` publishes nothing and the
@@ -316,6 +316,14 @@ impl Stack<'_> {
             ("mode", Yaml::str("replicated")),
             ("replicas", Yaml::Int(kind.count.into())),
         ];
+        if let Some(bytes) = kind.memory_limit {
+            // The kernel's hard limit, as on the other targets; units as compose writes them.
+            let memory = Formation::memory(bytes, ["k", "m", "g", ""], "b");
+            deploy.push((
+                "resources",
+                Yaml::map([("limits", Yaml::map([("memory", Yaml::Str(memory))]))]),
+            ));
+        }
         if kind.is_web() {
             deploy.push((
                 "endpoint_mode",

@@ -298,7 +298,7 @@ pub(crate) struct ExportArgs {
     /// Overwrite files in DIR that shoal export did not write
     #[arg(long)]
     pub(crate) force: bool,
-    /// Bound each instance's memory as `shoal start --memory-limit` does: SIZE for every type, TYPE=SIZE for one (repeatable); Kubernetes limits and requests, systemd MemoryMax=, compose deploy.resources.limits
+    /// Bound each instance's memory as `shoal start --memory-limit` does: SIZE for every type, TYPE=SIZE for one (repeatable); Kubernetes limits and requests, systemd MemoryMax=, swarm and compose deploy.resources.limits
     #[arg(long = "memory-limit", value_name = "[TYPE=]SIZE", value_parser = parse_memory_limit)]
     pub(crate) memory_limits: Vec<shoal_procfile::memory::MemoryLimit>,
 }

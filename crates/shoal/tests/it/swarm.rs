@@ -88,6 +88,8 @@ fn swarm_stack_files() {
             "web=2,worker=0",
             "-t",
             "20",
+            "--memory-limit",
+            "web=512M",
         ],
     );
     assert_ok(&out);
@@ -248,7 +250,7 @@ fn swarm_stack_files_pass_docker_stack_config() {
     app.write("Procfile.plain", "web: ./server\n");
     app.write("empty.env", "");
     let cases: [&[&str]; 3] = [
-        &["-m", "web=3,worker=0"],
+        &["-m", "web=3,worker=0", "--memory-limit", "256M"],
         &["--endpoint-mode", "dnsrr", "--health-path", "/up"],
         &["-f", "Procfile.plain", "-e", "empty.env", "-t", "0.5"],
     ];
@@ -658,6 +660,8 @@ fn swarm_runs_the_formation() {
                 "dnsrr",
                 "-t",
                 "5",
+                "--memory-limit",
+                "web=64M",
             ],
         );
         assert_ok(&out);
@@ -695,6 +699,14 @@ fn swarm_runs_the_formation() {
     );
     swarm.wait_replicas("web", 3);
     swarm.wait_replicas("worker", 1);
+    let limit = swarm.ok(&[
+        "service",
+        "inspect",
+        &format!("{stack}_web"),
+        "--format",
+        "{{.Spec.TaskTemplate.Resources.Limits.MemoryBytes}}",
+    ]);
+    assert_eq!(limit.trim(), (64 << 20).to_string(), "web's memory limit");
     {
         let events = events.lock().unwrap();
         assert_eq!(events[..2], ["set:refused", "set"]);
