@@ -1,8 +1,7 @@
 //! Translates a [`Plan`] — a Procfile, its `.env` files and a formation — into the files another
 //! engine runs it from: Kubernetes manifests, Docker Swarm stack files, systemd units, or a
-//! compose file. shoal runs a
-//! formation on one machine; when that is not enough, these engines take over, and shoal
-//! invents no distributed engine of its own.
+//! compose file. shoal runs a formation on one machine; when that is not enough, these engines
+//! take over, and shoal invents no distributed engine of its own.
 //!
 //! Rendering ([`render`]) is pure: it returns the files' names and contents, or an error, and
 //! touches nothing. Writing ([`write::write`]) puts them into a directory without ever leaving

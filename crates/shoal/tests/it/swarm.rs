@@ -222,6 +222,22 @@ fn swarm_keeps_secrets_owner_only() {
     ));
     let after = name(&std::fs::read_to_string(dir.join("shop.stack.yaml")).unwrap());
     assert_ne!(before, after);
+
+    // Without secret values, the secret file goes and the stack files name no secret.
+    app.write(".env", "LOG_LEVEL=info\n");
+    let out = export(&app, &["-o", "out", "--app", "shop", "--image", "shop:1"]);
+    assert_ok(&out);
+    assert!(
+        out.stdout.contains(&format!(
+            "removed {} (no longer part of the export)",
+            dir.join("shop.secret.sh").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    let stack = std::fs::read_to_string(dir.join("shop.stack.yaml")).unwrap();
+    assert!(!stack.contains("secrets:"), "{stack}");
+    assert!(!stack.contains("/run/secrets"), "{stack}");
 }
 
 /// What the tests that need the engine or its CLI use, or `None` after saying why they did not
