@@ -528,18 +528,31 @@ fn mark_server(host: &str) -> (String, Events) {
     (url, events)
 }
 
-/// The IPv4 address of `docker0`, the bridge between the host and its containers.
-fn bridge_address() -> String {
+/// The IPv4 address of `docker0`, the bridge between the host and its containers: the
+/// default bridge network's gateway as Docker reports it, else as `ip` shows it.
+fn bridge_address(swarm: &Swarm) -> String {
+    let gateway = swarm.run(&[
+        "network",
+        "inspect",
+        "bridge",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+    ]);
+    let gateway = gateway.stdout.trim();
+    if gateway.parse::<std::net::Ipv4Addr>().is_ok() {
+        return gateway.to_owned();
+    }
     let out = Command::new("ip")
         .args(["-4", "-o", "addr", "show", "docker0"])
-        .output()
-        .expect("run ip");
-    let text = String::from_utf8_lossy(&out.stdout);
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     text.split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)
         .and_then(|cidr| cidr.split('/').next())
-        .unwrap_or_else(|| panic!("no IPv4 address on docker0: {text}"))
+        .unwrap_or_else(|| panic!("no IPv4 address for docker0 from Docker or `ip`: {text}"))
         .to_owned()
 }
 
@@ -648,7 +661,7 @@ fn swarm_runs_the_formation() {
     // The app: a release that leaves the mark, web that refuses to start without it and
     // answers with its instance name (having listed its scratch directory and written a file
     // there), a worker that prints the values it was given.
-    let (mark_url, events) = mark_server(&bridge_address());
+    let (mark_url, events) = mark_server(&bridge_address(&swarm));
     let app = App::new(
         "release: wget -q -O- \"$MARK_URL/set\"\nweb: wget -q -O- \"$MARK_URL/get\" | grep -qx released && shoal-fake scratch 0 && sleep 2 && exec shoal-fake serve\nworker: shoal-fake env GREETING API_KEY DATABASE_URL SHOAL_INSTANCE\n",
     );
