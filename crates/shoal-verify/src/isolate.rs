@@ -11,12 +11,14 @@
 //! namespace; otherwise a user namespace with one, mapping the user to itself). Mounts from
 //! outside still reach it, but none made in it leaves it, and the kernel removes them with the
 //! namespace once shoal and its instances have exited, even if shoal was killed. Where that is
-//! not possible (no overlayfs, user namespaces disabled), each start gets a plain copy (the
-//! copier `shoal verify` uses), with a note when the app directory is over 100 MB.
+//! not possible (no namespace, a path overlayfs cannot be given, or the first mount refused),
+//! each start gets a plain copy (the copier `shoal verify` uses), with a note when the app
+//! directory is over 100 MB.
 //!
 //! Either way the copy sits where the app directory's surroundings are mirrored (see
 //! `copies`), `release` runs in the app directory itself, and a copy is unmounted and removed
-//! when its instance starts again and when the formation stops. Files edited in the app
+//! as soon as its instance's start ends ([`WorkDirs::exited`]), and all when the formation
+//! stops. Files edited in the app
 //! directory while the formation runs are seen by the instances as long as they have not
 //! written the same file (overlayfs does not promise more); every restart starts from the app
 //! directory as it is then.
@@ -226,6 +228,8 @@ struct State {
     reported: HashSet<(String, PathBuf)>,
     limiter: Limiter,
     large_noted: bool,
+    /// Copies being unmounted and removed in the background.
+    going: Vec<std::thread::JoinHandle<()>>,
 }
 
 struct Copy {
@@ -390,8 +394,28 @@ impl Isolation {
             }
             old
         };
-        if let Some(old) = old {
-            blocking(|| self.tear_down(&old));
+        let Some(old) = old else { return };
+        // Unmounting waits for the kernel (tens of ms, more on a busy machine), and a plain
+        // copy takes a while to remove: out of the way under another name, the copy goes in
+        // the background and the instance restarts meanwhile. `finish` waits for it.
+        let gone = self.root.join(format!(".gone-{}", old.generation));
+        let moved = std::fs::rename(&old.frame, &gone).ok().and_then(|()| {
+            Some(Copy {
+                dir: gone.join(old.dir.strip_prefix(&old.frame).ok()?),
+                frame: gone.clone(),
+                ..old
+            })
+        });
+        let Some(moved) = moved else {
+            return blocking(|| tear_down(&old));
+        };
+        let removing = std::thread::Builder::new()
+            .name("shoal-isolate".into())
+            .spawn(move || tear_down(&moved));
+        if let Ok(removing) = removing {
+            let mut state = self.lock();
+            state.going.retain(|going| !going.is_finished());
+            state.going.push(removing);
         }
     }
 
@@ -463,26 +487,23 @@ impl Isolation {
     /// Unmounts and removes every copy. Called once the formation has stopped; calling it
     /// again does nothing.
     pub fn finish(&self) {
-        let copies: Vec<Copy> = {
+        let (copies, going) = {
             let mut state = self.lock();
             state.watches.clear();
-            state.copies.drain().map(|(_, copy)| copy).collect()
+            let copies: Vec<Copy> = state.copies.drain().map(|(_, copy)| copy).collect();
+            (copies, std::mem::take(&mut state.going))
         };
         for copy in copies {
-            self.tear_down(&copy);
+            tear_down(&copy);
+        }
+        for going in going {
+            let _ = going.join();
         }
         let _ = remove_all(&self.root);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn tear_down(&self, copy: &Copy) {
-        if copy.mounted {
-            let _ = unmount(&copy.dir);
-        }
-        let _ = remove_all(&copy.frame);
     }
 
     /// Makes a copy in `frame`: where the instance runs, the directory to watch, and the
@@ -716,6 +737,14 @@ impl WorkDirs for Isolation {
         );
         Ok(dir)
     }
+}
+
+/// Unmounts and removes a copy.
+fn tear_down(copy: &Copy) {
+    if copy.mounted {
+        let _ = unmount(&copy.dir);
+    }
+    let _ = remove_all(&copy.frame);
 }
 
 /// A plain copy of a large app takes a while: the runtime's other tasks (the log, the router)
