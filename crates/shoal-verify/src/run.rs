@@ -19,7 +19,9 @@
 //! its first baseline answer, the noise learned from both, and the rounds where it diverged.
 //!
 //! Every instance of every run runs in a private copy of the app directory, fresh at each
-//! start ([`crate::copies`]); every wait is for the supervisor's snapshots, never a sleep.
+//! start ([`crate::copies`]), which records what it writes there and keeps in its scratch
+//! directory (looked at after every request, and when each start ends); every wait is for
+//! the supervisor's snapshots, never a sleep.
 
 use std::collections::BTreeMap;
 use std::fmt;
