@@ -673,26 +673,25 @@ fn swarm_runs_the_formation() {
         ),
     )
     .unwrap();
-    let deploy = |formation: &str| {
-        let out = export(
-            &app,
-            &[
-                "-o",
-                "out",
-                "--app",
-                &stack,
-                "--image",
-                &swarm.image,
-                "-m",
-                formation,
-                "--endpoint-mode",
-                "dnsrr",
-                "-t",
-                "5",
-                "--memory-limit",
-                "web=64M",
-            ],
-        );
+    let deploy = |formation: &str, extra: &[&str]| {
+        let mut args = vec![
+            "-o",
+            "out",
+            "--app",
+            &stack,
+            "--image",
+            &swarm.image,
+            "-m",
+            formation,
+            "--endpoint-mode",
+            "dnsrr",
+            "-t",
+            "5",
+            "--memory-limit",
+            "web=64M",
+        ];
+        args.extend_from_slice(extra);
+        let out = export(&app, &args);
         assert_ok(&out);
         out
     };
@@ -700,7 +699,7 @@ fn swarm_runs_the_formation() {
     eprintln!("{:>4.0?} the image is imported", started.elapsed());
     // The release runs to completion first, with the commands shoal printed. The first one
     // fails (the mark server refuses it): the commands stop there, saying so.
-    let out = deploy("web=3,worker=1");
+    let out = deploy("web=3,worker=1", &[]);
     let release = next_command(
         &out,
         "run the release and wait for it to complete (a failed release stops here): ",
@@ -872,18 +871,43 @@ fn swarm_runs_the_formation() {
     eprintln!("rolling update under load: {ok} requests, none failed");
 
     eprintln!("{:>4.0?} the rolling update is done", started.elapsed());
-    // Scaling: export with another formation and deploy again.
-    let out = deploy("web=2,worker=0");
+    // Scaling: export with another formation and deploy again; with a health path, the new
+    // tasks pass the HTTP check (busybox's wget in the image) or the update would roll back.
+    let out = deploy("web=2,worker=0", &["--health-path", "/health"]);
     assert!(!out.stdout.contains("removed"), "{}", out.stdout);
     run_printed(
         &docker,
         &next_command(&out, "deploy the formation: "),
         CONVERGE,
     );
-    swarm.wait_replicas("web", 2);
     swarm.wait_replicas("worker", 0);
+    let web = format!("{stack}_web");
+    let state = swarm.wait("the update to web=2 with a health path", CONVERGE, || {
+        let state = swarm.ok(&[
+            "service",
+            "inspect",
+            &web,
+            "--format",
+            "{{.UpdateStatus.State}}",
+        ]);
+        let state = state.trim().to_owned();
+        (!state.is_empty() && state != "updating" && state != "rollback_started").then_some(state)
+    });
+    assert_eq!(state, "completed", "the new health check failed");
+    let check = swarm.ok(&[
+        "service",
+        "inspect",
+        &web,
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck.Test}}",
+    ]);
+    assert!(check.contains("wget -q -O /dev/null"), "{check}");
+    swarm.wait_replicas("web", 2);
 
-    eprintln!("{:>4.0?} scaled to web=2, worker=0", started.elapsed());
+    eprintln!(
+        "{:>4.0?} scaled to web=2, worker=0, with the HTTP health check",
+        started.elapsed()
+    );
     drop(swarm);
     eprintln!(
         "{:>4.0?} everything removed: the swarm test took that long",
