@@ -8,6 +8,7 @@
 mod environment;
 mod exit_codes;
 mod flags;
+mod metrics;
 mod router_errors;
 
 use std::path::{Path, PathBuf};
