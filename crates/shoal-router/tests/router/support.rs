@@ -242,8 +242,11 @@ fn snapshot(ports: &[u16]) -> Arc<Snapshot> {
                 addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
                 state: State::Ready,
                 restarts: 0,
+                restarts_by_cause: Default::default(),
                 started_at: None,
                 last_exit: None,
+                last_cause: None,
+                memory_limit: None,
             })
             .collect(),
     })
