@@ -149,7 +149,7 @@ run() {
             out=$("$DIGEST_BENCH_BIN" "$url" "$work/scratch")
             sha=$(sed -n 's/.*sha256=\([0-9a-f]*\).*/\1/p' <<<"$out")
             # The per-stage counters, one field each (the digest itself is compared apart).
-            extra=$(tr ' ' '\n' <<<"$out" | grep -E '^(max_rss_kib|chunks|blocks|stream_wait|block_wait|sha256_busy|blake3_busy|write_busy|direct_bytes)=' | tr '\n' ' ')
+            extra=$(tr ' ' '\n' <<<"$out" | grep -E '^(max_rss_kib|chunks|blocks|stream_wait|block_wait|sha256_busy|blake3_busy|write_busy|direct_bytes|writes)=' | tr '\n' ' ')
             ;;
         sha256) out=$(curl -s "$url" | sha256sum); sha=${out%% *} ;;
         openssl) out=$(curl -s "$url" | openssl dgst -sha256); sha=${out##* } ;;
@@ -218,8 +218,9 @@ stage() { # FIELD
 }
 printf '  pipeline %.3f s: waiting for the download %.3f, for a free block %.3f;\n' \
     "$(awk -v b="$bytes" -v m="$digest_mbs" 'BEGIN { print b / m / 1e6 }')" "$(stage stream_wait)" "$(stage block_wait)"
-printf '  busy: SHA-256 %.3f, BLAKE3 + type scan %.3f, writer %.3f (direct I/O: %s of %s bytes); %s chunks, %s blocks\n' \
-    "$(stage sha256_busy)" "$(stage blake3_busy)" "$(stage write_busy)" "$(stage direct_bytes)" "$bytes" "$(stage chunks)" "$(stage blocks)"
+printf '  busy: SHA-256 %.3f, BLAKE3 + type scan %.3f, writer %.3f (%s writes; direct I/O: %s of %s bytes);\n' \
+    "$(stage sha256_busy)" "$(stage blake3_busy)" "$(stage write_busy)" "$(stage writes)" "$(stage direct_bytes)" "$bytes"
+printf '  %s chunks from the download, %s blocks\n' "$(stage chunks)" "$(stage blocks)"
 echo
 echo "peak resident memory of the digest pipeline (VmHWM of pipeline_bench, one process per file):"
 small_rss=$("$DIGEST_BENCH_BIN" "$base/small.bin" "$work/scratch" | sed -n 's/.*max_rss_kib=\([0-9]*\).*/\1/p')

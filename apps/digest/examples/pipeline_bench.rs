@@ -8,7 +8,7 @@
 //! (how the body arrived), `blocks` (handed to the threads), the seconds the task feeding
 //! them waited for the download (`stream_wait`) and for a free block (`block_wait`), each
 //! thread's busy seconds (`sha256_busy`, `blake3_busy`, `write_busy`), `direct_bytes`
-//! (written with direct I/O), `sha256`, `type`.
+//! (written with direct I/O), `writes` (the writer's system calls), `sha256`, `type`.
 //!
 //! `pipeline_bench --hash-speed` instead hashes 1 GiB in memory, 1 MiB at a time on one
 //! thread (the best of three tries), and prints `sha256_gb_per_s` and `blake3_gb_per_s`
@@ -91,7 +91,7 @@ async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
     Ok(format!(
         "bytes={} seconds={seconds:.4} mb_per_s={:.1} max_rss_kib={} chunks={chunks} max_chunk={max_chunk} \
          blocks={} stream_wait={:.3} block_wait={:.3} sha256_busy={:.3} blake3_busy={:.3} write_busy={:.3} \
-         direct_bytes={} sha256={} type={}",
+         direct_bytes={} writes={} sha256={} type={}",
         report.size,
         report.size as f64 / seconds / 1e6,
         peak_rss_kib().unwrap_or(0),
@@ -102,6 +102,7 @@ async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
         stages.blake3.as_secs_f64(),
         stages.write.as_secs_f64(),
         stages.direct_bytes,
+        stages.writes,
         report.sha256,
         serde_json::to_value(report.file_type)
             .ok()
