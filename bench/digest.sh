@@ -137,12 +137,23 @@ for attempt in $(seq 1 600); do
     sleep 0.1
 done
 base="http://127.0.0.1:$port"
+nginx_worker=$(pgrep -P "$nginx_pid" | head -n 1 || true)
 
 now() { date +%s.%N; }
 
-# run NAME FILE -> prints "NAME SECONDS SHA256 [extra]"
+# CPU time, in clock ticks, of the children this shell has waited for, and of nginx's worker.
+children_ticks() { awk '{ print $16 + $17 }' "/proc/$1/stat"; } # PID
+nginx_ticks() { awk '{ print $14 + $15 }' "/proc/$nginx_worker/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+
+# run NAME FILE -> prints "NAME SECONDS SHA256 [key=value ...]": the per-stage counters for
+# digest, and for every tool `cpu` (seconds of CPU of the command: all its processes) and
+# `nginx_cpu` (of the server meanwhile)
 run() {
-    local name=$1 file=$2 url="$base/$2" start end out sha extra=""
+    local name=$1 file=$2 url="$base/$2" start end out sha extra="" cpu0 cpu1 nginx0 nginx1
+    local self=$BASHPID
+    cpu0=$(children_ticks "$self")
+    nginx0=$(nginx_ticks)
     start=$(now)
     case "$name" in
         digest)
@@ -155,6 +166,10 @@ run() {
         openssl) out=$(curl -s "$url" | openssl dgst -sha256); sha=${out##* } ;;
     esac
     end=$(now)
+    cpu1=$(children_ticks "$self")
+    nginx1=$(nginx_ticks)
+    extra="$extra cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')"
+    extra="$extra nginx_cpu=$(awk -v t=$((nginx1 - nginx0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')"
     echo "$name $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f", e - s }') $sha $extra"
 }
 
@@ -211,6 +226,12 @@ if awk '$2 <= 1 { behind = 1 } END { exit !behind }' <<<"$per_round"; then
 else
     echo "  digest was ahead of openssl in every round"
 fi
+cpu_of() { # TOOL FIELD -> median
+    awk -v t="$1" '$2 == t' "$results" | grep -o " $2=[0-9.]*" | cut -d= -f2 | median
+}
+printf '  CPU seconds per run (all processes of the command; nginx apart): digest %s (+%s), openssl pipeline %s (+%s), sha256sum pipeline %s (+%s)\n' \
+    "$(cpu_of digest cpu)" "$(cpu_of digest nginx_cpu)" "$(cpu_of openssl cpu)" "$(cpu_of openssl nginx_cpu)" \
+    "$(cpu_of sha256 cpu)" "$(cpu_of sha256 nginx_cpu)"
 echo
 echo "where digest's time went (medians over the rounds, seconds; a thread is idle for the rest):"
 stage() { # FIELD
