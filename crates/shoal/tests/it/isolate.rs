@@ -332,6 +332,17 @@ fn without_root_the_copies_are_mounted_in_a_user_namespace() {
     let fields: Vec<&str> = text(&map[0]).split_whitespace().collect();
     assert_eq!(fields, ["65534", "65534", "1"]);
     assert!(!app.join("mine.txt").exists());
+    // `shoal ps`, run outside the namespace, reaches the formation inside it.
+    let ps = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(crate::support::shoal_bin())
+        .args(["ps", "--json"])
+        .current_dir(&app)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(ps.contains(r#""local_writes": 1"#), "{ps}");
     shoal.signal(libc::SIGTERM);
     let out = shoal.finish();
     assert_eq!(out.code(), Some(143), "{}", out.stdout);
