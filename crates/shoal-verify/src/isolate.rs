@@ -216,7 +216,7 @@ impl std::fmt::Debug for Isolation {
 #[derive(Default)]
 struct State {
     /// Each instance's current copy.
-    copies: HashMap<InstanceName, Copy>,
+    copies: HashMap<InstanceName, PrivateCopy>,
     /// What each inotify watch is on.
     watches: HashMap<i32, Watched>,
     generation: u64,
@@ -232,7 +232,7 @@ struct State {
     going: Vec<std::thread::JoinHandle<()>>,
 }
 
-struct Copy {
+struct PrivateCopy {
     /// Everything of this copy: its mirror, its upper and work layers.
     frame: PathBuf,
     /// Where the instance runs.
@@ -391,6 +391,9 @@ impl Isolation {
             let old = state.copies.remove(name);
             if let Some(old) = &old {
                 state.watches.retain(|_, w| w.generation != old.generation);
+                state
+                    .written
+                    .retain(|(generation, _)| *generation != old.generation);
             }
             old
         };
@@ -400,7 +403,7 @@ impl Isolation {
         // the background and the instance restarts meanwhile. `finish` waits for it.
         let gone = self.root.join(format!(".gone-{}", old.generation));
         let moved = std::fs::rename(&old.frame, &gone).ok().and_then(|()| {
-            Some(Copy {
+            Some(PrivateCopy {
                 dir: gone.join(old.dir.strip_prefix(&old.frame).ok()?),
                 frame: gone.clone(),
                 ..old
@@ -490,7 +493,7 @@ impl Isolation {
         let (copies, going) = {
             let mut state = self.lock();
             state.watches.clear();
-            let copies: Vec<Copy> = state.copies.drain().map(|(_, copy)| copy).collect();
+            let copies: Vec<PrivateCopy> = state.copies.drain().map(|(_, copy)| copy).collect();
             (copies, std::mem::take(&mut state.going))
         };
         for copy in copies {
@@ -728,7 +731,7 @@ impl WorkDirs for Isolation {
         self.watch_tree(&mut state, at, false);
         state.copies.insert(
             name.clone(),
-            Copy {
+            PrivateCopy {
                 frame,
                 dir: dir.clone(),
                 mounted: copied.is_none(),
@@ -740,7 +743,7 @@ impl WorkDirs for Isolation {
 }
 
 /// Unmounts and removes a copy.
-fn tear_down(copy: &Copy) {
+fn tear_down(copy: &PrivateCopy) {
     if copy.mounted {
         let _ = unmount(&copy.dir);
     }
