@@ -352,3 +352,36 @@ fn without_root_the_copies_are_mounted_in_a_user_namespace() {
         paths_named(&tmp, "isolate")
     );
 }
+
+#[test]
+fn web_instances_in_their_copies_become_ready_behind_the_router() {
+    let app = App::new("web: sh -c 'echo $PWD; echo hi > greeting.txt && exec FAKE serve'\n");
+    let port = free_port();
+    let shoal = app.spawn(&["start", "--isolate", "-m", "web=2", "-p", &port.to_string()]);
+    shoal.wait_ready(2);
+    shoal.wait_for(&wrote("web.1", "greeting.txt"));
+    shoal.wait_for(&wrote("web.2", "greeting.txt"));
+    for _ in 0..4 {
+        let answer = crate::support::http(port, "GET");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert!(!app.path().join("greeting.txt").exists());
+    let dir = shoal.wait_for_n(1, "from web.1", |l| {
+        l.contains(" web.1 ") && text(l).starts_with('/')
+    });
+    let dir = text(&dir[0]).to_owned();
+    shoal.signal(libc::SIGINT);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(130), "{}", out.stdout);
+    // Ctrl-C leaves no copy behind either.
+    let copies = Path::new(&dir)
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "isolate"))
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        !copies.exists(),
+        "`{}` is left after Ctrl-C",
+        copies.display()
+    );
+}
