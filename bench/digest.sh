@@ -219,8 +219,8 @@ printf '  digest / openssl pipeline    %.2fx  (target >= 1.5x, and >= 1000 MB/s)
 printf '  digest / sha256sum pipeline  %.2fx\n' "$(awk -v a="$digest_mbs" -v b="$sha_mbs" 'BEGIN { print a / b }')"
 # digest's time over openssl's in the same round: > 1 is a round where digest was behind.
 per_round=$(awk '$2 == "digest" { d[$1] = $3 } $2 == "openssl" { o[$1] = $3 }
-    END { for (r in d) if (r in o) printf "%s %.2f\n", r, o[r] / d[r] }' "$results" | sort -n)
-printf '  digest / openssl in each round: %s\n' "$(awk '{ printf "%s%s", sep, $2; sep = ", " }' <<<"$per_round")"
+    END { for (r in d) if (r in o) printf "%s %.6f\n", r, o[r] / d[r] }' "$results" | sort -n)
+printf '  digest / openssl in each round: %s\n' "$(awk '{ printf "%s%.2f", sep, $2; sep = ", " }' <<<"$per_round")"
 if awk '$2 <= 1 { behind = 1 } END { exit !behind }' <<<"$per_round"; then
     echo "  digest was behind openssl in at least one round"
 else
