@@ -345,7 +345,7 @@ const BLOCK: usize = 1 << 20;
 /// How many blocks a pipeline may use: what its memory is bounded by, whatever the file
 /// size. The stream fills one while each of the three threads works on another, and the
 /// two spare ones absorb a slow moment of the disk or the scheduler (with four the stream
-/// waited longer for a free block, and a GiB took 3-25 % longer in pairs of runs).
+/// waited longer for a free block, and a GiB took 3-36 % longer in pairs of runs).
 const BLOCKS: usize = 6;
 
 /// Direct I/O wants buffer addresses, file offsets and lengths that are multiples of the
@@ -405,7 +405,15 @@ struct Lanes {
     senders: [mpsc::Sender<Arc<Block>>; 3],
     sha256: oneshot::Receiver<([u8; 32], Duration)>,
     blake3: oneshot::Receiver<([u8; 32], Sniffed, Duration)>,
-    write: oneshot::Receiver<(io::Result<()>, Duration, u64, u64)>,
+    write: oneshot::Receiver<Written>,
+}
+
+/// How the writer thread ended.
+struct Written {
+    result: io::Result<()>,
+    busy: Duration,
+    direct_bytes: u64,
+    writes: u64,
 }
 
 enum LaneError {
@@ -456,10 +464,10 @@ impl Lanes {
                 drop(parts);
                 batch.clear();
                 if written.is_err() {
-                    return (written, busy, writer.direct_bytes, writer.writes);
+                    return writer.outcome(written, busy);
                 }
             }
-            (Ok(()), busy, writer.direct_bytes, writer.writes)
+            writer.outcome(Ok(()), busy)
         })?;
         let (pool, free) = mpsc::unbounded_channel();
         Ok(Lanes {
@@ -511,10 +519,10 @@ impl Lanes {
         let write = self.write.await;
         let sha256 = self.sha256.await;
         let blake3 = self.blake3.await;
-        if let Ok((_, busy, direct_bytes, writes)) = &write {
-            stages.write = *busy;
-            stages.direct_bytes = *direct_bytes;
-            stages.writes = *writes;
+        if let Ok(written) = &write {
+            stages.write = written.busy;
+            stages.direct_bytes = written.direct_bytes;
+            stages.writes = written.writes;
         }
         if let Ok((_, busy)) = &sha256 {
             stages.sha256 = *busy;
@@ -523,8 +531,14 @@ impl Lanes {
             stages.blake3 = *busy;
         }
         match (write, sha256, blake3) {
-            (Ok((Err(error), ..)), _, _) => Err(LaneError::Write(error)),
-            (Ok((Ok(()), ..)), Ok((sha256, _)), Ok((blake3, sniffed, _))) => {
+            (
+                Ok(Written {
+                    result: Err(error), ..
+                }),
+                _,
+                _,
+            ) => Err(LaneError::Write(error)),
+            (Ok(Written { result: Ok(()), .. }), Ok((sha256, _)), Ok((blake3, sniffed, _))) => {
                 Ok((sha256, blake3, sniffed))
             }
             _ => Err(LaneError::Stopped),
@@ -646,6 +660,15 @@ impl ScratchWriter {
             }
         }
         Ok(())
+    }
+
+    fn outcome(&self, result: io::Result<()>, busy: Duration) -> Written {
+        Written {
+            result,
+            busy,
+            direct_bytes: self.direct_bytes,
+            writes: self.writes,
+        }
     }
 
     fn stop_direct(&mut self) -> io::Result<()> {
