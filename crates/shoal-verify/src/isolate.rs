@@ -626,7 +626,9 @@ impl Isolation {
                 continue;
             }
             let gone = event.mask & (libc::IN_DELETE | libc::IN_MOVED_FROM) != 0;
-            let change = if event.mask & libc::IN_CREATE != 0 || gone {
+            // Overlayfs makes a whiteout in its work directory and renames it into place.
+            let made = event.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0;
+            let change = if made || gone {
                 self.change_of(&path, gone)
             } else {
                 Change::Wrote

@@ -385,3 +385,30 @@ fn web_instances_in_their_copies_become_ready_behind_the_router() {
         copies.display()
     );
 }
+
+#[test]
+fn changing_and_deleting_the_apps_own_files_are_reported_too() {
+    let app = App::new(
+        "worker: sh -c 'echo more >> seed.txt && rm old/gone.txt && echo done && exec sleep 600'\n",
+    );
+    app.write("seed.txt", "seed\n");
+    std::fs::create_dir(app.path().join("old")).unwrap();
+    app.write("old/gone.txt", "bye\n");
+    let shoal = app.spawn(&["start", "--isolate", "-p", &free_port().to_string()]);
+    shoal.wait_for(&wrote("worker.1", "seed.txt"));
+    let deleted =
+        shoal.wait_for("worker.1 deleted `old/gone.txt` in its copy of the app directory");
+    assert!(
+        deleted.contains("the other instances still have it and a restart brings it back"),
+        "{deleted}"
+    );
+    assert_eq!(local_writes(&app, "worker.1"), Some(2));
+    // The app directory itself is as it was.
+    assert_eq!(
+        std::fs::read_to_string(app.path().join("seed.txt")).unwrap(),
+        "seed\n"
+    );
+    assert!(app.path().join("old/gone.txt").exists());
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
+}
