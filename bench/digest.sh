@@ -7,7 +7,9 @@
 #            as the worker does (download + SHA-256 + BLAKE3 + type scan + write), file removed
 #   sha256   curl -s URL | sha256sum
 #   openssl  curl -s URL | openssl dgst -sha256
-# and checks that the three SHA-256 agree. Throughput is bytes / wall time of the whole
+# and checks that the three SHA-256 agree. After the rounds, the download alone
+# (`curl -s -o /dev/null URL`, as many runs as rounds): the most any pipeline of this server
+# and this machine could reach. Throughput is bytes / wall time of the whole
 # command (process start included) in MB/s (10^6 bytes). The summary shows each median, the
 # ratio of the medians digest/openssl (target >= 1.5x, and >= 1000 MB/s), the ratio in each
 # round (digest ahead of openssl in every round?), and where digest's time went (medians of
@@ -232,6 +234,14 @@ cpu_of() { # TOOL FIELD -> median
 printf '  CPU seconds per run (all processes of the command; nginx apart): digest %s (+%s), openssl pipeline %s (+%s), sha256sum pipeline %s (+%s)\n' \
     "$(cpu_of digest cpu)" "$(cpu_of digest nginx_cpu)" "$(cpu_of openssl cpu)" "$(cpu_of openssl nginx_cpu)" \
     "$(cpu_of sha256 cpu)" "$(cpu_of sha256 nginx_cpu)"
+alone=$(for round in $(seq 1 "$rounds"); do
+    start=$(now)
+    curl -s -o /dev/null "$base/large.bin"
+    end=$(now)
+    awk -v b="$bytes" -v s="$start" -v e="$end" 'BEGIN { print b / (e - s) / 1e6 }'
+done)
+printf '  the download alone, curl -s -o /dev/null: %.1f MB/s (median of %d; %s)\n' \
+    "$(median <<<"$alone")" "$rounds" "$(sort -g <<<"$alone" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f-%.0f", lo, hi }')"
 echo
 echo "where digest's time went (medians over the rounds, seconds; a thread is idle for the rest):"
 stage() { # FIELD
