@@ -64,16 +64,31 @@ fn on_port(sockets: &[Socket], port: u16) -> Vec<Socket> {
 }
 
 /// Every socket of the kernel's TCP tables. The kernel writes a line per socket on the
-/// machine, so a read costs tenths of a second when there are tens of thousands.
+/// machine, so a read costs tenths of a second when there are tens of thousands. The tables
+/// are read a line at a time: a machine that has just made a hundred thousand connections
+/// lists them all (mostly in `TIME_WAIT`), megabytes of text that probes on several threads
+/// would otherwise each hold at once, and that the allocator keeps for the process's life.
 fn read_tables() -> Option<Vec<Socket>> {
+    use std::io::BufRead;
     let mut sockets = Vec::new();
     let mut readable = false;
+    let mut line = String::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
+        let Ok(file) = std::fs::File::open(table) else {
             continue;
         };
         readable = true;
-        sockets.extend(parse_table(&text));
+        let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
+        // The first line names the columns.
+        let mut first = true;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if first => first = false,
+                Ok(_) => sockets.extend(parse_line(&line)),
+            }
+        }
     }
     readable.then_some(sockets)
 }
@@ -102,30 +117,26 @@ fn recent_tables(max_age: std::time::Duration) -> Option<std::sync::Arc<Vec<Sock
 
 /// The sockets of a `/proc/net/tcp` or `/proc/net/tcp6` table.
 pub fn parse_table(text: &str) -> Vec<Socket> {
+    text.lines().skip(1).filter_map(parse_line).collect()
+}
+
+/// One line of a table: the socket, unless it is in `TIME_WAIT` or the line is not one.
+fn parse_line(line: &str) -> Option<Socket> {
     const LISTEN: &str = "0A";
     const TIME_WAIT: &str = "06";
-    let mut sockets = Vec::new();
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-        let (Some(local), Some(&state), Some(inode)) =
-            (fields.get(1), fields.get(3), fields.get(9))
-        else {
-            continue;
-        };
-        if state == TIME_WAIT {
-            continue;
-        }
-        let (Some(local), Ok(inode)) = (parse_address(local), inode.parse()) else {
-            continue;
-        };
-        sockets.push(Socket {
-            local,
-            listening: state == LISTEN,
-            inode,
-        });
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+    let mut fields = line.split_whitespace();
+    let local = fields.nth(1)?;
+    let state = fields.nth(1)?;
+    if state == TIME_WAIT {
+        return None;
     }
-    sockets
+    let inode = fields.nth(5)?;
+    Some(Socket {
+        local: parse_address(local)?,
+        listening: state == LISTEN,
+        inode: inode.parse().ok()?,
+    })
 }
 
 /// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): each group of 8 digits is a
