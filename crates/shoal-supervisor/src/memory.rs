@@ -114,7 +114,7 @@ impl CgroupRoot {
 
 impl Drop for CgroupRoot {
     fn drop(&mut self) {
-        remove_tree(&self.dir);
+        remove_tree(&self.dir, Leftovers::Kill);
     }
 }
 
@@ -167,28 +167,52 @@ fn sweep_stale(parent: &Path) {
         else {
             continue;
         };
+        // Only the directories: a shoal in another PID namespace has no `/proc/PID` here
+        // although it runs, and removing a cgroup that still holds a process fails harmlessly.
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            remove_tree(&entry.path());
+            remove_tree(&entry.path(), Leftovers::Keep);
         }
     }
 }
 
+/// What [`remove_tree`] does with processes still in a cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    /// Kill them first (this shoal's own cgroups).
+    Kill,
+    /// Leave them, and the cgroup with them (another shoal's).
+    Keep,
+}
+
 /// Removes a cgroup and the cgroups below it (the directories only: their files are the
-/// kernel's), killing whatever still runs in them first.
-fn remove_tree(dir: &Path) {
+/// kernel's).
+fn remove_tree(dir: &Path, leftovers: Leftovers) {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&entry.path());
+                remove_tree(&entry.path(), leftovers);
             }
         }
     }
-    let cgroup = Cgroup {
-        dir: dir.to_path_buf(),
-        version: Version::V1,
-    };
-    cgroup.kill_all();
+    if leftovers == Leftovers::Kill {
+        let cgroup = Cgroup {
+            dir: dir.to_path_buf(),
+            version: Version::V1,
+        };
+        cgroup.kill_all();
+    }
     let _ = fs::remove_dir(dir);
+}
+
+/// The processes a `cgroup.procs` file lists that this process may signal. The kernel lists a
+/// process outside this PID namespace as 0, and `kill(0, …)` would signal this process's own
+/// group: such lines, and this process itself, are left out.
+fn signalable(procs: &str) -> impl Iterator<Item = i32> + '_ {
+    let own = std::process::id() as i32;
+    procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .filter(move |&pid| pid > 0 && pid != own)
 }
 
 /// One run's memory cgroup.
@@ -244,7 +268,7 @@ impl Cgroup {
         let Ok(procs) = fs::read_to_string(self.dir.join("cgroup.procs")) else {
             return;
         };
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        for pid in signalable(&procs) {
             // SAFETY: kill has no memory-safety preconditions.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
@@ -320,6 +344,13 @@ pub(crate) fn enter(fd: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_processes_this_one_may_signal_are_killed() {
+        let own = std::process::id();
+        let procs = format!("0\n4242\n{own}\n-1\nnot a pid\n 17 \n");
+        assert_eq!(signalable(&procs).collect::<Vec<_>>(), [4242, 17]);
+    }
 
     #[test]
     fn a_warning_per_crossing_and_one_restart_at_twice_the_limit() {
