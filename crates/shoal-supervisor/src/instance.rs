@@ -197,7 +197,13 @@ async fn watch_memory(
         let cgroup = cgroup.clone();
         let reading = tokio::task::spawn_blocking(move || match &cgroup {
             Some(cgroup) => (cgroup.working_set(), cgroup.oom_kills()),
-            None => (Some(process::group_resident_bytes(pgid)), 0),
+            // A group `/proc` does not show (or no `/proc`) gives no reading, not 0.
+            None => (
+                process::usage_by_group()
+                    .get(&pgid)
+                    .map(|usage| usage.resident_bytes),
+                0,
+            ),
         })
         .await;
         let Ok((Some(used), oom_kills)) = reading else {

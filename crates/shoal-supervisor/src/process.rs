@@ -347,23 +347,6 @@ pub fn usage_by_group() -> std::collections::HashMap<u32, Usage> {
     groups
 }
 
-/// The resident memory of process group `pgid`'s live processes, from one pass over `/proc`.
-pub(crate) fn group_resident_bytes(pgid: u32) -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let page = if page > 0 { page as u64 } else { 4096 };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(stat)
-        .filter(|stat| stat.group == pgid && stat.state != "Z" && stat.state != "X")
-        .map(|stat| stat.rss_pages * page)
-        .sum()
-}
-
 /// Scans `/proc` for a member of group `pgid` that is not a zombie.
 fn live_members_in_proc(pgid: u32) -> Option<bool> {
     std::fs::metadata("/proc/self/stat").ok()?;
