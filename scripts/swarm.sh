@@ -36,9 +36,14 @@ ensure_swarm() {
     # Debian's client, which matches Debian's daemon, for talking to the daemon before the
     # API version is known.
     local debian=/usr/bin/docker
-    [ -x "$debian" ] || debian="$(command -v docker)"
+    [ -x "$debian" ] || debian="$(command -v docker || true)"
+    if [ -z "$debian" ]; then
+        swarm_not_run "no docker client is installed"
+        return
+    fi
     export SHOAL_TEST_DOCKERD_LOG="${SHOAL_TEST_DOCKERD_LOG:-/var/log/shoal-test-dockerd.log}"
-    if ! DOCKER_API_VERSION= "$debian" info >/dev/null 2>&1; then
+    # Every call to the daemon is bounded: a socket whose daemon is stuck must not hang the run.
+    if ! DOCKER_API_VERSION= timeout 10 "$debian" info >/dev/null 2>&1; then
         if [ "$(id -u)" != 0 ]; then
             swarm_not_run "no Docker daemon answers, and starting one needs root"
             return
@@ -46,7 +51,7 @@ ensure_swarm() {
         echo "scripts/test: starting dockerd (log: $SHOAL_TEST_DOCKERD_LOG)" >&2
         (setsid dockerd >"$SHOAL_TEST_DOCKERD_LOG" 2>&1 &)
         local deadline=$((SECONDS + 90))
-        until DOCKER_API_VERSION= "$debian" info >/dev/null 2>&1; do
+        until DOCKER_API_VERSION= timeout 5 "$debian" info >/dev/null 2>&1; do
             if [ $SECONDS -ge $deadline ]; then
                 swarm_not_run "dockerd did not answer within 90 s: $(tail -n 3 "$SHOAL_TEST_DOCKERD_LOG" | tr '\n' ' ')"
                 return
@@ -55,7 +60,7 @@ ensure_swarm() {
         done
     fi
     local api
-    api="$(DOCKER_API_VERSION= "$debian" version --format '{{.Server.APIVersion}}' 2>/dev/null || true)"
+    api="$(DOCKER_API_VERSION= timeout 10 "$debian" version --format '{{.Server.APIVersion}}' 2>/dev/null || true)"
     export DOCKER_API_VERSION="$api"
 
     local client="" candidate version
@@ -71,9 +76,10 @@ ensure_swarm() {
         return
     fi
 
-    if [ "$("$client" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" != active ]; then
-        if ! "$client" swarm init --advertise-addr 127.0.0.1 >/dev/null 2>&1; then
-            swarm_not_run "docker swarm init failed: $("$client" swarm init --advertise-addr 127.0.0.1 2>&1 | head -n 1)"
+    if [ "$(timeout 10 "$client" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" != active ]; then
+        local out
+        if ! out="$(timeout 60 "$client" swarm init --advertise-addr 127.0.0.1 2>&1)"; then
+            swarm_not_run "docker swarm init failed: ${out%%$'\n'*}"
             return
         fi
         export SHOAL_TEST_SWARM_LEAVE=1
