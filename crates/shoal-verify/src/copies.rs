@@ -279,11 +279,11 @@ pub(crate) fn mirror(app_dir: &Path, frame: &Path) -> io::Result<PathBuf> {
         current.push(towards);
         std::fs::create_dir(&current)?;
     }
-    let Some(name) = app_dir.file_name() else {
-        return Ok(frame.join("app"));
-    };
+    // An app right below `/` (or `/` itself) has no level mirrored: its directory is made here,
+    // so that the caller always gets one that exists (an overlay needs its mount point).
     if current == frame {
-        current.push(name);
+        current.push(app_dir.file_name().unwrap_or(std::ffi::OsStr::new("app")));
+        std::fs::create_dir_all(&current)?;
     }
     Ok(current)
 }
@@ -390,6 +390,15 @@ fn list(dir: &Path, relative: &Path, out: &mut Manifest) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_right_below_the_root_gets_a_directory_that_exists() {
+        // `/tmp` has nothing above it but `/`, which is never mirrored.
+        let frame = tempfile::tempdir().unwrap();
+        let dir = mirror(Path::new("/tmp"), frame.path()).unwrap();
+        assert_eq!(dir, frame.path().join("tmp"));
+        assert!(dir.is_dir());
+    }
 
     #[test]
     fn each_start_gets_a_fresh_copy_and_writes_are_recorded() {
