@@ -195,7 +195,8 @@ async fn a_scratch_file_that_cannot_be_written_is_named() {
         eprintln!("NOT RUN: the full-disk case needs /dev/full");
         return;
     }
-    let data = generated(1024 * 1024, 7);
+    // Several blocks, so that the writer fails while the stream still has blocks to send.
+    let data = generated(8 << 20, 7);
     let error = digest_stream(chunked(&data, &[65_536]), full, u64::MAX, |_| {})
         .await
         .unwrap_err();
@@ -221,10 +222,12 @@ async fn a_dropped_pipeline_leaves_no_thread_behind() {
     tokio::select! {
         result = pipeline => panic!("the pipeline ended on its own: {result:?}"),
         () = async {
-            for _ in 0..8 {
+            // More than two blocks, so that whole blocks are in the threads' queues when the
+            // pipeline is dropped.
+            for _ in 0..30 {
                 sender.send(Ok(Bytes::from(vec![1u8; 100_000]))).await.unwrap();
             }
-            while progress_rx.recv().await != Some(800_000) {}
+            while progress_rx.recv().await != Some(3_000_000) {}
             // A thread names itself once it runs, which may be after its queue filled.
             wait_for("the three pipeline threads", || {
                 pipeline_threads() == ["digest-blake3", "digest-sha256", "digest-write"]
