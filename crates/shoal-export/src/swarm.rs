@@ -133,7 +133,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
         let service = format!("{app}_release");
         let state = format!("docker service ps {service} --format \"{{{{.CurrentState}}}}\"");
         next_steps.push(format!(
-            "run the release and wait for it to complete (a failed release stops here): docker service rm {service} >/dev/null 2>&1; docker stack deploy -c {dir}/{release_file} {app} && sh -c 'until {state} | grep -q ^Complete; do if {state} | grep -qE \"^(Failed|Rejected)\"; then docker service logs {service}; exit 1; fi; sleep 2; done'"
+            "run the release and wait for it to complete (a failed release stops here): docker service rm {service} >/dev/null 2>&1; docker stack deploy -c {dir}/{release_file} {app} && sh -c 'n=0; until {state} | grep -q ^Complete; do if {state} | grep -qE \"^(Failed|Rejected)\"; then docker service logs {service}; exit 1; fi; n=$((n+1)); if [ $n -ge 300 ]; then echo \"{service} did not complete within 10 minutes:\" >&2; docker service ps {service}; exit 1; fi; sleep 2; done'"
         ));
     }
     next_steps.push(format!(
