@@ -12,9 +12,9 @@
 # and this machine could reach. Throughput is bytes / wall time of the whole
 # command (process start included) in MB/s (10^6 bytes). The summary shows each median, the
 # ratio of the medians digest/openssl (target >= 1.5x, and >= 1000 MB/s), the ratio in each
-# round (digest ahead of openssl in every round?), and where digest's time went (medians of
-# pipeline_bench's per-stage counters: waiting for the download, waiting for a free block,
-# each thread's busy time). Then the pipeline's peak resident memory (VmHWM) for the small
+# round (digest ahead of openssl in every round?), the CPU budget (below), and where
+# digest's time went (medians of pipeline_bench's per-stage counters: waiting for the
+# download, waiting for a free block, each thread's busy time, SHA-256's wait). Then the pipeline's peak resident memory (VmHWM) for the small
 # and the large file (target: within 10%, under 16 MiB).
 #
 # Then an upload: `shoal start` runs digest's web process (one instance, SQLite in the bench
@@ -22,10 +22,17 @@
 # to /api/uploads through the router (`curl -F`: upload + SHA-256 + BLAKE3 + type scan +
 # scratch file + the report stored), interleaved with `curl | openssl dgst -sha256` again.
 #
+# The CPU budget: the CPU seconds per GiB of every process involved (each digest thread from
+# the pipeline's own clocks, each process of the shell pipelines from GNU time, nginx's worker
+# from /proc/PID/schedstat), and the floor they imply on this machine: the larger of all of
+# them over the number of cores and the busiest single thread's. CPU seconds move little when
+# the machine is shared, unlike wall time, so this part of the output holds on a busy machine
+# too, and it tells how far each pipeline is from its limit.
+#
 # The limits of this machine come first: single-thread SHA-256 (the sha2 crate) and BLAKE3
 # speed (`pipeline_bench --hash-speed`), and whether the CPU has SHA instructions.
 #
-# Installs nginx, curl and openssl when missing (apt); builds the example with
+# Installs nginx, curl, openssl and GNU time when missing (apt); builds the example with
 # `cargo build --release -p digest-app --example pipeline_bench` unless DIGEST_BENCH_BIN is
 # set, and for the upload `cargo build --release -p shoal -p digest-app` unless SHOAL_BIN and
 # DIGEST_BIN are set.
@@ -57,6 +64,8 @@ for tool in nginx curl openssl sha256sum; do
         case "$tool" in sha256sum) missing+=(coreutils) ;; *) missing+=("$tool") ;; esac
     fi
 done
+# GNU time gives each process of a shell pipeline its own CPU seconds (bash's time cannot).
+if [ ! -x /usr/bin/time ]; then missing+=(time); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "digest.sh: installing ${missing[*]} (apt)" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -143,35 +152,41 @@ nginx_worker=$(pgrep -P "$nginx_pid" | head -n 1 || true)
 
 now() { date +%s.%N; }
 
-# CPU time, in clock ticks, of the children this shell has waited for, and of nginx's worker.
-children_ticks() { awk '{ print $16 + $17 }' "/proc/$1/stat"; } # PID
-nginx_ticks() { awk '{ print $14 + $15 }' "/proc/$nginx_worker/stat" 2>/dev/null || echo 0; }
-hz=$(getconf CLK_TCK)
+# CPU seconds of nginx's worker so far (schedstat: nanoseconds on a CPU, user and system).
+nginx_ns() { awk '{ print $1 }' "/proc/$nginx_worker/schedstat" 2>/dev/null || echo 0; }
+# CPU seconds of one process of a shell pipeline: GNU time's user + system, from its file.
+cpu_file() { awk '{ printf "%.3f", $1 + $2 }' "$1"; } # FILE
+timed() { /usr/bin/time -f '%U %S' -o "$1" "${@:2}"; } # FILE COMMAND...
 
-# run NAME FILE -> prints "NAME SECONDS SHA256 [key=value ...]": the per-stage counters for
-# digest, and for every tool `cpu` (seconds of CPU of the command: all its processes) and
-# `nginx_cpu` (of the server meanwhile)
+# run NAME FILE -> prints "NAME SECONDS SHA256 [key=value ...]": the per-stage counters and
+# the CPU seconds of each thread for digest (cpu_*), the CPU seconds of each process for the
+# shell pipelines (cpu_curl, cpu_openssl, cpu_sha256sum), and for all `cpu_nginx`, the
+# server's CPU seconds meanwhile
 run() {
-    local name=$1 file=$2 url="$base/$2" start end out sha extra="" cpu0 cpu1 nginx0 nginx1
-    local self=$BASHPID
-    cpu0=$(children_ticks "$self")
-    nginx0=$(nginx_ticks)
+    local name=$1 file=$2 url="$base/$2" start end out sha extra="" nginx0 nginx1
+    nginx0=$(nginx_ns)
     start=$(now)
     case "$name" in
         digest)
             out=$("$DIGEST_BENCH_BIN" "$url" "$work/scratch")
             sha=$(sed -n 's/.*sha256=\([0-9a-f]*\).*/\1/p' <<<"$out")
             # The per-stage counters, one field each (the digest itself is compared apart).
-            extra=$(tr ' ' '\n' <<<"$out" | grep -E '^(max_rss_kib|chunks|blocks|stream_wait|block_wait|sha256_busy|blake3_busy|write_busy|direct_bytes|writes)=' | tr '\n' ' ')
+            extra=$(tr ' ' '\n' <<<"$out" | grep -E '^(max_rss_kib|chunks|blocks|stream_wait|block_wait|sha256_busy|sha256_wait|blake3_busy|write_busy|direct_bytes|writes|cpu_[a-z0-9]*)=' | tr '\n' ' ')
             ;;
-        sha256) out=$(curl -s "$url" | sha256sum); sha=${out%% *} ;;
-        openssl) out=$(curl -s "$url" | openssl dgst -sha256); sha=${out##* } ;;
+        sha256)
+            out=$(timed "$work/cpu.curl" curl -s "$url" | timed "$work/cpu.tool" sha256sum)
+            sha=${out%% *}
+            extra="cpu_curl=$(cpu_file "$work/cpu.curl") cpu_sha256sum=$(cpu_file "$work/cpu.tool")"
+            ;;
+        openssl)
+            out=$(timed "$work/cpu.curl" curl -s "$url" | timed "$work/cpu.tool" openssl dgst -sha256)
+            sha=${out##* }
+            extra="cpu_curl=$(cpu_file "$work/cpu.curl") cpu_openssl=$(cpu_file "$work/cpu.tool")"
+            ;;
     esac
     end=$(now)
-    cpu1=$(children_ticks "$self")
-    nginx1=$(nginx_ticks)
-    extra="$extra cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')"
-    extra="$extra nginx_cpu=$(awk -v t=$((nginx1 - nginx0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')"
+    nginx1=$(nginx_ns)
+    extra="$extra cpu_nginx=$(awk -v a="$nginx0" -v b="$nginx1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
     echo "$name $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f", e - s }') $sha $extra"
 }
 
@@ -228,20 +243,79 @@ if awk '$2 <= 1 { behind = 1 } END { exit !behind }' <<<"$per_round"; then
 else
     echo "  digest was ahead of openssl in every round"
 fi
-cpu_of() { # TOOL FIELD -> median
-    awk -v t="$1" '$2 == t' "$results" | grep -o " $2=[0-9.]*" | cut -d= -f2 | median
-}
-printf '  CPU seconds per run (all processes of the command; nginx apart): digest %s (+%s), openssl pipeline %s (+%s), sha256sum pipeline %s (+%s)\n' \
-    "$(cpu_of digest cpu)" "$(cpu_of digest nginx_cpu)" "$(cpu_of openssl cpu)" "$(cpu_of openssl nginx_cpu)" \
-    "$(cpu_of sha256 cpu)" "$(cpu_of sha256 nginx_cpu)"
 alone=$(for round in $(seq 1 "$rounds"); do
+    nginx0=$(nginx_ns)
     start=$(now)
-    curl -s -o /dev/null "$base/large.bin"
+    timed "$work/cpu.curl" curl -s -o /dev/null "$base/large.bin"
     end=$(now)
-    awk -v b="$bytes" -v s="$start" -v e="$end" 'BEGIN { print b / (e - s) / 1e6 }'
+    nginx1=$(nginx_ns)
+    awk -v b="$bytes" -v s="$start" -v e="$end" -v c="$(cpu_file "$work/cpu.curl")" -v n0="$nginx0" -v n1="$nginx1" \
+        'BEGIN { printf "%f %s %f\n", b / (e - s) / 1e6, c, (n1 - n0) / 1e9 }'
 done)
 printf '  the download alone, curl -s -o /dev/null: %.1f MB/s (median of %d; %s)\n' \
-    "$(median <<<"$alone")" "$rounds" "$(sort -g <<<"$alone" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f-%.0f", lo, hi }')"
+    "$(cut -d' ' -f1 <<<"$alone" | median)" "$rounds" "$(cut -d' ' -f1 <<<"$alone" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f-%.0f", lo, hi }')"
+
+# The CPU budget. CPU seconds hardly move when other work shares the machine, unlike wall
+# time, so they tell how fast each pipeline could go on this machine with both cores to
+# itself: its floor is the larger of (all its CPU seconds, the server's included) / cores and
+# the CPU seconds of its busiest single thread (SHA-256's thread for digest, a whole process
+# for the shell pipelines, whose processes have one thread each), both per GiB.
+gib=$(awk -v b="$bytes" 'BEGIN { print b / 1073741824 }')
+cores=$(nproc)
+per_gib() { # TOOL FIELD -> median over the rounds, in seconds per GiB
+    awk -v t="$1" '$2 == t' "$results" | grep -o " $2=[0-9.]*" | cut -d= -f2 | awk -v g="$gib" '{ print $1 / g }' | median
+}
+# budget TOOL "CRITICAL FIELDS" -> one line per round, "total floor wall" in seconds per GiB:
+# total is the sum of the cpu_ fields but the process's own cpu_user and cpu_sys (its
+# threads are listed apart), floor as above, wall the round's time
+budget() {
+    awk -v t="$1" -v crit=" $2 " -v g="$gib" -v cores="$cores" '$2 == t {
+        total = 0; worst = 0
+        for (i = 5; i <= NF; i++) {
+            n = split($i, kv, "=")
+            if (n != 2 || kv[1] !~ /^cpu_/ || kv[1] == "cpu_user" || kv[1] == "cpu_sys") continue
+            total += kv[2]
+            if (index(crit, " " kv[1] " ") && kv[2] > worst) worst = kv[2]
+        }
+        floor = total / cores > worst ? total / cores : worst
+        printf "%f %f %f %f\n", total / g, floor / g, $3 / g, worst / g
+    }' "$results"
+}
+column() { cut -d' ' -f"$1" | median; } # N: the median of column N
+mbs_of() { awk -v s="$1" 'BEGIN { printf "%.0f", 1073741824 / s / 1e6 }'; } # SECONDS-PER-GIB
+floor_line() { # TOOL "CRITICAL FIELDS" LABEL
+    local rows total floor wall worst
+    rows=$(budget "$1" "$2")
+    total=$(column 1 <<<"$rows")
+    floor=$(column 2 <<<"$rows")
+    wall=$(column 3 <<<"$rows")
+    worst=$(column 4 <<<"$rows")
+    printf '      all %.3f; floor = max(all / %d cores = %.3f, %s %.3f) = %.3f s = %s MB/s; median round %.3f s, %.0f%% of the floor'"'"'s speed\n' \
+        "$total" "$cores" "$(awk -v t="$total" -v c="$cores" 'BEGIN { print t / c }')" "$3" "$worst" \
+        "$floor" "$(mbs_of "$floor")" "$wall" "$(awk -v f="$floor" -v w="$wall" 'BEGIN { print 100 * f / w }')"
+}
+echo
+echo "CPU budget, seconds per GiB (user + system, medians over the rounds; nginx's worker apart):"
+printf '  digest           fetch and fill %.3f, SHA-256 %.3f, BLAKE3 + type scan %.3f, writer %.3f, nginx %.3f\n' \
+    "$(per_gib digest cpu_fetch)" "$(per_gib digest cpu_sha256)" "$(per_gib digest cpu_blake3)" \
+    "$(per_gib digest cpu_write)" "$(per_gib digest cpu_nginx)"
+floor_line digest "cpu_sha256" "SHA-256 thread"
+printf '  curl | openssl   curl %.3f, openssl %.3f, nginx %.3f\n' \
+    "$(per_gib openssl cpu_curl)" "$(per_gib openssl cpu_openssl)" "$(per_gib openssl cpu_nginx)"
+floor_line openssl "cpu_curl cpu_openssl" "busiest process"
+printf '  curl | sha256sum curl %.3f, sha256sum %.3f, nginx %.3f\n' \
+    "$(per_gib sha256 cpu_curl)" "$(per_gib sha256 cpu_sha256sum)" "$(per_gib sha256 cpu_nginx)"
+floor_line sha256 "cpu_curl cpu_sha256sum" "busiest process"
+printf '  the download alone: curl %.3f, nginx %.3f\n' \
+    "$(cut -d' ' -f2 <<<"$alone" | awk -v g="$gib" '{ print $1 / g }' | median)" \
+    "$(cut -d' ' -f3 <<<"$alone" | awk -v g="$gib" '{ print $1 / g }' | median)"
+digest_floor=$(budget digest cpu_sha256 | column 2)
+target_s=$(awk -v m="$openssl_mbs" 'BEGIN { print 1073741824 / (1.5 * m * 1e6) }')
+printf '  1.5x the openssl pipeline'"'"'s median is %s MB/s, %.3f s per GiB; digest'"'"'s floor is %.3f s: ' \
+    "$(mbs_of "$target_s")" "$target_s" "$digest_floor"
+awk -v f="$digest_floor" -v t="$target_s" 'BEGIN {
+    if (f >= t) printf "beyond this machine (at its floor digest would be %.2fx openssl)\n", 1.5 * t / f
+    else printf "within reach only at %.0f%% of the floor'"'"'s speed\n", 100 * f / t }'
 echo
 echo "where digest's time went (medians over the rounds, seconds; a thread is idle for the rest):"
 stage() { # FIELD

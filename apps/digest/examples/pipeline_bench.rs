@@ -7,8 +7,14 @@
 //! `max_rss_kib` (the process's peak resident memory, VmHWM), `chunks` and `max_chunk`
 //! (how the body arrived), `blocks` (handed to the threads), the seconds the task feeding
 //! them waited for the download (`stream_wait`) and for a free block (`block_wait`), each
-//! thread's busy seconds (`sha256_busy`, `blake3_busy`, `write_busy`), `direct_bytes`
-//! (written with direct I/O), `writes` (the writer's system calls), `sha256`, `type`.
+//! thread's busy seconds (`sha256_busy`, `blake3_busy`, `write_busy`), the seconds the
+//! SHA-256 thread waited for a block (`sha256_wait`), `direct_bytes` (written with direct
+//! I/O), `writes` (the writer's system calls), `sha256`, `type`.
+//!
+//! And the CPU seconds the pipeline used (from its start to its end, process start not
+//! included): `cpu_user` and `cpu_sys` of the whole process, `cpu_sha256`, `cpu_blake3` and
+//! `cpu_write` of the three threads, and `cpu_fetch`, the rest: the thread that downloads
+//! and fills the blocks (the runtime's only thread here), kernel receive work included.
 //!
 //! `pipeline_bench --hash-speed` instead hashes 1 GiB in memory, 1 MiB at a time on one
 //! thread (the best of three tries), and prints `sha256_gb_per_s` and `blake3_gb_per_s`
@@ -70,6 +76,7 @@ async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
     let mut max_chunk = 0u64;
     let mut last = 0u64;
     let mut stages = Stages::default();
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let result = digest_url_measured(
         &fetcher,
@@ -86,12 +93,17 @@ async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
     )
     .await;
     let seconds = started.elapsed().as_secs_f64();
+    let (user, sys) = process_cpu();
+    let (user, sys) = (user - cpu_before.0, sys - cpu_before.1);
+    let threads = stages.sha256_cpu + stages.blake3_cpu + stages.write_cpu;
+    let fetch = (user + sys).saturating_sub(threads);
     let _ = std::fs::remove_file(&dest);
     let report = result.map_err(|e| e.to_string())?;
     Ok(format!(
         "bytes={} seconds={seconds:.4} mb_per_s={:.1} max_rss_kib={} chunks={chunks} max_chunk={max_chunk} \
-         blocks={} stream_wait={:.3} block_wait={:.3} sha256_busy={:.3} blake3_busy={:.3} write_busy={:.3} \
-         direct_bytes={} writes={} sha256={} type={}",
+         blocks={} stream_wait={:.3} block_wait={:.3} sha256_busy={:.3} sha256_wait={:.3} blake3_busy={:.3} \
+         write_busy={:.3} direct_bytes={} writes={} cpu_user={:.3} cpu_sys={:.3} cpu_sha256={:.3} \
+         cpu_blake3={:.3} cpu_write={:.3} cpu_fetch={:.3} sha256={} type={}",
         report.size,
         report.size as f64 / seconds / 1e6,
         peak_rss_kib().unwrap_or(0),
@@ -99,16 +111,40 @@ async fn run(url: &str, scratch: PathBuf) -> Result<String, String> {
         stages.stream_wait.as_secs_f64(),
         stages.block_wait.as_secs_f64(),
         stages.sha256.as_secs_f64(),
+        stages.sha256_wait.as_secs_f64(),
         stages.blake3.as_secs_f64(),
         stages.write.as_secs_f64(),
         stages.direct_bytes,
         stages.writes,
+        user.as_secs_f64(),
+        sys.as_secs_f64(),
+        stages.sha256_cpu.as_secs_f64(),
+        stages.blake3_cpu.as_secs_f64(),
+        stages.write_cpu.as_secs_f64(),
+        fetch.as_secs_f64(),
         report.sha256,
         serde_json::to_value(report.file_type)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
     ))
+}
+
+/// The user and system CPU time of the whole process so far, threads that have ended
+/// included.
+fn process_cpu() -> (Duration, Duration) {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage to the pointer, which points to one.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    // SAFETY: zeroed is a valid rusage, and getrusage filled it in.
+    let usage = unsafe { usage.assume_init() };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    (time(usage.ru_utime), time(usage.ru_stime))
 }
 
 /// VmHWM from /proc/self/status: the peak resident set size in KiB.

@@ -181,10 +181,19 @@ pub struct Stages {
     pub block_wait: Duration,
     /// The SHA-256 thread's time hashing.
     pub sha256: Duration,
+    /// The SHA-256 thread's time waiting for its next block: the time the slowest stage had
+    /// nothing to do, which is what holds a pipeline below the speed of SHA-256.
+    pub sha256_wait: Duration,
     /// The BLAKE3 thread's time hashing and scanning.
     pub blake3: Duration,
     /// The writer's time in system calls.
     pub write: Duration,
+    /// CPU time (user + system) of the SHA-256 thread.
+    pub sha256_cpu: Duration,
+    /// CPU time of the BLAKE3 and type-scan thread.
+    pub blake3_cpu: Duration,
+    /// CPU time of the writer thread (mostly the kernel's, in its system calls).
+    pub write_cpu: Duration,
     /// Bytes written to the scratch file with direct I/O (the rest went through the page
     /// cache).
     pub direct_bytes: u64,
@@ -402,10 +411,27 @@ struct Lanes {
     pool: mpsc::UnboundedSender<Buffer>,
     free: mpsc::UnboundedReceiver<Buffer>,
     allocated: usize,
-    senders: [mpsc::Sender<Arc<Block>>; 3],
-    sha256: oneshot::Receiver<([u8; 32], Duration)>,
-    blake3: oneshot::Receiver<([u8; 32], Sniffed, Duration)>,
-    write: oneshot::Receiver<Written>,
+    senders: [Queue; 3],
+    sha256: oneshot::Receiver<Finished<Hashed>>,
+    blake3: oneshot::Receiver<Finished<([u8; 32], Sniffed, Duration)>>,
+    write: oneshot::Receiver<Finished<Written>>,
+}
+
+/// The sending end of a lane's queue of blocks.
+type Queue = mpsc::Sender<Arc<Block>>;
+
+/// What a lane's thread returns, with the CPU time it used.
+struct Finished<T> {
+    outcome: T,
+    cpu: Duration,
+}
+
+/// How the SHA-256 thread ended.
+struct Hashed {
+    sha256: [u8; 32],
+    busy: Duration,
+    /// Time waiting for the next block.
+    wait: Duration,
 }
 
 /// How the writer thread ended.
@@ -426,12 +452,22 @@ impl Lanes {
         let (sha256_tx, sha256) = lane("digest-sha256", |mut blocks| {
             let mut hasher = Sha256::new();
             let mut busy = Duration::ZERO;
-            while let Some(block) = blocks.blocking_recv() {
+            let mut wait = Duration::ZERO;
+            loop {
+                let waiting = Instant::now();
+                let Some(block) = blocks.blocking_recv() else {
+                    break;
+                };
                 let started = Instant::now();
+                wait += started - waiting;
                 hasher.update(block.bytes());
                 busy += started.elapsed();
             }
-            (hasher.finalize().into(), busy)
+            Hashed {
+                sha256: hasher.finalize().into(),
+                busy,
+                wait,
+            }
         })?;
         let (blake3_tx, blake3) = lane("digest-blake3", |mut blocks| {
             let mut hasher = blake3::Hasher::new();
@@ -519,17 +555,26 @@ impl Lanes {
         let write = self.write.await;
         let sha256 = self.sha256.await;
         let blake3 = self.blake3.await;
-        if let Ok(written) = &write {
-            stages.write = written.busy;
-            stages.direct_bytes = written.direct_bytes;
-            stages.writes = written.writes;
+        if let Ok(Finished { outcome, cpu }) = &write {
+            stages.write = outcome.busy;
+            stages.write_cpu = *cpu;
+            stages.direct_bytes = outcome.direct_bytes;
+            stages.writes = outcome.writes;
         }
-        if let Ok((_, busy)) = &sha256 {
-            stages.sha256 = *busy;
+        if let Ok(Finished { outcome, cpu }) = &sha256 {
+            stages.sha256 = outcome.busy;
+            stages.sha256_wait = outcome.wait;
+            stages.sha256_cpu = *cpu;
         }
-        if let Ok((_, _, busy)) = &blake3 {
-            stages.blake3 = *busy;
+        if let Ok(Finished { outcome, cpu }) = &blake3 {
+            stages.blake3 = outcome.2;
+            stages.blake3_cpu = *cpu;
         }
+        let (write, sha256, blake3) = (
+            write.map(|f| f.outcome),
+            sha256.map(|f| f.outcome),
+            blake3.map(|f| f.outcome),
+        );
         match (write, sha256, blake3) {
             (
                 Ok(Written {
@@ -538,28 +583,52 @@ impl Lanes {
                 _,
                 _,
             ) => Err(LaneError::Write(error)),
-            (Ok(Written { result: Ok(()), .. }), Ok((sha256, _)), Ok((blake3, sniffed, _))) => {
-                Ok((sha256, blake3, sniffed))
-            }
+            (
+                Ok(Written { result: Ok(()), .. }),
+                Ok(Hashed { sha256, .. }),
+                Ok((blake3, sniffed, _)),
+            ) => Ok((sha256, blake3, sniffed)),
             _ => Err(LaneError::Stopped),
         }
     }
 }
 
-/// Starts a named thread that consumes a queue of blocks and sends back its result.
+/// Starts a named thread that consumes a queue of blocks and sends back its result and the
+/// CPU time it used.
 fn lane<T: Send + 'static>(
     name: &str,
     work: impl FnOnce(mpsc::Receiver<Arc<Block>>) -> T + Send + 'static,
-) -> io::Result<(mpsc::Sender<Arc<Block>>, oneshot::Receiver<T>)> {
+) -> io::Result<(Queue, oneshot::Receiver<Finished<T>>)> {
     // Never more blocks than exist: sending never waits.
     let (sender, blocks) = mpsc::channel(BLOCKS);
     let (result_tx, result) = oneshot::channel();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            let _ = result_tx.send(work(blocks));
+            let outcome = work(blocks);
+            let _ = result_tx.send(Finished {
+                outcome,
+                cpu: thread_cpu(),
+            });
         })?;
     Ok((sender, result))
+}
+
+/// The CPU time (user + system) the calling thread has used so far; zero if the clock is
+/// not available.
+fn thread_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer, which points to one.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Writes the scratch file: with direct I/O while the file system allows it and the data is

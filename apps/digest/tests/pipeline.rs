@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use digest_app::fetch::{AddressClass, FetchError, FetchPolicy, Fetcher};
 use digest_app::inspect::{FileType, Inspector};
-use digest_app::pipeline::{PipelineError, Progress, digest_stream, digest_url};
+use digest_app::pipeline::{
+    PipelineError, Progress, Stages, digest_stream, digest_url, digest_url_measured,
+};
 use futures_core::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -268,6 +270,44 @@ async fn serve_once_per_connection(body: Vec<u8>) -> String {
         }
     });
     format!("http://{address}/file.bin")
+}
+
+#[tokio::test]
+async fn the_stages_count_blocks_and_each_threads_cpu_within_the_runs_time() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("download");
+    let data = generated(8 * 1024 * 1024 + 3, 11);
+    let url = serve_once_per_connection(data.clone()).await;
+    let fetcher = Fetcher::new(FetchPolicy {
+        allow_loopback: true,
+        timeout: Duration::from_secs(60),
+        ..FetchPolicy::default()
+    })
+    .unwrap();
+    let mut stages = Stages::default();
+    let started = std::time::Instant::now();
+    let report = digest_url_measured(&fetcher, &url, &dest, |_| {}, &mut stages)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(report, Inspector::inspect(&data));
+    // Eight whole blocks and the 3 bytes after them.
+    assert_eq!(stages.blocks, 9, "{stages:?}");
+    assert!(stages.chunks >= 1 && stages.writes >= 1, "{stages:?}");
+    // Every thread worked, and no thread can have used more CPU, or been busy and waiting
+    // for longer, than the run lasted: the threads start and end within it.
+    for cpu in [stages.sha256_cpu, stages.blake3_cpu, stages.write_cpu] {
+        assert!(
+            cpu > Duration::ZERO && cpu <= elapsed,
+            "{stages:?} in {elapsed:?}"
+        );
+    }
+    assert!(stages.sha256 > Duration::ZERO, "{stages:?}");
+    assert!(
+        stages.sha256 + stages.sha256_wait <= elapsed,
+        "{stages:?} in {elapsed:?}"
+    );
 }
 
 #[tokio::test]
