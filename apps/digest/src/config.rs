@@ -31,6 +31,11 @@ pub struct Config {
     /// How long a sign-in waits for its turn to hash before it is answered 503
     /// (`DIGEST_HASH_WAIT_MS`, else 5 s).
     pub hash_wait: Duration,
+    /// How many uploads a web process digests at once (`DIGEST_UPLOAD_CONCURRENCY`, else 8).
+    pub upload_concurrency: usize,
+    /// How long an upload waits for its turn before it is answered 503
+    /// (`DIGEST_UPLOAD_WAIT_MS`, else 5 s).
+    pub upload_wait: Duration,
 }
 
 /// A validated `DATABASE_URL`.
@@ -173,6 +178,19 @@ impl Config {
                 0..=60_000,
                 5000,
             )?),
+            upload_concurrency: usize::try_from(number(
+                &get,
+                "DIGEST_UPLOAD_CONCURRENCY",
+                1..=1024,
+                8,
+            )?)
+            .unwrap_or(8),
+            upload_wait: Duration::from_millis(number(
+                &get,
+                "DIGEST_UPLOAD_WAIT_MS",
+                0..=60_000,
+                5000,
+            )?),
         })
     }
 }
@@ -218,8 +236,12 @@ fn number(
             expected: match var {
                 "DIGEST_LEASE_SECS" => "a number of seconds from 1 to 3600",
                 "DIGEST_MAX_ATTEMPTS" => "a number from 1 to 100",
-                "DIGEST_HASH_CONCURRENCY" => "a number from 1 to 1024",
-                "DIGEST_HASH_WAIT_MS" => "a number of milliseconds from 0 to 60000",
+                "DIGEST_HASH_CONCURRENCY" | "DIGEST_UPLOAD_CONCURRENCY" => {
+                    "a number from 1 to 1024"
+                }
+                "DIGEST_HASH_WAIT_MS" | "DIGEST_UPLOAD_WAIT_MS" => {
+                    "a number of milliseconds from 0 to 60000"
+                }
                 _ => "a number of milliseconds from 50 to 60000",
             },
         })
@@ -279,6 +301,10 @@ mod tests {
         assert!(!c.allow_loopback);
         assert!(c.hash_concurrency >= 1);
         assert_eq!(c.hash_wait, Duration::from_secs(5));
+        assert_eq!(
+            (c.upload_concurrency, c.upload_wait),
+            (8, Duration::from_secs(5))
+        );
         assert!(matches!(config(&[]), Err(ConfigError::NoDataDir)));
     }
 
@@ -329,6 +355,23 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((c.hash_concurrency, c.hash_wait), (3, Duration::ZERO));
+        let c = config(&[
+            ("HOME", "/h"),
+            ("DIGEST_UPLOAD_CONCURRENCY", "2"),
+            ("DIGEST_UPLOAD_WAIT_MS", "250"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.upload_concurrency, c.upload_wait),
+            (2, Duration::from_millis(250))
+        );
+        let err = config(&[("HOME", "/h"), ("DIGEST_UPLOAD_CONCURRENCY", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DIGEST_UPLOAD_CONCURRENCY") && err.contains("from 1 to 1024"),
+            "{err}"
+        );
         let err = config(&[("HOME", "/h"), ("DIGEST_HASH_CONCURRENCY", "0")])
             .unwrap_err()
             .to_string();

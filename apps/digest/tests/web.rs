@@ -539,3 +539,150 @@ async fn password_hashes_run_at_most_the_limit_at_once() {
     let r = app.api("/api/signin", true, creds).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// An upload's body that the test feeds: the form up to the file's data, then whatever the
+/// test sends, then the form's end once the sender is dropped.
+struct HeldUpload {
+    parts: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    head: Option<bytes::Bytes>,
+    tail: Option<bytes::Bytes>,
+}
+
+impl HeldUpload {
+    fn body() -> (Body, tokio::sync::mpsc::Sender<bytes::Bytes>) {
+        let (sender, parts) = tokio::sync::mpsc::channel(4);
+        let upload = HeldUpload {
+            parts,
+            head: Some(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"held.bin\"\r\n\r\n"
+                )
+                .into(),
+            ),
+            tail: Some(format!("\r\n--{BOUNDARY}--\r\n").into()),
+        };
+        (Body::from_stream(upload), sender)
+    }
+}
+
+impl futures_core::Stream for HeldUpload {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(head)));
+        }
+        match this.parts.poll_recv(cx) {
+            Poll::Ready(Some(part)) => Poll::Ready(Some(Ok(part))),
+            Poll::Ready(None) => Poll::Ready(this.tail.take().map(Ok)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Uploads are digested at most `DIGEST_UPLOAD_CONCURRENCY` at once (each holds a pipeline's
+/// blocks, threads and scratch file): with one turn taken by an upload still arriving, another
+/// one waits `DIGEST_UPLOAD_WAIT_MS` and then gets 503 with `Retry-After`; one that waits while
+/// the turn comes free is digested.
+#[tokio::test]
+async fn uploads_are_digested_at_most_the_limit_at_once() {
+    async fn upload(
+        router: Router,
+        cookie: String,
+        body: Body,
+    ) -> (StatusCode, Option<String>, String) {
+        let request = Request::post("/api/uploads")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .header("x-requested-with", "test")
+            .header("cookie", cookie)
+            .body(body)
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            retry_after,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+    fn small() -> Body {
+        Body::from(format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"a.txt\"\r\n\r\nhello\n\r\n--{BOUNDARY}--\r\n"
+        ))
+    }
+    async fn running(app: &App, expected: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while app.state.uploads_running() != expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited 60 s for {expected} uploads to run, {} do",
+                app.state.uploads_running()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    for wait_ms in ["0", "60000"] {
+        let mut app = App::with(&[
+            ("DIGEST_UPLOAD_CONCURRENCY", "1"),
+            ("DIGEST_UPLOAD_WAIT_MS", wait_ms),
+        ])
+        .await;
+        let r = app
+            .api(
+                "/api/signup",
+                true,
+                r#"{"username":"erin","password":"correct-horse"}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let cookie = app.cookie.clone().unwrap();
+
+        // The first upload takes the turn and keeps it while its file arrives: 3 MiB, then
+        // nothing until the test says.
+        let (body, more) = HeldUpload::body();
+        let first = tokio::spawn(upload(app.router.clone(), cookie.clone(), body));
+        more.send(vec![7u8; 3 << 20].into()).await.unwrap();
+        running(&app, 1).await;
+
+        let second = tokio::spawn(upload(app.router.clone(), cookie.clone(), small()));
+        if wait_ms == "0" {
+            let (status, retry_after, body) = second.await.unwrap();
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert_eq!(retry_after.as_deref(), Some("2"));
+            assert!(body.contains("too many uploads at once"), "{body}");
+            drop(more);
+        } else {
+            // The second upload waits for the turn; it cannot get it while the first holds it.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(!second.is_finished(), "{:?}", second.await);
+            drop(more);
+            let (status, retry_after, body) = second.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            assert_eq!(retry_after, None);
+        }
+        let (status, _, body) = first.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(body.contains(&format!("\"size\":{}", 3 << 20)), "{body}");
+        running(&app, 0).await;
+
+        // With the turn free again, an upload is digested at once.
+        let (status, _, body) = upload(app.router.clone(), cookie, small()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}

@@ -21,8 +21,9 @@ pub(crate) enum AppError {
     Conflict(String),
     /// The upload is larger than `DIGEST_MAX_BYTES`.
     TooLarge(String),
-    /// Too many requests want a password hash at once; try again after [`RETRY_AFTER_SECS`].
-    Busy,
+    /// Too many requests want a password hash, or to upload, at once (the text names which:
+    /// `sign-ins`, `uploads`); try again after [`RETRY_AFTER_SECS`].
+    Busy(&'static str),
     /// Something failed on our side; the detail has been logged.
     Internal,
 }
@@ -52,7 +53,7 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,8 +63,8 @@ impl AppError {
             AppError::BadRequest(m) | AppError::Conflict(m) | AppError::TooLarge(m) => m.clone(),
             AppError::Unauthorized(m) | AppError::Forbidden(m) => (*m).to_owned(),
             AppError::NotFound => "not found".to_owned(),
-            AppError::Busy => {
-                format!("too many sign-ins at once: try again in {RETRY_AFTER_SECS} seconds")
+            AppError::Busy(what) => {
+                format!("too many {what} at once: try again in {RETRY_AFTER_SECS} seconds")
             }
             AppError::Internal => "something went wrong on our side; try again".to_owned(),
         }
@@ -85,7 +86,7 @@ impl From<shoal_kit::SessionError> for AppError {
 impl AppError {
     /// Adds the headers this error's answer needs besides its body.
     fn headers(&self, mut response: Response) -> Response {
-        if matches!(self, AppError::Busy) {
+        if matches!(self, AppError::Busy(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

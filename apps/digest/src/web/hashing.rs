@@ -43,7 +43,7 @@ impl Hashing {
             match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 // The semaphore is never closed; a timeout is the only way here.
-                Ok(Err(_)) | Err(_) => return Err(AppError::Busy),
+                Ok(Err(_)) | Err(_) => return Err(AppError::Busy("sign-ins")),
             };
         let gate = Arc::clone(self);
         tokio::task::spawn_blocking(move || {

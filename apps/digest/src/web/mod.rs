@@ -34,6 +34,7 @@ use shoal_kit::{SessionConfig, SessionLayer, SessionStore, StoreOptions};
 
 use crate::config::Config;
 use crate::db::{Db, schema};
+use crate::intake;
 use error::AppError;
 
 /// What every handler can reach.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub(crate) db: Db,
     pub(crate) config: Arc<Config>,
     pub(crate) hashing: Arc<hashing::Hashing>,
+    /// The bound on uploads digested at once.
+    pub(crate) uploads: Arc<intake::Pipelines>,
 }
 
 impl AppState {
@@ -50,6 +53,10 @@ impl AppState {
         AppState {
             db,
             hashing: hashing::Hashing::new(config.hash_concurrency, config.hash_wait),
+            uploads: Arc::new(intake::Pipelines::new(
+                config.upload_concurrency,
+                config.upload_wait,
+            )),
             config: Arc::new(config),
         }
     }
@@ -58,6 +65,12 @@ impl AppState {
     #[doc(hidden)]
     pub fn hashes_peak(&self) -> usize {
         self.hashing.peak()
+    }
+
+    /// How many uploads this process is digesting now (for tests).
+    #[doc(hidden)]
+    pub fn uploads_running(&self) -> usize {
+        self.uploads.running()
     }
 }
 

@@ -162,6 +162,11 @@ pub(crate) async fn receive(
                 if !token_seen {
                     return Err(csrf::refused());
                 }
+                // The turn is held until the scratch file is gone: it bounds the disk space
+                // of uploads too.
+                let Some(turn) = state.uploads.enter().await else {
+                    return Err(AppError::Busy("uploads"));
+                };
                 allowance.unlimit();
                 let name = display_name(field.file_name());
                 let scratch =
@@ -170,6 +175,7 @@ pub(crate) async fn receive(
                 let result = intake::upload(field, &dest, state.config.max_bytes).await;
                 // The file goes before anything is answered, whatever the outcome.
                 drop(scratch);
+                drop(turn);
                 let report = result.map_err(|e| match e {
                     PipelineError::TooLarge { .. } => AppError::TooLarge(e.to_string()),
                     PipelineError::Input { .. } => AppError::BadRequest(e.to_string()),
