@@ -19,8 +19,8 @@
 //!                                  `listen(port, 'localhost')` may)
 //! shoal-fake scratch [EXIT]        list $SHOAL_SCRATCH, write a file there, exit EXIT or sleep
 //! shoal-fake spawn TOKEN           start `sleep TOKEN` and `ignore-term TOKEN` children, wait
-//! shoal-fake hog [TOKEN]           serve as `serve` does; `GET /alloc/N` allocates N MiB more
-//!                                  (every page touched) and keeps it
+//! shoal-fake hog [TOKEN] [MIB]     serve as `serve` does; `GET /alloc/N` allocates N MiB more
+//!                                  (every page touched) and keeps it; MIB: as many at start
 //! ```
 //! TOKEN only marks the process's command line, so a test can find survivors in `/proc`.
 
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
             arg(1).and_then(|s| s.parse().ok()).unwrap_or(200),
         ),
         Some("serve6") => serve("[::1]", arg(1).and_then(|s| s.parse().ok()).unwrap_or(200)),
-        Some("hog") => hog(),
+        Some("hog") => hog(arg(2).and_then(|mib| mib.parse().ok()).unwrap_or(0)),
         Some("scratch") => scratch(arg(1).and_then(|c| c.parse().ok())),
         Some("spawn") => {
             let token = arg(1).unwrap_or("shoal-fake-token");
@@ -186,8 +186,8 @@ fn serve(host: &str, status: u16) -> ExitCode {
 }
 
 /// Serves HTTP on 127.0.0.1:$PORT; `GET /alloc/N` allocates N MiB more and keeps them, and
-/// the answer says how many it holds in all.
-fn hog() -> ExitCode {
+/// the answer says how many it holds in all. `at_start` MiB are allocated before listening.
+fn hog(at_start: usize) -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_default();
     let listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
         Ok(listener) => listener,
@@ -196,8 +196,9 @@ fn hog() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    say(&format!("listening on {port}"));
-    let mut held: Vec<Vec<u8>> = Vec::new();
+    // Non-zero bytes: every page is written, so it is resident.
+    let mut held: Vec<Vec<u8>> = vec![vec![1u8; at_start << 20]];
+    say(&format!("listening on {port}, holding {at_start} MiB"));
     for stream in listener.incoming().flatten() {
         let mut reader = BufReader::new(stream);
         let mut request = String::new();
@@ -214,7 +215,6 @@ fn hog() -> ExitCode {
             .strip_prefix("/alloc/")
             .and_then(|n| n.parse::<usize>().ok())
         {
-            // Non-zero bytes: every page is written, so it is resident.
             held.push(vec![1u8; mib << 20]);
             say(&format!(
                 "holding {} MiB",

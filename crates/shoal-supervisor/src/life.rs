@@ -94,11 +94,10 @@ pub(crate) struct Ended {
     pub(crate) cause: Cause,
     /// It was stopped for good on request (or given up): it leaves the formation.
     pub(crate) retiring: bool,
-    /// It was killed by chaos mode: its restart is not a crash.
+    /// It was killed by chaos mode: its restart is not a crash. (A restart for using twice
+    /// the memory limit is one, whether shoal or the kernel ended it: an instance that grows
+    /// that fast at every start backs off like any other that keeps failing.)
     pub(crate) chaos: bool,
-    /// It was stopped to be restarted (used twice its memory limit): its restart is not a
-    /// crash either.
-    pub(crate) asked_restart: bool,
 }
 
 impl Life {
@@ -334,7 +333,6 @@ impl Life {
             cause,
             retiring,
             chaos: run.killed_for == Some(Kill::Chaos),
-            asked_restart: why == Some(Stop::MemoryLimit),
         })
     }
 
@@ -401,7 +399,7 @@ mod tests {
         let mut life = started(true);
         let ended = life.exited(1, &Exit::Code(3), false, false).unwrap();
         assert_eq!(ended.cause, Cause::Exit(3));
-        assert!(!ended.retiring && !ended.chaos && !ended.asked_restart);
+        assert!(!ended.retiring && !ended.chaos);
         assert_eq!(life, Life::Down);
         life.crashed(1);
         assert_eq!(life.state(), State::Crashed);
@@ -522,7 +520,7 @@ mod tests {
         assert!(!life.leaving());
         let ended = life.exited(1, &Exit::Code(0), false, false).unwrap();
         assert_eq!(ended.cause, Cause::MemoryLimit);
-        assert!(ended.asked_restart && !ended.retiring);
+        assert!(!ended.retiring && !ended.chaos);
     }
 
     #[test]

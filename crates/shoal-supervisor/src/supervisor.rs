@@ -68,7 +68,7 @@ impl Default for Options {
             grace: Duration::from_secs(10),
             restart: true,
             backoff: Backoff::default(),
-            probe_type: Some("web".into()),
+            probe_type: Some(shoal_procfile::plan::WEB.into()),
             watchdog: None,
             health_path: None,
             boot_timeout: Duration::from_secs(60),
@@ -651,7 +651,7 @@ impl Controller {
         }
 
         let slot = &mut self.slots[index];
-        if ran >= self.options.backoff.stable_after || ended.chaos || ended.asked_restart {
+        if ran >= self.options.backoff.stable_after || ended.chaos {
             slot.crashes_in_a_row = 0;
         }
         let delay = self.options.backoff.delay(slot.crashes_in_a_row);

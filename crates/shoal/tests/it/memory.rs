@@ -134,6 +134,45 @@ fn without_a_cgroup_shoal_samples_and_drains_a_web_instance_before_its_restart()
     assert_no_survivors(&token);
 }
 
+/// A worker that holds three times its limit from the start is ended at twice it at every
+/// start: its restarts back off like any crash (a memory restart does not reset the backoff),
+/// whether shoal samples its memory (`no_cgroup`) or the kernel ends it in its cgroup.
+fn outgrowing_at_every_start_backs_off(no_cgroup: bool) {
+    let token = token("memory-backoff");
+    let app = App::new(&format!("worker: FAKE hog {token} 192\n"));
+    let port = free_port().to_string();
+    let mut command = app.command(&["start", "-p", &port, "--memory-limit", "worker=64M"]);
+    if no_cgroup {
+        command.env("SHOAL_NO_CGROUP", "1");
+    }
+    let shoal = Running::spawn(command);
+    let how = shoal.wait_for("memory limits: ");
+    if !no_cgroup && !how.contains("(memory cgroup `") {
+        eprintln!("NOT RUN: shoal may create no memory cgroup here: {how}");
+        shoal.signal(libc::SIGTERM);
+        shoal.finish();
+        return;
+    }
+    for delay in ["100 ms", "200 ms", "400 ms"] {
+        shoal.wait_for(&format!(
+            "restarting worker.1 in {delay} (cause: memory limit)"
+        ));
+    }
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
+    assert_no_survivors(&token);
+}
+
+#[test]
+fn outgrowing_the_limit_at_every_start_backs_off_when_sampled() {
+    outgrowing_at_every_start_backs_off(true);
+}
+
+#[test]
+fn outgrowing_the_limit_at_every_start_backs_off_in_a_cgroup() {
+    outgrowing_at_every_start_backs_off(false);
+}
+
 #[test]
 fn bad_memory_limits_are_named_and_exit_2() {
     let app = App::new("web: FAKE serve\nworker: FAKE sleep\n");
