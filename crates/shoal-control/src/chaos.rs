@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use shoal_procfile::plan::WEB;
 use shoal_supervisor::{Handle, Log, State};
 
 /// What chaos mode does.
@@ -88,7 +89,7 @@ pub async fn run(handle: Handle, spec: ChaosSpec, log: Log) {
             .instances
             .iter()
             .filter(|i| matches!(i.state, State::Ready | State::Running))
-            .filter(|i| i.name.kind != "web" || i.state != State::Ready || up("web") > 1)
+            .filter(|i| i.name.kind != WEB || i.state != State::Ready || up(WEB) > 1)
             .collect();
         if candidates.is_empty() {
             continue;

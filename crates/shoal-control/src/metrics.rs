@@ -75,8 +75,24 @@ impl MetricsServer {
             let (handle, stats) = (handle.clone(), stats.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let answer = answer(&request, &handle.snapshot(), stats.as_deref());
-                    async move { Ok::<_, Infallible>(answer) }
+                    let (handle, stats) = (handle.clone(), stats.clone());
+                    let (method, path) =
+                        (request.method().clone(), request.uri().path().to_owned());
+                    async move {
+                        // The exposition reads `/proc`: not on a thread that serves the router.
+                        let answer = tokio::task::spawn_blocking(move || {
+                            answer(&method, &path, &handle.snapshot(), stats.as_deref())
+                        })
+                        .await
+                        .unwrap_or_else(|_| {
+                            plain(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "internal error\n".to_owned(),
+                                "text/plain",
+                            )
+                        });
+                        Ok::<_, Infallible>(answer)
+                    }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -86,26 +102,30 @@ impl MetricsServer {
     }
 }
 
-fn answer<B>(
-    request: &Request<B>,
+fn answer(
+    method: &Method,
+    path: &str,
     snapshot: &Snapshot,
     stats: Option<&RouterStats>,
 ) -> Response<Full<Bytes>> {
-    let (status, body, content_type) = if request.uri().path() != "/metrics" {
-        (
+    if path != "/metrics" {
+        plain(
             StatusCode::NOT_FOUND,
             "not found: try /metrics\n".to_owned(),
             "text/plain",
         )
-    } else if request.method() != Method::GET && request.method() != Method::HEAD {
-        (
+    } else if method != Method::GET && method != Method::HEAD {
+        plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET\n".to_owned(),
             "text/plain",
         )
     } else {
-        (StatusCode::OK, render(snapshot, stats), CONTENT_TYPE)
-    };
+        plain(StatusCode::OK, render(snapshot, stats), CONTENT_TYPE)
+    }
+}
+
+fn plain(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response

@@ -17,7 +17,7 @@
 //!
 //! While the formation is starting or stopping, every change is refused with that reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use shoal_procfile::{InstanceName, Plan};
 use shoal_router::RouterStats;
+use shoal_supervisor::process::Usage;
 use shoal_supervisor::scratch::{RuntimeDirError, effective_uid, private_dir};
 use shoal_supervisor::{Handle, IfItFails, Phase, Snapshot, State};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -190,8 +191,14 @@ async fn connection(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
 async fn handle(request: Request, shared: &Shared) -> Response {
     let result = match request {
         Request::Ps => {
+            let instances = status(&shared.handle.snapshot(), shared.stats.as_deref());
+            // One pass over `/proc`, on a blocking thread: not on one that serves the router.
+            let usage = tokio::task::spawn_blocking(shoal_supervisor::process::usage_by_group)
+                .await
+                .unwrap_or_default();
             let mut instances = with_usage(
-                status(&shared.handle.snapshot(), shared.stats.as_deref()),
+                instances,
+                &usage,
                 &mut shared.cpu_seen.lock().unwrap_or_else(|e| e.into_inner()),
             );
             if let Some(count) = &shared.local_writes {
@@ -243,13 +250,16 @@ async fn handle(request: Request, shared: &Shared) -> Response {
 }
 
 /// Each instance's CPU time when `ps` last looked, by pid.
-type CpuSeen = std::collections::HashMap<u32, (std::time::Instant, f64)>;
+type CpuSeen = HashMap<u32, (std::time::Instant, f64)>;
 
-/// Adds CPU and memory, summed over each instance's process group, read from `/proc` now (in
-/// one pass). The CPU percentage is over the time since the previous `ps`, or since the
+/// Adds CPU and memory, summed over each instance's process group (`usage`, read from `/proc`
+/// in one pass). The CPU percentage is over the time since the previous `ps`, or since the
 /// instance started.
-fn with_usage(mut instances: Vec<InstanceStatus>, seen: &mut CpuSeen) -> Vec<InstanceStatus> {
-    let usage = shoal_supervisor::process::usage_by_group();
+fn with_usage(
+    mut instances: Vec<InstanceStatus>,
+    usage: &HashMap<u32, Usage>,
+    seen: &mut CpuSeen,
+) -> Vec<InstanceStatus> {
     let now = std::time::Instant::now();
     let mut next = CpuSeen::new();
     for instance in &mut instances {
@@ -274,8 +284,7 @@ fn with_usage(mut instances: Vec<InstanceStatus>, seen: &mut CpuSeen) -> Vec<Ins
 /// Every instance, as `shoal ps` shows it.
 pub fn status(snapshot: &Snapshot, stats: Option<&RouterStats>) -> Vec<InstanceStatus> {
     let limit = stats.and_then(RouterStats::limit);
-    // The router serves `web` (see shoal-router's `RouterConfig::process_type`).
-    let routed = "web";
+    let routed = shoal_procfile::plan::WEB;
     snapshot
         .instances
         .iter()

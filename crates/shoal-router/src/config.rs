@@ -90,7 +90,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
-            process_type: "web".into(),
+            process_type: shoal_procfile::plan::WEB.into(),
             balance: Balance::P2c,
             header_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(15),

@@ -136,7 +136,11 @@ fn in_flight_limit(
     flag: Option<u32>,
 ) -> anyhow::Result<Option<NonZeroUsize>> {
     if let Some(limit) = flag {
-        if let Some(web) = plan.types.iter_mut().find(|t| t.name == "web") {
+        if let Some(web) = plan
+            .types
+            .iter_mut()
+            .find(|t| t.name == shoal_procfile::plan::WEB)
+        {
             web.env
                 .push((WEB_CONCURRENCY.to_owned(), limit.to_string()));
         }
