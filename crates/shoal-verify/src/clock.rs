@@ -1,5 +1,8 @@
 //! Calendar arithmetic for the few dates verify reads and writes: `$isoTimestamp`,
 //! `$datetime rfc1123`, and cookie `Expires` attributes. UTC only; no time-zone database.
+//! Written here rather than taken from `httpdate` (already in the build, through hyper):
+//! that crate formats and parses only the HTTP date, where verify also needs ISO 8601 and
+//! RFC 6265's lenient cookie dates (dashes, two-digit years, any token order).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
