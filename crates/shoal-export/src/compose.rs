@@ -19,7 +19,7 @@ use crate::{Export, ExportError, File, Options};
 /// The file's name; compose finds it without `-f`.
 pub const FILE_NAME: &str = "compose.yaml";
 /// Where the scratch `tmpfs` is mounted.
-pub const SCRATCH_DIR: &str = "/shoal/scratch";
+pub const SCRATCH_DIR: &str = crate::formation::CONTAINER_SCRATCH;
 
 pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Export, ExportError> {
     let image = match &options.image {
@@ -85,11 +85,7 @@ pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Exp
         entries.push(("restart", Yaml::str("always")));
         let mut deploy = vec![("replicas", Yaml::Int(kind.count.into()))];
         if let Some(bytes) = kind.memory_limit {
-            let memory = Formation::memory(bytes, ["k", "m", "g", ""], "b");
-            deploy.push((
-                "resources",
-                Yaml::map([("limits", Yaml::map([("memory", Yaml::Str(memory))]))]),
-            ));
+            deploy.push(Formation::compose_resources(bytes));
         }
         entries.push(("deploy", Yaml::map(deploy)));
         services.push((kind.name.clone(), Yaml::map(entries)));

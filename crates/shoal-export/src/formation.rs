@@ -10,11 +10,15 @@ use shoal_procfile::plan::OWN_VARS;
 use shoal_procfile::secret::is_secret;
 
 use crate::names::{self, Target};
+use crate::yaml::Yaml;
 use crate::{ExportError, Format};
 
 /// The process type that gets a port, a readiness check and the public port, as under `shoal
 /// start` (where the router sits in front of it).
-pub(crate) const WEB: &str = "web";
+pub(crate) use shoal_procfile::plan::WEB;
+/// Where a container's scratch directory (`SHOAL_SCRATCH`, `TMPDIR`) is mounted, on every
+/// container target.
+pub(crate) const CONTAINER_SCRATCH: &str = "/shoal/scratch";
 
 /// The plan, named for one target.
 pub(crate) struct Formation<'a> {
@@ -111,6 +115,16 @@ impl<'a> Formation<'a> {
             .filter(|v| !OWN_VARS.contains(&v.key.as_str()))
             .map(|v| (v.key.as_str(), v.value.as_str()))
             .collect()
+    }
+
+    /// A container's `deploy.resources` in the compose format (compose and swarm stack files):
+    /// its memory limit, in units as compose writes them.
+    pub(crate) fn compose_resources(bytes: u64) -> (&'static str, Yaml) {
+        let memory = Formation::memory(bytes, ["k", "m", "g", ""], "b");
+        (
+            "resources",
+            Yaml::map([("limits", Yaml::map([("memory", Yaml::Str(memory))]))]),
+        )
     }
 
     /// A memory size in the largest of `units` (1024, 1024², 1024³, 1024⁴ bytes) that divides

@@ -26,7 +26,7 @@ use crate::{Export, ExportError, File, Hpa, Options};
 /// endpoints, so that no request is routed to a process that already got SIGTERM.
 pub const PRE_STOP_DELAY: Duration = Duration::from_secs(5);
 /// Where the scratch volume is mounted.
-pub const SCRATCH_DIR: &str = "/shoal/scratch";
+pub const SCRATCH_DIR: &str = crate::formation::CONTAINER_SCRATCH;
 /// The CPU each `web` container requests when `--hpa` is given: utilisation is measured
 /// against the request, so an autoscaled container must have one.
 pub const HPA_CPU_REQUEST: &str = "100m";
@@ -39,13 +39,7 @@ const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 
 pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Export, ExportError> {
     let app = &formation.app;
-    let image = options
-        .image
-        .as_deref()
-        .ok_or_else(|| ExportError::ImageRequired {
-            target: crate::Target::Kubernetes,
-            app: app.clone(),
-        })?;
+    let image = options.image_for(crate::Target::Kubernetes, app)?;
     let web = formation.web();
     let hpa = match (options.hpa, web) {
         (None, _) => None,

@@ -58,6 +58,18 @@ pub struct Options {
     pub output_dir: PathBuf,
 }
 
+impl Options {
+    /// The image (`--image`), which `target` cannot do without.
+    pub(crate) fn image_for(&self, target: Target, app: &str) -> Result<&str, ExportError> {
+        self.image
+            .as_deref()
+            .ok_or_else(|| ExportError::ImageRequired {
+                target,
+                app: app.to_owned(),
+            })
+    }
+}
+
 /// The autoscaler's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hpa {

@@ -37,7 +37,7 @@ use crate::{Export, ExportError, File, Options, Target};
 /// The stack file's format version: 3.9 is the newest that Docker 20.10's loader knows.
 pub const VERSION: &str = "3.9";
 /// Where the scratch `tmpfs` is mounted.
-pub const SCRATCH_DIR: &str = "/shoal/scratch";
+pub const SCRATCH_DIR: &str = crate::formation::CONTAINER_SCRATCH;
 /// The name the secret file has in `/run/secrets/`.
 pub const SECRET_TARGET: &str = "shoal-env";
 /// How long swarm waits before starting a task again after one exited. Swarm has a fixed
@@ -74,13 +74,7 @@ impl fmt::Display for EndpointMode {
 
 pub(crate) fn render(formation: &Formation<'_>, options: &Options) -> Result<Export, ExportError> {
     let app = &formation.app;
-    let image = options
-        .image
-        .as_deref()
-        .ok_or_else(|| ExportError::ImageRequired {
-            target: Target::Swarm,
-            app: app.clone(),
-        })?;
+    let image = options.image_for(Target::Swarm, app)?;
 
     let mut files = Vec::new();
     let secret = (!formation.secrets.is_empty()).then(|| {
@@ -317,12 +311,8 @@ impl Stack<'_> {
             ("replicas", Yaml::Int(kind.count.into())),
         ];
         if let Some(bytes) = kind.memory_limit {
-            // The kernel's hard limit, as on the other targets; units as compose writes them.
-            let memory = Formation::memory(bytes, ["k", "m", "g", ""], "b");
-            deploy.push((
-                "resources",
-                Yaml::map([("limits", Yaml::map([("memory", Yaml::Str(memory))]))]),
-            ));
+            // The kernel's hard limit, as on the other targets.
+            deploy.push(Formation::compose_resources(bytes));
         }
         if kind.is_web() {
             deploy.push((
