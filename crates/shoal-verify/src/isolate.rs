@@ -8,20 +8,21 @@
 //! directory itself and whose upper layer is the instance's own, empty at every start. Making
 //! one takes the same time whatever the size of the app. The mounts live in a mount namespace
 //! of shoal's own, entered by [`private_mounts`] while shoal has one thread (as root a mount
-//! namespace; otherwise a user namespace with one, mapping the user to itself). Mounts from
-//! outside still reach it, but none made in it leaves it, and the kernel removes them with the
-//! namespace once shoal and its instances have exited, even if shoal was killed. Where that is
-//! not possible (no namespace, a path overlayfs cannot be given, or the first mount refused),
-//! each start gets a plain copy (the copier `shoal verify` uses), with a note when the app
+//! namespace; otherwise a user namespace with one, mapping the user to itself), and only once
+//! a child process has entered the same and mounted a trial overlay (`namespace`). Mounts
+//! from outside still reach it, but none made in it leaves it, and the kernel removes them
+//! with the namespace once shoal and its instances have exited, even if shoal was killed.
+//! Where that is not possible (namespaces refused — the note says which step and, when a
+//! setting tells, why —, a path overlayfs cannot be given, or the first mount refused), each
+//! start gets a plain copy (the copier `shoal verify` uses), with a note when the app
 //! directory is over 100 MB.
 //!
 //! Either way the copy sits where the app directory's surroundings are mirrored (see
 //! `copies`), `release` runs in the app directory itself, and a copy is unmounted and removed
 //! as soon as its instance's start ends ([`WorkDirs::exited`]), and all when the formation
-//! stops. Files edited in the app
-//! directory while the formation runs are seen by the instances as long as they have not
-//! written the same file (overlayfs does not promise more); every restart starts from the app
-//! directory as it is then.
+//! stops. Files edited in the app directory while the formation runs are seen by the
+//! instances as long as they have not written the same file (overlayfs does not promise
+//! more); every restart starts from the app directory as it is then.
 //!
 //! # What is reported
 //! The upper layer (or the plain copy) is watched with inotify. The first write of an
@@ -32,8 +33,10 @@
 //! instance, for `shoal ps` ([`Isolation::local_writes`]). Python's bytecode caches
 //! (`__pycache__`) are not counted, as `shoal verify` does not count them.
 
+mod namespace;
+
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -48,6 +51,8 @@ use shoal_supervisor::{Log, WorkDirs};
 use tokio::io::unix::AsyncFd;
 
 use crate::copies::{Budget, Manifest, copy_tree, mirror};
+pub use namespace::{Namespace, private_mounts};
+use namespace::{cstring, mount_overlay, overlay_path, unmount};
 
 /// At most this many lines about first writes are shown a minute, for the whole formation.
 pub const LINES_PER_MINUTE: usize = 10;
@@ -57,130 +62,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 const LARGE_BYTES: u64 = 100 * 1000 * 1000;
 /// Directories whose writes are neither reported nor counted.
 const IGNORED: &str = "__pycache__";
-
-/// Whether shoal's mounts are its own, made by [`private_mounts`]: `Err` says why not.
-#[derive(Debug, Clone)]
-pub struct Namespace(Result<(), String>);
-
-/// Moves shoal into a mount namespace of its own (with a user namespace unless it runs as
-/// root), so that the copy-on-write mounts of `--isolate` are seen by shoal and its instances
-/// only and vanish with them. Must be called while shoal has one thread: the kernel enters a
-/// thread alone, not its siblings, into a new mount namespace, and refuses a user namespace
-/// to a process with several threads.
-pub fn private_mounts() -> Namespace {
-    Namespace(enter_private_mounts())
-}
-
-fn enter_private_mounts() -> Result<(), String> {
-    if threads() != Some(1) {
-        return Err("shoal already runs several threads".to_owned());
-    }
-    // SAFETY: geteuid and getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid == 0 {
-        unshare(libc::CLONE_NEWNS)
-            .map_err(|err| format!("cannot enter a mount namespace of its own: {err}"))?;
-    } else {
-        unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
-            .map_err(|err| format!("cannot enter a user namespace (as uid {uid}): {err}"))?;
-        // The user is itself inside, so every file it makes is its own outside too.
-        let map = |file: &str, text: String| {
-            std::fs::write(file, text).map_err(|err| format!("cannot write `{file}`: {err}"))
-        };
-        map("/proc/self/setgroups", "deny".to_owned())?;
-        map("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
-        map("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
-    }
-    // A slave of the host's mounts: mounts made outside still arrive, none made here leaves.
-    mount(
-        None,
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_SLAVE,
-        None,
-    )
-    .map_err(|err| format!("cannot make the mount namespace private: {err}"))
-}
-
-fn threads() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
-}
-
-fn unshare(flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: unshare takes flags only; the caller checked that the process has one thread.
-    if unsafe { libc::unshare(flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn cstring(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::other("a path holds a NUL byte"))
-}
-
-fn mount(
-    source: Option<&str>,
-    target: &Path,
-    kind: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> io::Result<()> {
-    let source = source.map(|s| cstring(s.as_bytes())).transpose()?;
-    let target = cstring(target.as_os_str().as_bytes())?;
-    let kind = kind.map(|s| cstring(s.as_bytes())).transpose()?;
-    let data = data.map(|s| cstring(s.as_bytes())).transpose()?;
-    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
-    let done = unsafe {
-        libc::mount(
-            ptr(&source),
-            target.as_ptr(),
-            ptr(&kind),
-            flags,
-            ptr(&data).cast(),
-        )
-    };
-    if done != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn unmount(target: &Path) -> io::Result<()> {
-    let target = cstring(target.as_os_str().as_bytes())?;
-    // Detached: a process of the old instance that escaped its group may still be in it.
-    // SAFETY: `target` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Whether overlayfs can be given `path`: its option string separates layers with `:` and
-/// options with `,`.
-fn overlay_path(path: &Path) -> io::Result<()> {
-    match path.to_str() {
-        Some(text) if !text.contains([',', ':', '\\']) => Ok(()),
-        _ => Err(io::Error::other(format!(
-            "overlayfs cannot be given the path `{}` (it holds `,`, `:` or `\\`, or is not UTF-8)",
-            path.display()
-        ))),
-    }
-}
-
-/// Mounts an overlay of `lower` on `on`, writing into `upper`.
-fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
-    for path in [lower, upper, work] {
-        overlay_path(path)?;
-    }
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    mount(Some("overlay"), on, Some("overlay"), 0, Some(&options))
-}
 
 /// How each copy is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,8 +186,8 @@ impl Isolation {
     ) -> io::Result<Arc<Isolation>> {
         remove_all(root)?;
         std::fs::create_dir_all(root)?;
-        // Whether the kernel takes the overlay is found at the first start: a trial mount
-        // here would cost as much as a start (unmounting waits for the kernel).
+        // `private_mounts` mounted a trial overlay on a tmpfs; whether the kernel takes one
+        // of the app directory's file system is found at the first start.
         let how = match &namespace.0 {
             Err(why) => How::Copy(why.clone()),
             Ok(()) => match [app_dir, root].into_iter().try_for_each(overlay_path) {
@@ -782,14 +663,5 @@ mod tests {
         assert_eq!(limiter.due(), None);
         // A new minute begins with the next line.
         assert!(limiter.allow(start + WINDOW));
-    }
-
-    #[test]
-    fn overlayfs_is_not_given_paths_its_options_would_split() {
-        assert!(overlay_path(Path::new("/srv/app")).is_ok());
-        for path in ["/srv/a,b", "/srv/a:b", "/srv/a\\b"] {
-            let err = overlay_path(Path::new(path)).unwrap_err().to_string();
-            assert!(err.contains(path), "{err}");
-        }
     }
 }

@@ -412,3 +412,114 @@ fn changing_and_deleting_the_apps_own_files_are_reported_too() {
     shoal.signal(libc::SIGTERM);
     shoal.finish();
 }
+
+/// An app directory and a `TMPDIR` for shoal run as `uid` (by a test run as root).
+fn app_of(uid: u32, procfile: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let base = tempfile::tempdir().unwrap();
+    let app = base.path().join("app");
+    let tmp = base.path().join("tmp");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(app.join("Procfile"), procfile).unwrap();
+    for path in [base.path(), &app, &app.join("Procfile"), &tmp] {
+        std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    }
+    (base, app, tmp)
+}
+
+/// Whether this test can make namespaces and change users (it runs as root, with util-linux).
+fn can_make_namespaces() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && ["/usr/bin/setpriv", "/usr/bin/unshare"]
+        .iter()
+        .all(|tool| Path::new(tool).exists())
+}
+
+#[test]
+fn a_user_namespace_refused_half_way_leaves_shoal_where_it_was_with_plain_copies() {
+    if !can_make_namespaces() {
+        eprintln!("NOT RUN: needs root, setpriv and unshare to run shoal as another user");
+        return;
+    }
+    // A read-only `/proc` lets `unshare(CLONE_NEWUSER)` succeed and refuses the uid map
+    // after it, as Ubuntu's AppArmor restriction does: shoal must not be left in a user
+    // namespace where it has no uid (`id -u` would say 65534, its files nobody's).
+    const USER: u32 = 4242;
+    let (_base, app, tmp) = app_of(
+        USER,
+        "worker: sh -c 'id -u; stat -c owner-%u Procfile; echo x > mine.txt; exec sleep 600'\n",
+    );
+    let shoal_start = format!(
+        "mount -o remount,bind,ro /proc && exec setpriv --reuid={USER} --regid={USER} --clear-groups {} start --isolate -p {}",
+        crate::support::shoal_bin().display(),
+        free_port()
+    );
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c", &shoal_start])
+        .current_dir(&app)
+        .env("TMPDIR", &tmp)
+        .env("NO_COLOR", "1");
+    let shoal = crate::support::Running::spawn(command);
+    // The instance runs as the user, and the user owns the app's files.
+    shoal.wait_for(&format!("worker.1 | {USER}"));
+    shoal.wait_for(&format!("worker.1 | owner-{USER}"));
+    // `unshare` and `setpriv` exec: the process started is shoal.
+    let user_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_eq!(user_ns(&shoal.pid().to_string()), user_ns("self"));
+    let how = shoal.wait_for("--isolate: every instance runs in a");
+    assert!(
+        how.contains("--isolate: every instance runs in a copy of `")
+            && how.contains(&format!("copy-on-write is not possible: entered a user namespace as uid {USER} in a trial, but cannot write `/proc/self/setgroups`: "))
+            && how.ends_with("; `/proc` is mounted read-only)"),
+        "{how}"
+    );
+    shoal.wait_for(&wrote("worker.1", "mine.txt"));
+    assert!(!app.join("mine.txt").exists());
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert_eq!(out.code(), Some(143), "{}", out.stdout);
+}
+
+#[test]
+fn no_user_namespace_left_to_make_is_named_as_the_reason_for_plain_copies() {
+    if !can_make_namespaces() {
+        eprintln!("NOT RUN: needs root and unshare to limit user namespaces");
+        return;
+    }
+    // In a user namespace of its own, the test's root may lower `user.max_user_namespaces`
+    // there: 1 lets the next `unshare` make shoal's namespace (uid 4242, root outside), and
+    // none is left for shoal's own.
+    let (_base, app, tmp) = app_of(
+        0,
+        "worker: sh -c 'id -u; echo x > mine.txt; exec sleep 600'\n",
+    );
+    let shoal_start = format!(
+        "echo 1 > /proc/sys/user/max_user_namespaces && exec unshare -U --map-user=4242 --map-group=4242 {} start --isolate -p {}",
+        crate::support::shoal_bin().display(),
+        free_port()
+    );
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-U", "-r", "sh", "-c", &shoal_start])
+        .current_dir(&app)
+        .env("TMPDIR", &tmp)
+        .env("NO_COLOR", "1");
+    let shoal = crate::support::Running::spawn(command);
+    let how = shoal.wait_for("--isolate: every instance runs in a");
+    if how.contains("copy-on-write copy") {
+        eprintln!("NOT RUN: this kernel let shoal make a user namespace beyond the limit: {how}");
+        return;
+    }
+    assert!(
+        how.contains("copy-on-write is not possible: cannot enter a user namespace as uid 4242: ")
+            && how.contains("the limit `user.max_user_namespaces` is reached"),
+        "{how}"
+    );
+    shoal.wait_for(&wrote("worker.1", "mine.txt"));
+    shoal.wait_for("worker.1 | 4242");
+    assert!(!app.join("mine.txt").exists());
+    shoal.signal(libc::SIGTERM);
+    shoal.finish();
+}

@@ -1,0 +1,559 @@
+//! The mount namespace of `shoal start --isolate`, and the mounts made in it.
+//!
+//! shoal enters a mount namespace of its own (with a user namespace that maps the user to
+//! itself, unless it runs as root) only after a child process has done the same steps and
+//! mounted a tiny overlay: a kernel or distribution that restricts user namespaces (Ubuntu's
+//! AppArmor `kernel.apparmor_restrict_unprivileged_userns`, Debian's
+//! `kernel.unprivileged_userns_clone`, `user.max_user_namespaces`, a read-only `/proc`) may
+//! let `unshare` succeed and refuse what follows, and a process cannot leave a user namespace
+//! it entered: shoal itself would be left without a uid, owning nothing. The child's refusal
+//! says why, and the copies are plain ones.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Whether shoal's mounts are its own, made by [`private_mounts`]: `Err` says why not.
+#[derive(Debug, Clone)]
+pub struct Namespace(pub(super) Result<(), String>);
+
+/// Moves shoal into a mount namespace of its own (with a user namespace unless it runs as
+/// root), so that the copy-on-write mounts of `--isolate` are seen by shoal and its instances
+/// only and vanish with them — after a child process found that the kernel allows every step
+/// and an overlay mount. Must be called while shoal has one thread: the kernel enters a
+/// thread alone, not its siblings, into a new mount namespace, refuses a user namespace to a
+/// process with several threads, and only a process with one thread may run Rust code in a
+/// forked child.
+pub fn private_mounts() -> Namespace {
+    Namespace(enter_private_mounts())
+}
+
+fn enter_private_mounts() -> Result<(), String> {
+    if threads() != Some(1) {
+        return Err("shoal already runs several threads".to_owned());
+    }
+    let steps = Steps::new().map_err(|err| format!("cannot prepare a trial mount: {err}"))?;
+    let refused = |refusal: Refusal| steps.describe(refusal, &read_sysctl);
+    steps.try_in_child().map_err(refused)?;
+    steps.enter().map_err(refused)
+}
+
+fn threads() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+/// A step of entering the namespaces, or of the trial after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Fork,
+    Unshare,
+    SetGroups,
+    UidMap,
+    GidMap,
+    Private,
+    Tmpfs,
+    Overlay,
+}
+
+impl Step {
+    const ALL: [Step; 8] = [
+        Step::Fork,
+        Step::Unshare,
+        Step::SetGroups,
+        Step::UidMap,
+        Step::GidMap,
+        Step::Private,
+        Step::Tmpfs,
+        Step::Overlay,
+    ];
+}
+
+/// The step the kernel refused, and its error number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refusal {
+    step: Step,
+    errno: i32,
+}
+
+impl Refusal {
+    fn last_os_error(step: Step) -> Refusal {
+        Refusal {
+            step,
+            errno: io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }
+    }
+}
+
+/// Everything the steps need, made before the fork so that the child only makes system
+/// calls.
+struct Steps {
+    uid: libc::uid_t,
+    root: bool,
+    /// `(file, text)` of setgroups, uid_map and gid_map.
+    maps: [(CString, CString); 3],
+    slash: CString,
+    /// The trial's directory, removed when the steps are dropped (empty outside the child:
+    /// its tmpfs is the child's); the overlay's layers in it.
+    _trial: tempfile::TempDir,
+    trial_path: CString,
+    layers: [CString; 4],
+    overlay_options: CString,
+}
+
+impl Steps {
+    fn new() -> io::Result<Steps> {
+        // SAFETY: geteuid and getegid have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let text = |s: &str| cstring(s.as_bytes());
+        let trial = tempfile::Builder::new()
+            .prefix("shoal-overlay-trial")
+            .tempdir()?;
+        let layer = |name: &str| cstring(trial.path().join(name).as_os_str().as_bytes());
+        let layers = [
+            layer("lower")?,
+            layer("upper")?,
+            layer("work")?,
+            layer("on")?,
+        ];
+        let dir = |i: usize| String::from_utf8_lossy(layers[i].as_bytes()).into_owned();
+        let overlay_options = text(&format!(
+            "lowerdir={},upperdir={},workdir={}",
+            dir(0),
+            dir(1),
+            dir(2)
+        ))?;
+        Ok(Steps {
+            uid,
+            root: uid == 0,
+            // The user is itself inside, so every file it makes is its own outside too.
+            maps: [
+                (text("/proc/self/setgroups")?, text("deny")?),
+                (
+                    text("/proc/self/uid_map")?,
+                    text(&format!("{uid} {uid} 1"))?,
+                ),
+                (
+                    text("/proc/self/gid_map")?,
+                    text(&format!("{gid} {gid} 1"))?,
+                ),
+            ],
+            slash: text("/")?,
+            trial_path: cstring(trial.path().as_os_str().as_bytes())?,
+            _trial: trial,
+            layers,
+            overlay_options,
+        })
+    }
+
+    /// Enters the namespaces: shoal's mounts are its own from now on.
+    fn enter(&self) -> Result<(), Refusal> {
+        let flags = if self.root {
+            libc::CLONE_NEWNS
+        } else {
+            libc::CLONE_NEWUSER | libc::CLONE_NEWNS
+        };
+        // SAFETY: unshare takes flags only; the caller checked that the process has one thread.
+        if unsafe { libc::unshare(flags) } != 0 {
+            return Err(Refusal::last_os_error(Step::Unshare));
+        }
+        if !self.root {
+            for ((file, text), step) in
+                self.maps
+                    .iter()
+                    .zip([Step::SetGroups, Step::UidMap, Step::GidMap])
+            {
+                write_file(file, text).map_err(|errno| Refusal { step, errno })?;
+            }
+        }
+        // A slave of the host's mounts: mounts made outside still arrive, none made here leaves.
+        let flags = libc::MS_REC | libc::MS_SLAVE;
+        // SAFETY: `slash` is NUL-terminated; the other pointers may be null for a change of
+        // propagation.
+        let done = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                self.slash.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if done != 0 {
+            return Err(Refusal::last_os_error(Step::Private));
+        }
+        Ok(())
+    }
+
+    /// The steps of [`Steps::enter`] and an overlay mount on a tmpfs, in a child process whose
+    /// namespaces end with it.
+    fn try_in_child(&self) -> Result<(), Refusal> {
+        let mut ends = [0; 2];
+        // SAFETY: `ends` has room for the two descriptors.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(Refusal::last_os_error(Step::Fork));
+        }
+        let [read_end, write_end] = ends;
+        // SAFETY: shoal has one thread (checked by the caller), so the child's copy of the
+        // memory holds no lock another thread held; the child makes system calls only and
+        // ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let refusal = Refusal::last_os_error(Step::Fork);
+            // SAFETY: both ends are ours and not used again.
+            unsafe { (libc::close(read_end), libc::close(write_end)) };
+            return Err(refusal);
+        }
+        if pid == 0 {
+            let code = match self.trial_mount() {
+                Ok(()) => 0,
+                Err(refusal) => {
+                    let mut message = [0u8; 8];
+                    message[..4].copy_from_slice(&(refusal.step as u32).to_ne_bytes());
+                    message[4..].copy_from_slice(&refusal.errno.to_ne_bytes());
+                    // SAFETY: the buffer is valid for reads of its length.
+                    unsafe { libc::write(write_end, message.as_ptr().cast(), message.len()) };
+                    1
+                }
+            };
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        // SAFETY: the write end is the parent's copy, not used again.
+        unsafe { libc::close(write_end) };
+        let mut message = [0u8; 8];
+        let mut got = 0;
+        while got < message.len() {
+            // SAFETY: the buffer is valid for writes from `got` to its end.
+            let read = unsafe {
+                libc::read(
+                    read_end,
+                    message[got..].as_mut_ptr().cast(),
+                    message.len() - got,
+                )
+            };
+            match read {
+                0 => break,
+                n if n > 0 => got += n as usize,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                _ => break,
+            }
+        }
+        // SAFETY: the read end is ours and not used again.
+        unsafe { libc::close(read_end) };
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is valid for writes.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return Err(Refusal::last_os_error(Step::Fork));
+            }
+        }
+        if got == message.len() {
+            let step = u32::from_ne_bytes(message[..4].try_into().unwrap_or_default());
+            let errno = i32::from_ne_bytes(message[4..].try_into().unwrap_or_default());
+            let step = Step::ALL.get(step as usize).copied().unwrap_or(Step::Fork);
+            return Err(Refusal { step, errno });
+        }
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            Ok(())
+        } else {
+            // Killed before it could say (an out-of-memory kill, say).
+            Err(Refusal {
+                step: Step::Fork,
+                errno: libc::ECHILD,
+            })
+        }
+    }
+
+    /// Runs in the forked child: the namespaces, then an overlay of empty layers on a tmpfs
+    /// (the tmpfs is the child's: nothing is left on disk).
+    fn trial_mount(&self) -> Result<(), Refusal> {
+        self.enter()?;
+        let tmpfs = c"tmpfs";
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+        if unsafe {
+            libc::mount(
+                tmpfs.as_ptr(),
+                self.trial_path.as_ptr(),
+                tmpfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        } != 0
+        {
+            return Err(Refusal::last_os_error(Step::Tmpfs));
+        }
+        for layer in &self.layers {
+            // SAFETY: `layer` is NUL-terminated.
+            if unsafe { libc::mkdir(layer.as_ptr(), 0o700) } != 0 {
+                return Err(Refusal::last_os_error(Step::Tmpfs));
+            }
+        }
+        let overlay = c"overlay";
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+        if unsafe {
+            libc::mount(
+                overlay.as_ptr(),
+                self.layers[3].as_ptr(),
+                overlay.as_ptr(),
+                0,
+                self.overlay_options.as_ptr().cast(),
+            )
+        } != 0
+        {
+            return Err(Refusal::last_os_error(Step::Overlay));
+        }
+        Ok(())
+    }
+
+    /// Why copy-on-write copies are not possible, in a line.
+    fn describe(&self, refusal: Refusal, sysctl: &dyn Fn(&str) -> Option<i64>) -> String {
+        let what = match refusal.step {
+            Step::Fork => "cannot run a trial process".to_owned(),
+            Step::Unshare if self.root => "cannot enter a mount namespace of its own".to_owned(),
+            Step::Unshare => format!("cannot enter a user namespace as uid {}", self.uid),
+            Step::SetGroups | Step::UidMap | Step::GidMap => {
+                let (file, _) = &self.maps[refusal.step as usize - Step::SetGroups as usize];
+                format!(
+                    "entered a user namespace as uid {} in a trial, but cannot write `{}`",
+                    self.uid,
+                    file.to_string_lossy()
+                )
+            }
+            Step::Private => "cannot make a mount namespace private".to_owned(),
+            Step::Tmpfs => "cannot mount a tmpfs in a mount namespace of its own".to_owned(),
+            Step::Overlay => "cannot mount an overlay in a mount namespace of its own".to_owned(),
+        };
+        let err = io::Error::from_raw_os_error(refusal.errno);
+        match cause(self.root, refusal, sysctl) {
+            Some(cause) => format!("{what}: {err}; {cause}"),
+            None => format!("{what}: {err}"),
+        }
+    }
+
+    #[cfg(test)]
+    fn for_test(root: bool) -> Steps {
+        let mut steps = Steps::new().unwrap();
+        steps.root = root;
+        steps.uid = if root { 0 } else { 1000 };
+        steps
+    }
+}
+
+/// What the system's settings say about a refusal, when they tell.
+fn cause(root: bool, refusal: Refusal, sysctl: &dyn Fn(&str) -> Option<i64>) -> Option<String> {
+    let Refusal { step, errno } = refusal;
+    let denied = errno == libc::EPERM || errno == libc::EACCES;
+    let maps = matches!(step, Step::SetGroups | Step::UidMap | Step::GidMap);
+    let mounts = matches!(step, Step::Private | Step::Tmpfs | Step::Overlay);
+    if !root && (maps || mounts || (step == Step::Unshare && denied)) && sysctl(APPARMOR) == Some(1)
+    {
+        return Some(format!(
+            "AppArmor restricts unprivileged user namespaces (`{}` is 1)",
+            dotted(APPARMOR)
+        ));
+    }
+    match step {
+        Step::Unshare if !root && errno == libc::ENOSPC => Some(match sysctl(MAX_USER) {
+            Some(0) => format!("`{}` is 0", dotted(MAX_USER)),
+            _ => format!(
+                "the limit `{}` is reached (here or in a namespace above this one)",
+                dotted(MAX_USER)
+            ),
+        }),
+        Step::Unshare if !root && denied && sysctl(CLONE) == Some(0) => {
+            Some(format!("`{}` is 0", dotted(CLONE)))
+        }
+        Step::Unshare if errno == libc::EINVAL => {
+            Some("the kernel was built without these namespaces".to_owned())
+        }
+        _ if maps && errno == libc::EROFS => Some("`/proc` is mounted read-only".to_owned()),
+        Step::Overlay if errno == libc::ENODEV => {
+            Some("the kernel has no overlayfs (is the `overlay` module loaded?)".to_owned())
+        }
+        Step::Overlay if !root && denied => Some(
+            "this kernel does not let a user namespace mount overlayfs (Linux 5.11 and later do)"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+const APPARMOR: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns";
+const CLONE: &str = "/proc/sys/kernel/unprivileged_userns_clone";
+const MAX_USER: &str = "/proc/sys/user/max_user_namespaces";
+
+/// `kernel.unprivileged_userns_clone` for `/proc/sys/kernel/unprivileged_userns_clone`.
+fn dotted(path: &str) -> String {
+    path.trim_start_matches("/proc/sys/").replace('/', ".")
+}
+
+fn read_sysctl(path: &str) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Writes `text` to `file` with system calls only (it runs in a forked child too); `Err` is
+/// the error number.
+fn write_file(file: &CString, text: &CString) -> Result<(), i32> {
+    let errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
+    // SAFETY: `file` is NUL-terminated.
+    let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let bytes = text.as_bytes();
+    // SAFETY: `bytes` is valid for reads of its length; `fd` is ours.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let failed = (written != bytes.len() as isize).then(errno);
+    // SAFETY: `fd` is ours and not used again.
+    unsafe { libc::close(fd) };
+    failed.map_or(Ok(()), Err)
+}
+
+pub(super) fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::other("a path holds a NUL byte"))
+}
+
+fn mount(
+    source: Option<&str>,
+    target: &Path,
+    kind: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(|s| cstring(s.as_bytes())).transpose()?;
+    let target = cstring(target.as_os_str().as_bytes())?;
+    let kind = kind.map(|s| cstring(s.as_bytes())).transpose()?;
+    let data = data.map(|s| cstring(s.as_bytes())).transpose()?;
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    let done = unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&kind),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(super) fn unmount(target: &Path) -> io::Result<()> {
+    let target = cstring(target.as_os_str().as_bytes())?;
+    // Detached: a process of the old instance that escaped its group may still be in it.
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether overlayfs can be given `path`: its option string separates layers with `:` and
+/// options with `,`.
+pub(super) fn overlay_path(path: &Path) -> io::Result<()> {
+    match path.to_str() {
+        Some(text) if !text.contains([',', ':', '\\']) => Ok(()),
+        _ => Err(io::Error::other(format!(
+            "overlayfs cannot be given the path `{}` (it holds `,`, `:` or `\\`, or is not UTF-8)",
+            path.display()
+        ))),
+    }
+}
+
+/// Mounts an overlay of `lower` on `on`, writing into `upper`.
+pub(super) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
+    for path in [lower, upper, work] {
+        overlay_path(path)?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(Some("overlay"), on, Some("overlay"), 0, Some(&options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlayfs_is_not_given_paths_its_options_would_split() {
+        assert!(overlay_path(Path::new("/srv/app")).is_ok());
+        for path in ["/srv/a,b", "/srv/a:b", "/srv/a\\b"] {
+            let err = overlay_path(Path::new(path)).unwrap_err().to_string();
+            assert!(err.contains(path), "{err}");
+        }
+    }
+
+    fn settings<'a>(set: &'a [(&'a str, i64)]) -> impl Fn(&str) -> Option<i64> + 'a {
+        move |path| set.iter().find(|(p, _)| *p == path).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn a_refusal_names_the_setting_behind_it() {
+        let user = Steps::for_test(false);
+        let refused = |step, errno| Refusal { step, errno };
+        // Ubuntu: unshare succeeds, the maps are refused.
+        let line = user.describe(
+            refused(Step::UidMap, libc::EPERM),
+            &settings(&[(APPARMOR, 1)]),
+        );
+        assert!(
+            line.starts_with("entered a user namespace as uid 1000 in a trial, but cannot write `/proc/self/uid_map`: ")
+                && line.ends_with(
+                    "; AppArmor restricts unprivileged user namespaces (`kernel.apparmor_restrict_unprivileged_userns` is 1)"
+                ),
+            "{line}"
+        );
+        let line = user.describe(
+            refused(Step::Unshare, libc::ENOSPC),
+            &settings(&[(MAX_USER, 0)]),
+        );
+        assert!(
+            line.ends_with("; `user.max_user_namespaces` is 0"),
+            "{line}"
+        );
+        let line = user.describe(refused(Step::Unshare, libc::ENOSPC), &settings(&[]));
+        assert!(
+            line.ends_with("the limit `user.max_user_namespaces` is reached (here or in a namespace above this one)"),
+            "{line}"
+        );
+        let line = user.describe(
+            refused(Step::Unshare, libc::EPERM),
+            &settings(&[(CLONE, 0), (APPARMOR, 0)]),
+        );
+        assert!(
+            line.ends_with("; `kernel.unprivileged_userns_clone` is 0"),
+            "{line}"
+        );
+        let line = user.describe(refused(Step::SetGroups, libc::EROFS), &settings(&[]));
+        assert!(line.contains("`/proc/self/setgroups`"), "{line}");
+        assert!(line.ends_with("; `/proc` is mounted read-only"), "{line}");
+        // Nothing known: the error alone.
+        let line = user.describe(refused(Step::Private, libc::EINVAL), &settings(&[]));
+        assert_eq!(
+            line,
+            format!(
+                "cannot make a mount namespace private: {}",
+                io::Error::from_raw_os_error(libc::EINVAL)
+            )
+        );
+        // AppArmor does not restrict root.
+        let root = Steps::for_test(true);
+        let line = root.describe(
+            refused(Step::Overlay, libc::EPERM),
+            &settings(&[(APPARMOR, 1)]),
+        );
+        assert!(!line.contains("AppArmor"), "{line}");
+    }
+}
