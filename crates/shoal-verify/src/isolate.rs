@@ -31,7 +31,8 @@
 //! [`LINES_PER_MINUTE`] such lines a minute in all (then one line says how many were held
 //! back). Every file an instance created, changed or deleted is counted, once per run of the
 //! instance, for `shoal ps` ([`Isolation::local_writes`]). Python's bytecode caches
-//! (`__pycache__`) are not counted, as `shoal verify` does not count them.
+//! (`__pycache__`) are not counted, as `shoal verify` does not count them. File names are the
+//! app's: every line shows them escaped (`shown`).
 
 mod namespace;
 
@@ -205,11 +206,11 @@ impl Isolation {
         match &how {
             How::Overlay => log.system(format!(
                 "--isolate: every instance runs in a copy-on-write copy of `{}`, made afresh at every start",
-                app_dir.display()
+                shown(app_dir)
             )),
             How::Copy(why) => log.system(format!(
                 "--isolate: every instance runs in a copy of `{}`, made afresh at every start (copy-on-write is not possible: {why})",
-                app_dir.display()
+                shown(app_dir)
             )),
         }
         Ok(Arc::new(Isolation {
@@ -238,7 +239,7 @@ impl Isolation {
         if *how == How::Overlay {
             self.log.system(format!(
                 "--isolate: every instance runs in a copy of `{}` from now on, made afresh at every start (copy-on-write is not possible: {why})",
-                self.app_dir.display()
+                shown(&self.app_dir)
             ));
             *how = How::Copy(why);
         }
@@ -532,7 +533,7 @@ impl Isolation {
         if !state.limiter.allow(Instant::now()) {
             return;
         }
-        let file = rel.display();
+        let file = shown(&rel);
         self.log.system(match change {
             Change::Wrote => format!(
                 "{instance} wrote `{file}` in its copy of the app directory: no other instance sees it and a restart loses it — keep it in the database or object storage; use `$SHOAL_SCRATCH` for a file needed only during this request"
@@ -633,6 +634,36 @@ fn tear_down(copy: &PrivateCopy) {
     let _ = remove_all(&copy.frame);
 }
 
+/// `path` as a line may show it: a file name is the app's, and a newline in it would start a
+/// line of its own and an escape sequence would steer the terminal. Control characters, the
+/// invisible marks that reorder or hide text, `\` and bytes that are not UTF-8 are written
+/// as Rust escapes (`\n`, `\u{1b}`, `\u{202e}`, `\\`, `\xff`).
+pub(crate) fn shown(path: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let hidden = matches!(
+                c,
+                '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{061c}'
+                    | '\u{feff}'
+            );
+            if c == '\\' || c.is_control() || hidden {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
+}
+
 /// A plain copy of a large app takes a while: the runtime's other tasks (the log, the router)
 /// move to another worker meanwhile.
 fn blocking<T>(work: impl FnOnce() -> T) -> T {
@@ -663,5 +694,14 @@ mod tests {
         assert_eq!(limiter.due(), None);
         // A new minute begins with the next line.
         assert!(limiter.allow(start + WINDOW));
+    }
+
+    #[test]
+    fn a_file_name_cannot_start_a_line_or_steer_the_terminal() {
+        let name = OsStr::from_bytes(b"up/a\nb\x1b[2J\xff\\ \xe2\x80\xaeok \xc3\xa9t\xc3\xa9.txt");
+        assert_eq!(
+            shown(Path::new(name)),
+            r"up/a\nb\u{1b}[2J\xff\\ \u{202e}ok été.txt"
+        );
     }
 }

@@ -463,7 +463,7 @@ pub(super) fn overlay_path(path: &Path) -> io::Result<()> {
         Some(text) if !text.contains([',', ':', '\\']) => Ok(()),
         _ => Err(io::Error::other(format!(
             "overlayfs cannot be given the path `{}` (it holds `,`, `:` or `\\`, or is not UTF-8)",
-            path.display()
+            super::shown(path)
         ))),
     }
 }
@@ -491,7 +491,7 @@ mod tests {
         assert!(overlay_path(Path::new("/srv/app")).is_ok());
         for path in ["/srv/a,b", "/srv/a:b", "/srv/a\\b"] {
             let err = overlay_path(Path::new(path)).unwrap_err().to_string();
-            assert!(err.contains(path), "{err}");
+            assert!(err.contains(&path.replace('\\', "\\\\")), "{err}");
         }
     }
 

@@ -523,3 +523,22 @@ fn no_user_namespace_left_to_make_is_named_as_the_reason_for_plain_copies() {
     shoal.signal(libc::SIGTERM);
     shoal.finish();
 }
+
+#[test]
+fn file_names_are_escaped_so_that_they_neither_fake_lines_nor_steer_the_terminal() {
+    let app = App::new(concat!(
+        r#"worker: sh -c 'mkdir d1 d2 && : > "d1/$(printf "a\nfake | line\033[2J")" && : > "d2/$(printf "x\377y")" && echo done && exec sleep 600'"#,
+        "\n"
+    ));
+    let shoal = app.spawn(&["start", "--isolate", "-p", &free_port().to_string()]);
+    shoal.wait_for(&wrote("worker.1", r"d1/a\nfake | line\u{1b}[2J"));
+    shoal.wait_for(&wrote("worker.1", r"d2/x\xffy"));
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert!(!out.stdout.contains('\u{1b}'), "{}", out.stdout);
+    assert!(
+        !out.stdout.lines().any(|line| line.starts_with("fake")),
+        "{}",
+        out.stdout
+    );
+}
