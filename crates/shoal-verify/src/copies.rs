@@ -56,6 +56,8 @@ pub struct LocalWrite {
 }
 
 pub(crate) type Manifest = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
+/// Files created, changed or deleted (relative paths), with `created`, `changed` or `deleted`.
+pub(crate) type Changes = Vec<(PathBuf, &'static str)>;
 
 /// What the instances of one run left on local disk.
 #[derive(Debug, Default, Clone)]
@@ -333,7 +335,13 @@ pub(crate) fn copy_tree(
                 )));
             }
             let modified = std::fs::metadata(&target)?.modified().ok();
-            manifest.insert(rel, (len, modified));
+            // `list` does not look into bytecode caches: the app's own are not deleted files.
+            if !rel
+                .components()
+                .any(|part| part.as_os_str() == "__pycache__")
+            {
+                manifest.insert(rel, (len, modified));
+            }
         }
         // Sockets, pipes and devices are not copied.
     }
@@ -342,24 +350,32 @@ pub(crate) fn copy_tree(
 
 /// What changed in `dir` since `manifest` was made.
 fn changes(dir: &Path, manifest: &Manifest, run: &str, name: &InstanceName) -> Vec<LocalWrite> {
+    changed_since(dir, manifest)
+        .into_iter()
+        .map(|(path, change)| LocalWrite {
+            run: run.to_owned(),
+            instance: name.to_string(),
+            path: path.display().to_string(),
+            change,
+        })
+        .collect()
+}
+
+/// The files of `dir` created, changed or deleted since `manifest` was made (relative to
+/// it), with `created`, `changed` or `deleted`.
+pub(crate) fn changed_since(dir: &Path, manifest: &Manifest) -> Changes {
     let mut now = Manifest::new();
     list(dir, Path::new(""), &mut now);
-    let write = |path: &Path, change| LocalWrite {
-        run: run.to_owned(),
-        instance: name.to_string(),
-        path: path.display().to_string(),
-        change,
-    };
     let mut found = Vec::new();
     for (path, meta) in &now {
         match manifest.get(path) {
-            None => found.push(write(path, "created")),
-            Some(before) if before != meta => found.push(write(path, "changed")),
+            None => found.push((path.clone(), "created")),
+            Some(before) if before != meta => found.push((path.clone(), "changed")),
             Some(_) => {}
         }
     }
     for path in manifest.keys().filter(|p| !now.contains_key(*p)) {
-        found.push(write(path, "deleted"));
+        found.push((path.clone(), "deleted"));
     }
     found
 }
@@ -398,6 +414,32 @@ mod tests {
         let dir = mirror(Path::new("/tmp"), frame.path()).unwrap();
         assert_eq!(dir, frame.path().join("tmp"));
         assert!(dir.is_dir());
+    }
+
+    #[test]
+    fn the_apps_own_bytecode_caches_are_not_changes() {
+        let app = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(app.path().join("pkg/__pycache__")).unwrap();
+        std::fs::write(app.path().join("pkg/__pycache__/mod.pyc"), "x").unwrap();
+        std::fs::write(app.path().join("pkg/mod.py"), "x").unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        let mut made = Manifest::new();
+        let skip = Path::new("/nonexistent");
+        copy_tree(
+            app.path(),
+            copy.path(),
+            Path::new(""),
+            skip,
+            &mut made,
+            &mut Budget::default(),
+        )
+        .unwrap();
+        assert_eq!(changed_since(copy.path(), &made), []);
+        std::fs::write(copy.path().join("pkg/new.txt"), "x").unwrap();
+        assert_eq!(
+            changed_since(copy.path(), &made),
+            [(PathBuf::from("pkg/new.txt"), "created")]
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //! back). Every file an instance created, changed or deleted is counted, once per run of the
 //! instance, for `shoal ps` ([`Isolation::local_writes`]). Python's bytecode caches
 //! (`__pycache__`) are not counted, as `shoal verify` does not count them. File names are the
-//! app's: every line shows them escaped (`shown`).
+//! app's: every line shows them escaped (`shown`). When the kernel drops events (its queue
+//! overflowed), each instance is told once, and every copy is looked through again.
 
 mod namespace;
 
@@ -51,7 +52,7 @@ use shoal_supervisor::scratch::remove_all;
 use shoal_supervisor::{Log, WorkDirs};
 use tokio::io::unix::AsyncFd;
 
-use crate::copies::{Budget, Manifest, copy_tree, mirror};
+use crate::copies::{Budget, Changes, Manifest, changed_since, copy_tree, mirror};
 pub use namespace::{Namespace, private_mounts};
 use namespace::{cstring, mount_overlay, overlay_path, unmount};
 
@@ -110,6 +111,8 @@ struct State {
     reported: HashSet<(String, PathBuf)>,
     limiter: Limiter,
     large_noted: bool,
+    /// The instances told that the kernel dropped events (once each).
+    overflow_noted: HashSet<String>,
     /// Copies being unmounted and removed in the background.
     going: Vec<std::thread::JoinHandle<()>>,
 }
@@ -119,6 +122,11 @@ struct PrivateCopy {
     frame: PathBuf,
     /// Where the instance runs.
     dir: PathBuf,
+    /// What is watched: an overlay's upper layer, or the plain copy.
+    watched: PathBuf,
+    /// A plain copy's files as they were made (`None` for an overlay, whose upper layer
+    /// holds only what was written).
+    made: Option<Manifest>,
     mounted: bool,
     generation: u64,
 }
@@ -288,7 +296,10 @@ impl Isolation {
             Some(PrivateCopy {
                 dir: gone.join(old.dir.strip_prefix(&old.frame).ok()?),
                 frame: gone.clone(),
-                ..old
+                watched: PathBuf::new(),
+                made: None,
+                mounted: old.mounted,
+                generation: old.generation,
             })
         });
         let Some(moved) = moved else {
@@ -391,9 +402,8 @@ impl Isolation {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes a copy in `frame`: where the instance runs, the directory to watch, and the
-    /// bytes copied (`None` for an overlay).
-    fn make(&self, frame: &Path) -> io::Result<(PathBuf, PathBuf, Option<u64>)> {
+    /// Makes a copy in `frame`, and says how many bytes a plain copy copied.
+    fn make(&self, frame: &Path, generation: u64) -> io::Result<(PrivateCopy, Option<u64>)> {
         let dir = mirror(&self.app_dir, &frame.join("root"))?;
         if self.how() == How::Overlay {
             let upper = frame.join("upper");
@@ -401,20 +411,39 @@ impl Isolation {
             std::fs::create_dir(&upper)?;
             std::fs::create_dir(&work)?;
             match mount_overlay(&self.app_dir, &upper, &work, &dir) {
-                Ok(()) => return Ok((dir, upper, None)),
+                Ok(()) => {
+                    let copy = PrivateCopy {
+                        frame: frame.to_path_buf(),
+                        dir,
+                        watched: upper,
+                        made: None,
+                        mounted: true,
+                        generation,
+                    };
+                    return Ok((copy, None));
+                }
                 Err(err) => self.fall_back(&err),
             }
         }
         let mut budget = Budget::default();
+        let mut made = Manifest::new();
         copy_tree(
             &self.app_dir,
             &dir,
             Path::new(""),
             &self.root,
-            &mut Manifest::new(),
+            &mut made,
             &mut budget,
         )?;
-        Ok((dir.clone(), dir, Some(budget.bytes)))
+        let copy = PrivateCopy {
+            frame: frame.to_path_buf(),
+            dir: dir.clone(),
+            watched: dir,
+            made: Some(made),
+            mounted: false,
+            generation,
+        };
+        Ok((copy, Some(budget.bytes)))
     }
 
     /// Watches `dir` and the directories below it; with `report`, files already there are
@@ -475,6 +504,7 @@ impl Isolation {
     fn events(&self, mut buffer: &[u8]) {
         let header = std::mem::size_of::<libc::inotify_event>();
         let mut state = self.lock();
+        let mut overflowed = false;
         while buffer.len() >= header {
             // SAFETY: the kernel wrote whole events; `read_unaligned` copies the header out
             // whatever the buffer's alignment.
@@ -485,6 +515,10 @@ impl Isolation {
             let name =
                 OsStr::from_bytes(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]);
             buffer = &buffer[end..];
+            if event.mask & libc::IN_Q_OVERFLOW != 0 {
+                overflowed = true;
+                continue;
+            }
             if event.mask & libc::IN_IGNORED != 0 {
                 state.watches.remove(&event.wd);
                 continue;
@@ -516,6 +550,61 @@ impl Isolation {
                 Change::Wrote
             };
             self.record(&mut state, &at, name, change);
+        }
+        if overflowed {
+            self.look_again(&mut state);
+        }
+    }
+
+    /// The kernel dropped events (an inotify instance queues at most
+    /// `fs.inotify.max_queued_events`): each instance is told once that its report may miss
+    /// some, and every copy is looked through again — an overlay's upper layer holds exactly
+    /// what its instance wrote, and a plain copy is compared with its files as they were made —
+    /// so that the count is right again and new directories are watched. A file made and
+    /// removed while events were dropped stays unseen.
+    fn look_again(&self, state: &mut State) {
+        // Each copy's top, and a plain copy's files changed since it was made.
+        let copies: Vec<(Watched, Option<Changes>)> = state
+            .copies
+            .iter()
+            .map(|(name, copy)| {
+                let top = Watched {
+                    instance: name.clone(),
+                    generation: copy.generation,
+                    dir: copy.watched.clone(),
+                    rel: PathBuf::new(),
+                };
+                let changed = copy
+                    .made
+                    .as_ref()
+                    .map(|made| changed_since(&copy.watched, made));
+                (top, changed)
+            })
+            .collect();
+        let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .map(|text| format!(" ({})", text.trim()))
+            .unwrap_or_default();
+        for (top, changed) in copies {
+            let instance = top.instance.to_string();
+            if state.overflow_noted.insert(instance.clone()) {
+                self.log.system(format!(
+                    "some writes of {instance} may not have been reported: more file events came at once than the kernel queues (`fs.inotify.max_queued_events`{limit}); its copy was looked through again, and `local_writes` counts what it holds now, but a file made and removed meanwhile was missed"
+                ));
+            }
+            // The upper layer's files are all writes; a plain copy's are compared below.
+            self.watch_tree(state, top.clone(), changed.is_none());
+            for (path, change) in changed.unwrap_or_default() {
+                let change = match change {
+                    "deleted" => Change::Deleted,
+                    _ => Change::Wrote,
+                };
+                let at = Watched {
+                    rel: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    ..top.clone()
+                };
+                let name = path.file_name().unwrap_or_default();
+                self.record(state, &at, name, change);
+            }
         }
     }
 
@@ -583,15 +672,15 @@ impl WorkDirs for Isolation {
         remove_all(&frame)?;
         // A plain copy of a large app takes a while: let the runtime's other tasks (the log,
         // the router) move to another worker meanwhile.
-        let made = blocking(|| self.make(&frame));
-        let (dir, watched, copied) = made.map_err(|err| {
+        let made = blocking(|| self.make(&frame, generation));
+        let (copy, copied) = made.map_err(|err| {
             let _ = remove_all(&frame);
             io::Error::new(
                 err.kind(),
                 format!(
                     "cannot make a private copy of the app directory `{}` in `{}`: {err}",
-                    self.app_dir.display(),
-                    frame.display()
+                    shown(&self.app_dir),
+                    shown(&frame)
                 ),
             )
         })?;
@@ -609,19 +698,12 @@ impl WorkDirs for Isolation {
         let at = Watched {
             instance: name.clone(),
             generation,
-            dir: watched,
+            dir: copy.watched.clone(),
             rel: PathBuf::new(),
         };
         self.watch_tree(&mut state, at, false);
-        state.copies.insert(
-            name.clone(),
-            PrivateCopy {
-                frame,
-                dir: dir.clone(),
-                mounted: copied.is_none(),
-                generation,
-            },
-        );
+        let dir = copy.dir.clone();
+        state.copies.insert(name.clone(), copy);
         Ok(dir)
     }
 }

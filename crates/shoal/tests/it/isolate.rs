@@ -524,6 +524,99 @@ fn no_user_namespace_left_to_make_is_named_as_the_reason_for_plain_copies() {
     shoal.finish();
 }
 
+/// Stops shoal while its worker writes more files than the kernel queues events for
+/// (`fs.inotify.max_queued_events`), so that events are dropped for real; `-d dir` when
+/// `app_dir` is given.
+fn writes_beyond_the_event_queue(app: &App, app_dir: Option<&str>) {
+    let queued: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if queued > 200_000 {
+        eprintln!("NOT RUN: the kernel queues {queued} file events, too many to overflow");
+        return;
+    }
+    let files = queued + 2000;
+    let signal = |name: &str| {
+        let dir = app.path().file_name().unwrap().to_string_lossy();
+        app.path().parent().unwrap().join(format!("{name}-{dir}"))
+    };
+    let (go, done, again) = (signal("go"), signal("done"), signal("again"));
+    let wait = |file: &Path| format!("while [ ! -e {} ]; do sleep 0.05; done", file.display());
+    let procfile = format!(
+        "worker: sh -c 'echo ready; {}; i=0; while [ $i -lt {files} ]; do : > f$i; i=$((i+1)); done; mkdir late; : > late/a; : > {}; {}; : > late/b; echo wrote-b; exec sleep 600'\n",
+        wait(&go),
+        done.display(),
+        wait(&again)
+    );
+    let dir = app.path().join(app_dir.unwrap_or(""));
+    std::fs::create_dir_all(&dir).unwrap();
+    app.write("Procfile", &procfile);
+    let port = free_port().to_string();
+    let mut args = vec!["start", "--isolate", "-p", &port];
+    if let Some(app_dir) = app_dir {
+        args.extend(["-d", app_dir, "-f", "Procfile"]);
+    }
+    let shoal = app.spawn(&args);
+    shoal.wait_for("worker.1 | ready");
+    shoal.signal(libc::SIGSTOP);
+    std::fs::write(&go, "").unwrap();
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    while !done.exists() {
+        if std::time::Instant::now() > deadline {
+            shoal.signal(libc::SIGCONT);
+            panic!("the worker did not write its {files} files in time");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    shoal.signal(libc::SIGCONT);
+    let line = shoal.wait_for("some writes of worker.1 may not have been reported: ");
+    assert!(
+        line.contains(&format!("`fs.inotify.max_queued_events` ({queued})")),
+        "{line}"
+    );
+    // The directory made while events were dropped is watched again.
+    std::fs::write(&again, "").unwrap();
+    shoal.wait_for("worker.1 | wrote-b");
+    let expected = files as u64 + 2;
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    loop {
+        let counted = local_writes(app, "worker.1");
+        if counted == Some(expected) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "local_writes is {counted:?}, not {expected}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    for file in [&go, &done, &again] {
+        let _ = std::fs::remove_file(file);
+    }
+    assert_eq!(
+        out.stdout.matches("may not have been reported").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert!(!dir.join("late").exists());
+}
+
+#[test]
+fn dropped_file_events_are_said_and_a_copy_on_write_copy_is_looked_through_again() {
+    writes_beyond_the_event_queue(&App::new(""), None);
+}
+
+#[test]
+fn dropped_file_events_are_said_and_a_plain_copy_is_looked_through_again() {
+    // `,` in the app directory's path: overlayfs cannot be given it.
+    writes_beyond_the_event_queue(&App::new(""), Some("with,comma"));
+}
+
 #[test]
 fn file_names_are_escaped_so_that_they_neither_fake_lines_nor_steer_the_terminal() {
     let app = App::new(concat!(
