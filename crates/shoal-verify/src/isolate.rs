@@ -22,7 +22,9 @@
 //! as soon as its instance's start ends ([`WorkDirs::exited`]), and all when the formation
 //! stops. Files edited in the app directory while the formation runs are seen by the
 //! instances as long as they have not written the same file (overlayfs does not promise
-//! more); every restart starts from the app directory as it is then.
+//! more); every restart starts from the app directory as it is then. A symlink is copied as
+//! it is: one that leads out of the app directory (`uploads -> /srv/uploads`) is named when
+//! the formation starts (`links`), as what is written through it is shared.
 //!
 //! # What is reported
 //! The upper layer (or the plain copy) is watched with inotify. The first write of an
@@ -35,6 +37,7 @@
 //! app's: every line shows them escaped (`shown`). When the kernel drops events (its queue
 //! overflowed), each instance is told once, and every copy is looked through again.
 
+mod links;
 mod namespace;
 
 use std::collections::{HashMap, HashSet};
@@ -221,6 +224,7 @@ impl Isolation {
                 shown(app_dir)
             )),
         }
+        links::report_leaving(app_dir, &log);
         Ok(Arc::new(Isolation {
             app_dir: app_dir.to_path_buf(),
             root: root.to_path_buf(),

@@ -635,3 +635,45 @@ fn file_names_are_escaped_so_that_they_neither_fake_lines_nor_steer_the_terminal
         out.stdout
     );
 }
+
+#[test]
+fn symlinks_that_lead_out_of_the_app_directory_are_named_once_at_start() {
+    let app =
+        App::new("worker: sh -c 'echo x > uploads/cat-$$.png && echo saved && exec sleep 600'\n");
+    let outside = tempfile::tempdir().unwrap();
+    let up = format!(
+        "../{}",
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    std::os::unix::fs::symlink(outside.path(), app.path().join("uploads")).unwrap();
+    std::os::unix::fs::symlink(&up, app.path().join("shared")).unwrap();
+    std::fs::create_dir(app.path().join("data")).unwrap();
+    std::os::unix::fs::symlink("data", app.path().join("alias")).unwrap();
+    let shoal = app.spawn(&[
+        "start",
+        "--isolate",
+        "-m",
+        "worker=2",
+        "-p",
+        &free_port().to_string(),
+    ]);
+    shoal.wait_for(&format!(
+        "--isolate: `uploads` is a symlink to `{}`, outside the app directory: what instances write through it is shared by all of them and not isolated",
+        outside.path().display()
+    ));
+    shoal.wait_for(&format!(
+        "--isolate: `shared` is a symlink to `{up}`, outside the app directory:"
+    ));
+    shoal.wait_for_n(2, "from both workers", |l| l.ends_with("| saved"));
+    // Both wrote through the link into the one directory outside.
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 2);
+    shoal.signal(libc::SIGTERM);
+    let out = shoal.finish();
+    assert_eq!(
+        out.stdout.matches("is a symlink to").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("`alias`"), "{}", out.stdout);
+}
