@@ -22,6 +22,11 @@
 //! here, not by a library, and every hop goes through the same checks. No proxy settings are
 //! read from the environment.
 //!
+//! hyper sends the request and parses the answer's head; a body that `Content-Length`
+//! delimits is then read from the connection by [`Download::read_into`] straight into the
+//! caller's buffer (the pipeline's blocks), without hyper's buffer and a copy out of it
+//! (`head` stops hyper's reads at the end of the head). hyper decodes any other body.
+//!
 //! # Limits
 //! [`FetchPolicy`] sets the largest accepted size (refused up front when `Content-Length`
 //! says so, and enforced while streaming otherwise), one deadline for the whole download
@@ -49,20 +54,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use http_body_util::Empty;
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 use url::{Host, Position, Url};
+
+mod head;
+
+use head::Gated;
 
 /// What the fetcher may do. [`Default`]: public addresses only, 1 GiB, 10 minutes,
 /// 5 redirects.
@@ -116,9 +125,10 @@ impl fmt::Debug for Fetcher {
     }
 }
 
-/// The read buffer hyper may grow to, which bounds the chunks (reads of up to 1 MiB were seen
-/// with 512 KiB). The pipeline copies each chunk into its blocks at once, so the size only
-/// trades memory for system calls: 512 KiB reads a GiB in about 2,200 `recvfrom` and 3,200
+/// The read buffer hyper may grow to, which bounds the chunks of the bodies hyper decodes
+/// (chunked, or delimited by the connection's end; reads of up to 1 MiB were seen with
+/// 512 KiB). The pipeline copies each chunk into its blocks at once, so the size only trades
+/// memory for system calls: 512 KiB reads a GiB in about 2,200 `recvfrom` and 3,200
 /// `epoll_wait` calls, where 128 KiB took 8,300 and 8,400.
 const MAX_READ_BUFFER: usize = 512 * 1024;
 
@@ -155,7 +165,7 @@ impl Fetcher {
         let mut url = self.check_url(parse_url(url)?)?;
         let mut redirects = 0;
         loop {
-            let (response, connection) =
+            let (response, connection, gate) =
                 match tokio::time::timeout_at(deadline, self.request(&url)).await {
                     Ok(answer) => answer?,
                     Err(_) => return Err(self.timeout_error()),
@@ -197,8 +207,31 @@ impl Fetcher {
                     limit: self.policy.max_bytes,
                 });
             }
+            // A body that Content-Length delimits is read here, straight into the caller's
+            // buffers; hyper decodes any other (chunked, or up to the connection's end).
+            let delimited = content_length.filter(|_| {
+                !matches!(status, StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT)
+                    && !response
+                        .headers()
+                        .contains_key(hyper::header::TRANSFER_ENCODING)
+            });
+            let body = match delimited.and_then(|length| Some((length, gate.take_body()?))) {
+                Some((length, (io, early))) => Transfer::Direct {
+                    io,
+                    early: Bytes::from(early),
+                    left: length,
+                },
+                None => {
+                    gate.open();
+                    Transfer::Hyper {
+                        body: response.into_body(),
+                        rest: Bytes::new(),
+                    }
+                }
+            };
             return Ok(Download {
-                body: response.into_body(),
+                body,
+                spare: Vec::new(),
                 content_length,
                 final_url: url.into(),
                 received: 0,
@@ -242,7 +275,10 @@ impl Fetcher {
 
     /// One request/response exchange with the host of `url`, on a new connection to a
     /// checked address.
-    async fn request(&self, url: &Url) -> Result<(Response<Incoming>, Connection), FetchError> {
+    async fn request(
+        &self,
+        url: &Url,
+    ) -> Result<(Response<Incoming>, Connection, Box<dyn Gate>), FetchError> {
         let host = url.host().expect("checked by check_url");
         let port = url
             .port_or_known_default()
@@ -344,17 +380,18 @@ async fn exchange<T>(
     io: T,
     request: Request<Empty<Bytes>>,
     host: &str,
-) -> Result<(Response<Incoming>, Connection), FetchError>
+) -> Result<(Response<Incoming>, Connection, Box<dyn Gate>), FetchError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let gated = Gated::new(io);
     let http_error = |e: hyper::Error| FetchError::Http {
         host: host.to_owned(),
         cause: error_chain(&e),
     };
     let (mut sender, connection) = http1::Builder::new()
         .max_buf_size(MAX_READ_BUFFER)
-        .handshake(TokioIo::new(io))
+        .handshake(TokioIo::new(gated.clone()))
         .await
         .map_err(http_error)?;
     let connection = Connection(tokio::spawn(async move {
@@ -362,7 +399,26 @@ where
         let _ = connection.await;
     }));
     let response = sender.send_request(request).await.map_err(http_error)?;
-    Ok((response, connection))
+    Ok((response, connection, Box::new(gated)))
+}
+
+/// The connection under a [`Gated`], whatever its type.
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// [`Gated::take_body`] and [`Gated::open`] for a connection of any type.
+trait Gate: Send {
+    fn take_body(&self) -> Option<(Reader, Vec<u8>)>;
+    fn open(&self);
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Gate for Gated<T> {
+    fn take_body(&self) -> Option<(Reader, Vec<u8>)> {
+        Gated::take_body(self).map(|(io, early)| (Box::new(io) as Reader, early))
+    }
+
+    fn open(&self) {
+        Gated::open(self);
+    }
 }
 
 fn parse_url(raw: &str) -> Result<Url, FetchError> {
@@ -376,6 +432,16 @@ fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
+/// Where a body's bytes come from.
+enum Transfer {
+    /// The connection itself: `early` is what came with the head, then `left` more bytes
+    /// (`Content-Length`) are read straight into the caller's buffers.
+    Direct { io: Reader, early: Bytes, left: u64 },
+    /// hyper decodes it (chunked, or delimited by the end of the connection); `rest` is what
+    /// [`Download::read_into`] has not yet taken of hyper's last chunk.
+    Hyper { body: Incoming, rest: Bytes },
+}
+
 /// The task driving one HTTP connection; dropping it closes the connection.
 struct Connection(JoinHandle<()>);
 
@@ -385,10 +451,13 @@ impl Drop for Connection {
     }
 }
 
-/// A response body being downloaded: a [`Stream`] of chunks that enforces the size limit
-/// and the deadline. Dropping it closes the connection.
+/// A response body being downloaded: a [`Stream`] of chunks, or read into the caller's
+/// buffers with [`Download::read_into`], within the size limit and the deadline. Dropping it
+/// closes the connection.
 pub struct Download {
-    body: Incoming,
+    body: Transfer,
+    /// The buffer of the next chunk [`Stream::poll_next`] reads from a direct body.
+    spare: Vec<u8>,
     content_length: Option<u64>,
     final_url: String,
     received: u64,
@@ -424,23 +493,129 @@ impl Download {
     pub async fn chunk(&mut self) -> Option<Result<Bytes, FetchError>> {
         poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
-}
 
-impl Stream for Download {
-    type Item = Result<Bytes, FetchError>;
+    /// Reads the next bytes of the body into `space`: how many, 0 once the body is complete
+    /// (or after an error). A body that `Content-Length` delimits goes from the connection
+    /// straight into `space`; any other is copied from hyper's chunks.
+    pub async fn read_into(&mut self, space: &mut [u8]) -> Result<usize, FetchError> {
+        poll_fn(|cx| self.poll_read_into(cx, space)).await
+    }
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.finished {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        space: &mut [u8],
+    ) -> Poll<Result<usize, FetchError>> {
+        if self.finished || space.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.deadline.is_elapsed() {
+            self.finished = true;
+            return Poll::Ready(Err(FetchError::Timeout {
+                limit: self.timeout,
+            }));
+        }
+        let read = match &mut self.body {
+            Transfer::Direct { io, early, left } => {
+                if *left == 0 {
+                    self.finished = true;
+                    return Poll::Ready(Ok(0));
+                }
+                let room = space
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                if early.is_empty() {
+                    let mut buf = ReadBuf::new(&mut space[..room]);
+                    match Pin::new(io).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => Err(format!(
+                            "the connection closed {left} bytes before the end of the body"
+                        )),
+                        Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+                        Poll::Ready(Err(e)) => Err(error_chain(&e)),
+                        Poll::Pending => return self.poll_deadline(cx),
+                    }
+                } else {
+                    let n = room.min(early.len());
+                    space[..n].copy_from_slice(&early[..n]);
+                    early.advance(n);
+                    Ok(n)
+                }
+                .inspect(|&n| *left -= n as u64)
+            }
+            Transfer::Hyper { rest, .. } => {
+                if rest.is_empty() {
+                    match self.poll_chunk(cx) {
+                        Poll::Ready(Some(Ok(chunk))) => {
+                            // `poll_chunk` counted it in `received` already.
+                            self.received -= chunk.len() as u64;
+                            if let Transfer::Hyper { rest, .. } = &mut self.body {
+                                *rest = chunk;
+                            }
+                        }
+                        Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                        Poll::Ready(None) => return Poll::Ready(Ok(0)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let Transfer::Hyper { rest, .. } = &mut self.body else {
+                    unreachable!("the body's transfer does not change")
+                };
+                let n = space.len().min(rest.len());
+                space[..n].copy_from_slice(&rest[..n]);
+                rest.advance(n);
+                Ok(n)
+            }
+        };
+        match read {
+            Ok(n) => {
+                self.received += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            Err(cause) => {
+                self.finished = true;
+                Poll::Ready(Err(FetchError::Http {
+                    host: self.host(),
+                    cause,
+                }))
+            }
+        }
+    }
+
+    /// A read is pending: the timeout error once the deadline has passed, else pending (the
+    /// deadline wakes the task when it comes).
+    fn poll_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, FetchError>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.finished = true;
+            return Poll::Ready(Err(FetchError::Timeout {
+                limit: self.timeout,
+            }));
+        }
+        Poll::Pending
+    }
+
+    /// The host of the URL the body comes from, for error messages.
+    fn host(&self) -> String {
+        Url::parse(&self.final_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The next chunk of a body that hyper decodes, counted in `received`.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, FetchError>>> {
+        if self.finished {
             return Poll::Ready(None);
         }
-        if this.deadline.is_elapsed() {
-            return this.fail(FetchError::Timeout {
-                limit: this.timeout,
+        if self.deadline.is_elapsed() {
+            return self.fail(FetchError::Timeout {
+                limit: self.timeout,
             });
         }
+        let Transfer::Hyper { body, .. } = &mut self.body else {
+            return Poll::Ready(None);
+        };
         loop {
-            match Pin::new(&mut this.body).poll_frame(cx) {
+            match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers
@@ -448,45 +623,78 @@ impl Stream for Download {
                     if data.is_empty() {
                         continue;
                     }
-                    this.received += data.len() as u64;
-                    if this.received > this.max_bytes {
-                        return this.fail(FetchError::TooLarge {
-                            limit: this.max_bytes,
+                    self.received += data.len() as u64;
+                    if self.received > self.max_bytes {
+                        return self.fail(FetchError::TooLarge {
+                            limit: self.max_bytes,
                         });
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let host = Url::parse(&this.final_url)
-                        .ok()
-                        .and_then(|url| url.host_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    return this.fail(FetchError::Http {
+                    let host = self.host();
+                    return self.fail(FetchError::Http {
                         host,
                         cause: error_chain(&e),
                     });
                 }
                 Poll::Ready(None) => {
-                    this.finished = true;
+                    self.finished = true;
                     return Poll::Ready(None);
                 }
-                Poll::Pending => {
-                    if this.deadline.as_mut().poll(cx).is_ready() {
-                        return this.fail(FetchError::Timeout {
-                            limit: this.timeout,
-                        });
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return self.poll_deadline::<()>(cx).map(|r| r.err().map(Err)),
             }
         }
     }
-}
 
-impl Download {
     fn fail(&mut self, error: FetchError) -> Poll<Option<Result<Bytes, FetchError>>> {
         self.finished = true;
         Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Stream for Download {
+    type Item = Result<Bytes, FetchError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        /// The largest chunk read from a direct body.
+        const CHUNK: usize = 256 * 1024;
+        let this = self.get_mut();
+        match &mut this.body {
+            Transfer::Hyper { rest, .. } if !rest.is_empty() => {
+                let chunk = std::mem::take(rest);
+                this.received += chunk.len() as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Transfer::Hyper { .. } => this.poll_chunk(cx),
+            Transfer::Direct { early, left, .. } if !early.is_empty() => {
+                let n = early
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let chunk = early.split_to(n);
+                *left -= n as u64;
+                this.received += n as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Transfer::Direct { left, .. } => {
+                let size = CHUNK.min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let mut chunk = std::mem::take(&mut this.spare);
+                chunk.resize(size.max(1), 0);
+                let read = this.poll_read_into(cx, &mut chunk);
+                match read {
+                    Poll::Ready(Ok(0)) => Poll::Ready(None),
+                    Poll::Ready(Ok(n)) => {
+                        chunk.truncate(n);
+                        Poll::Ready(Some(Ok(Bytes::from(chunk))))
+                    }
+                    Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error))),
+                    Poll::Pending => {
+                        this.spare = chunk;
+                        Poll::Pending
+                    }
+                }
+            }
+        }
     }
 }
 

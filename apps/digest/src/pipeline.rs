@@ -4,8 +4,9 @@
 //! [`digest_url`] downloads with a [`Fetcher`] first (the worker).
 //!
 //! # How the bytes flow
-//! The stream's chunks are gathered into blocks of [`BLOCK`] bytes taken from a pool of
-//! [`BLOCKS`]. Each full block goes, shared and never copied again, to three threads: SHA-256
+//! A download is read straight from the connection into blocks of [`BLOCK`] bytes taken
+//! from a pool of [`BLOCKS`] (when `Content-Length` delimits it; hyper's chunks of any other
+//! body, and a stream's chunks, are copied into the blocks). Each full block goes, shared and never copied again, to three threads: SHA-256
 //! (the slowest stage: a core of its own when one is free); BLAKE3 plus the type and text
 //! scan; the writer of the scratch file. A block goes back to the pool when the last of them
 //! is done with it, and the stream waits only when every block is in use, so memory stays
@@ -28,8 +29,8 @@
 //!   scratch directory after every job and when it starts.
 //!
 //! # Progress
-//! The callback runs on the task driving the future, once per chunk received (a download's
-//! chunks are a few KiB to 1 MiB: thousands of calls per GiB), with the byte count so far.
+//! The callback runs on the task driving the future, once per read (a download's reads are a
+//! few KiB to 1 MiB: thousands of calls per GiB), with the byte count so far.
 //! Keep it cheap: store the number (e.g. in an atomic, or with
 //! `tokio::sync::watch::Sender::send_replace`) and let another task write it to the database
 //! at its own pace, or wrap the callback in [`throttle`].
@@ -39,16 +40,16 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{Download, FetchError, Fetcher};
 use crate::inspect::{Report, Sniffed, Sniffer};
 
 /// How far a download progressed.
@@ -115,14 +116,16 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    run(
+    let stream = pin!(stream);
+    let source = Chunks {
         stream,
+        rest: Bytes::new(),
+    };
+    run(
+        source,
         dest,
         max_bytes,
         None,
-        |error: E| PipelineError::Input {
-            cause: error.to_string(),
-        },
         progress,
         &mut Stages::default(),
     )
@@ -158,7 +161,6 @@ pub async fn digest_url_measured(
         dest,
         fetcher.policy().max_bytes,
         total,
-        PipelineError::from,
         |done| progress(Progress { done, total }),
         stages,
     )
@@ -171,11 +173,13 @@ pub async fn digest_url_measured(
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stages {
-    /// Chunks the stream delivered (for a download, one per read from the connection).
+    /// Reads from the source: for a download, one per read from the connection; for a
+    /// stream, one per chunk (a chunk that spans two blocks counts twice).
     pub chunks: u64,
     /// Blocks handed to the threads.
     pub blocks: u64,
-    /// Time spent waiting for the stream's next chunk (the network, the upload).
+    /// Time spent waiting for the source's next bytes (the network, the upload), the reads
+    /// themselves included.
     pub stream_wait: Duration,
     /// Time spent waiting for a free block (the threads were behind).
     pub block_wait: Duration,
@@ -214,18 +218,57 @@ pub fn throttle<P>(interval: Duration, mut callback: impl FnMut(P)) -> impl FnMu
     }
 }
 
-async fn run<S, E>(
-    stream: S,
+/// Where a pipeline's bytes come from.
+trait Source {
+    /// Puts the next bytes into `space` (never empty) and says how many; 0 at the end.
+    async fn fill(&mut self, space: &mut [u8]) -> Result<usize, PipelineError>;
+}
+
+impl Source for Download {
+    async fn fill(&mut self, space: &mut [u8]) -> Result<usize, PipelineError> {
+        Ok(self.read_into(space).await?)
+    }
+}
+
+/// A stream of chunks, copied into the blocks.
+struct Chunks<'a, S> {
+    stream: Pin<&'a mut S>,
+    /// What the last chunk has left.
+    rest: Bytes,
+}
+
+impl<S, E> Source for Chunks<'_, S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    async fn fill(&mut self, space: &mut [u8]) -> Result<usize, PipelineError> {
+        while self.rest.is_empty() {
+            match poll_fn(|cx| self.stream.as_mut().poll_next(cx)).await {
+                None => return Ok(0),
+                Some(Err(error)) => {
+                    return Err(PipelineError::Input {
+                        cause: error.to_string(),
+                    });
+                }
+                Some(Ok(chunk)) => self.rest = chunk,
+            }
+        }
+        let n = space.len().min(self.rest.len());
+        space[..n].copy_from_slice(&self.rest[..n]);
+        self.rest.advance(n);
+        Ok(n)
+    }
+}
+
+async fn run(
+    mut source: impl Source,
     dest: &Path,
     max_bytes: u64,
     expected: Option<u64>,
-    input_error: impl Fn(E) -> PipelineError,
     mut progress: impl FnMut(u64),
     stages: &mut Stages,
-) -> Result<Report, PipelineError>
-where
-    S: Stream<Item = Result<Bytes, E>>,
-{
+) -> Result<Report, PipelineError> {
     let scratch_error = |error| PipelineError::Scratch {
         path: dest.to_owned(),
         error,
@@ -246,47 +289,38 @@ where
             )));
         }
     };
-    let mut stream = pin!(stream);
     let mut done = 0u64;
     // The block being filled and how many of its bytes are filled.
     let mut filling: Option<(Buffer, usize)> = None;
     let fed = async {
         loop {
+            let (buffer, filled) = match &mut filling {
+                Some(block) => block,
+                None => {
+                    let waiting = Instant::now();
+                    let buffer = lanes.buffer().await;
+                    stages.block_wait += waiting.elapsed();
+                    filling.insert((buffer, 0))
+                }
+            };
             let waiting = Instant::now();
-            let item = poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
+            let read = source.fill(&mut buffer.bytes_mut()[*filled..]).await?;
             stages.stream_wait += waiting.elapsed();
-            let Some(item) = item else { break };
-            let chunk = item.map_err(&input_error)?;
-            if chunk.is_empty() {
-                continue;
+            if read == 0 {
+                break;
             }
             stages.chunks += 1;
-            done += chunk.len() as u64;
+            done += read as u64;
             if done > max_bytes {
                 return Err(PipelineError::TooLarge { limit: max_bytes });
             }
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
-                let (buffer, filled) = match &mut filling {
-                    Some(block) => block,
-                    None => {
-                        let waiting = Instant::now();
-                        let buffer = lanes.buffer().await;
-                        stages.block_wait += waiting.elapsed();
-                        filling.insert((buffer, 0))
-                    }
-                };
-                let take = rest.len().min(BLOCK - *filled);
-                buffer.bytes_mut()[*filled..*filled + take].copy_from_slice(&rest[..take]);
-                *filled += take;
-                rest = &rest[take..];
-                if *filled == BLOCK {
-                    let (buffer, filled) = filling.take().expect("the block just filled");
-                    stages.blocks += 1;
-                    if !lanes.send(buffer, filled).await {
-                        // A lane stopped early (the writer, on an I/O error): `finish` tells why.
-                        return Ok(());
-                    }
+            *filled += read;
+            if *filled == BLOCK {
+                let (buffer, filled) = filling.take().expect("the block just filled");
+                stages.blocks += 1;
+                if !lanes.send(buffer, filled).await {
+                    // A lane stopped early (the writer, on an I/O error): `finish` tells why.
+                    return Ok(());
                 }
             }
             progress(done);

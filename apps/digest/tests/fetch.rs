@@ -187,6 +187,110 @@ async fn downloads_from_a_loopback_server_when_allowed() {
     assert_eq!(bounded(body(download)).await.unwrap(), content);
 }
 
+/// The body comes out the same whichever way it is framed and read: `read_into` with buffers
+/// of any size (a body that `Content-Length` delimits is read there straight from the
+/// connection, after hyper has read its head) or `chunk()`. The answers include informational
+/// heads before the final one, heads with bare `\n` line endings, and bytes after the end of
+/// a delimited body, which are not part of it.
+#[tokio::test]
+async fn every_framing_reads_the_same_into_buffers_and_in_chunks() {
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let served = content.clone();
+    let server = server(move |path| {
+        let with_head = |head: &str| {
+            let mut bytes = head.as_bytes().to_vec();
+            bytes.extend_from_slice(&served);
+            bytes
+        };
+        let length = served.len();
+        match path {
+            "/file" => ok(&served),
+            "/chunked" => chunked(&served),
+            "/until-close" => {
+                Answer::Bytes(with_head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"))
+            }
+            "/informational" => Answer::Bytes(with_head(&format!(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+                 HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n"
+            ))),
+            "/bare-lf" => Answer::Bytes(with_head(&format!(
+                "HTTP/1.1 200 OK\nContent-Length: {length}\n\n"
+            ))),
+            "/extra" => {
+                let mut bytes = with_head(&format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n"
+                ));
+                bytes.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\nnot part of the body");
+                Answer::Bytes(bytes)
+            }
+            _ => status(404, "Not Found"),
+        }
+    })
+    .await;
+    let fetcher = fetcher(loopback_policy());
+    for path in [
+        "/file",
+        "/chunked",
+        "/until-close",
+        "/informational",
+        "/bare-lf",
+        "/extra",
+    ] {
+        let url = server.url(path);
+        assert_eq!(
+            get_all(&fetcher, &url).await.unwrap(),
+            content,
+            "{path} in chunks"
+        );
+        for size in [1 << 20, 65_536, 4097, 7] {
+            let mut download = bounded(fetcher.get(&url)).await.unwrap();
+            let mut body = Vec::new();
+            let mut space = vec![0u8; size];
+            loop {
+                let n = bounded(download.read_into(&mut space)).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&space[..n]);
+            }
+            assert!(
+                body == content,
+                "{path} read {size} bytes at a time: {} bytes",
+                body.len()
+            );
+            assert_eq!(bounded(download.read_into(&mut space)).await, Ok(0));
+        }
+    }
+}
+
+/// A body that ends before its `Content-Length` is an error that a retry may mend, read
+/// either way.
+#[tokio::test]
+async fn a_body_cut_short_is_a_retryable_error_read_either_way() {
+    let server =
+        server(|_| Answer::Bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec()))
+            .await;
+    let fetcher = fetcher(loopback_policy());
+    let mut download = bounded(fetcher.get(&server.url("/"))).await.unwrap();
+    let mut space = [0u8; 64];
+    let mut got = 0;
+    let error = loop {
+        match bounded(download.read_into(&mut space)).await {
+            Ok(0) => panic!("the body ended without an error after {got} bytes"),
+            Ok(n) => got += n,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(got, 5);
+    assert!(matches!(error, FetchError::Http { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("95 bytes before the end"),
+        "{error}"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(bounded(download.read_into(&mut space)).await, Ok(0));
+}
+
 #[tokio::test]
 async fn localhost_resolves_to_loopback_and_is_refused_without_the_setting() {
     let server = server(|_| ok(b"hi")).await;
