@@ -10,9 +10,10 @@
 //!    other type, unless `-m` names it) is started for each round, and the scenarios are
 //!    replayed following the round's seeded [`schedule`]: each request to another instance
 //!    than the one before, instances of every type restarted in between (SIGTERM or SIGKILL),
-//!    and workers also while a request polls with `# @until` — while a job runs. verify sends
-//!    each request straight to the chosen instance's port, with the headers shoal's router
-//!    would add (see [`crate::client`]).
+//!    and workers also while a request polls with `# @until` — while a job runs: one after
+//!    another, after each answer that shows the job not done, so that the one holding it is
+//!    restarted in the middle of it. verify sends each request straight to the chosen
+//!    instance's port, with the headers shoal's router would add (see [`crate::client`]).
 //! 3. Every shuffled answer is compared with the first baseline answer, beyond the noise.
 //!
 //! Each request of a scenario is followed through the whole run by one value, [`Tracked`]:
@@ -42,7 +43,8 @@ use crate::formation::{Formation, Setup, Tail};
 use crate::observe::{Normalizer, Observation};
 use crate::reading::{self, Facts};
 use crate::report::{
-    Divergence, JSON_VERSION, Report, RequestReport, ScenarioReport, TypeCount, Verdict,
+    Divergence, JSON_VERSION, Report, RequestReport, RestartMade, ScenarioReport, TypeCount,
+    Verdict,
 };
 use crate::resolve::{Replay, ResolveError};
 use crate::scenario::check::{Environment, check};
@@ -406,6 +408,7 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
             restarts_while_polling: rounds.restarts.while_polling,
             scenarios: scenario_reports,
             schedule: rounds.schedule,
+            restarts_made: rounds.restarts.made,
             local_writes,
             scratch_writes,
             notes: Vec::new(),
@@ -506,37 +509,59 @@ struct Exchange {
     /// Why the request could not be built (shuffled rounds only).
     not_built: Option<String>,
     capture_failures: Vec<ResolveError>,
-    /// When the step's worker was restarted while this request polled: after how many tries.
-    restarted_after_try: Option<u32>,
+    /// The restarts of the step's workers made while this request polled, in the plan's
+    /// order: after how many tries each one was made.
+    restarted_after_tries: Vec<u32>,
     /// Whether the request polls with `# @until`: its answer is a job's result.
     polls: bool,
 }
 
-/// How many instances a run restarted.
-#[derive(Debug, Default, Clone, Copy)]
+/// The restarts a run made.
+#[derive(Debug, Default, Clone)]
 struct Restarts {
     total: usize,
     /// Of instances of types other than `web`.
     workers: usize,
     /// Of those, while a request polled with `# @until`.
     while_polling: usize,
+    /// Each one, in order.
+    made: Vec<RestartMade>,
 }
 
 impl Restarts {
-    fn count(&mut self, restart: &Restart, while_polling: bool) {
+    /// Counts `restart`, made in `phase` before or while the request of round step `step`
+    /// (while it polled: after `after_try` tries), at `at_ms`.
+    fn count(
+        &mut self,
+        phase: Phase,
+        step: usize,
+        restart: &Restart,
+        after_try: Option<u32>,
+        at_ms: u64,
+    ) {
         self.total += 1;
         if restart.kind != WEB {
             self.workers += 1;
         }
-        if while_polling {
+        if after_try.is_some() {
             self.while_polling += 1;
+        }
+        if let Phase::Round { round, .. } = phase {
+            self.made.push(RestartMade {
+                round,
+                request: step + 1,
+                restart: restart.clone(),
+                after_try,
+                at_ms,
+            });
         }
     }
 
-    fn add(&mut self, other: &Restarts) {
+    fn add(&mut self, other: Restarts) {
         self.total += other.total;
         self.workers += other.workers;
         self.while_polling += other.while_polling;
+        self.made.extend(other.made);
     }
 }
 
@@ -546,12 +571,14 @@ struct Played {
     restarts: Restarts,
 }
 
-/// What a restart during polling did to the polling's deadline and when it happened.
+/// The answer to a request, whether it met its `# @until`, and the workers restarted while
+/// it polled.
 struct Polled {
     answer: Result<Answer, String>,
     met: bool,
-    /// The tries before the worker was restarted, if one was.
-    restarted_after_try: Option<u32>,
+    /// For each restart made while it polled, in the plan's order: the tries before it, and
+    /// when its signal was sent (milliseconds since the Unix epoch).
+    restarted: Vec<(u32, u64)>,
 }
 
 struct Runner<'a> {
@@ -641,7 +668,6 @@ impl Runner<'_> {
             debug_assert_eq!(steps.len(), self.total_requests());
             let began = Instant::now();
             let (played, writes) = self.run_once(plan, phase, Some(&steps)).await?;
-            out.restarts.add(&played.restarts);
             let divergent = judge(
                 &Round {
                     number: round,
@@ -658,6 +684,7 @@ impl Runner<'_> {
                 divergent,
                 restarts: played.restarts.total,
             });
+            out.restarts.add(played.restarts);
             out.writes.app.extend(writes.app);
             out.writes.scratch.extend(writes.scratch);
             out.schedule.push(steps);
@@ -696,8 +723,8 @@ impl Runner<'_> {
                     .flat_map(|p| [&p.restart, &p.worker_restart])
                     .flatten()
                 {
-                    self.restart(formation, phase, restart).await?;
-                    restarts.count(restart, false);
+                    let at_ms = self.restart(formation, phase, restart).await?;
+                    restarts.count(phase, step, restart, None, at_ms);
                 }
                 let name = InstanceName::new(WEB, planned.map_or(1, |p| p.instance));
                 let info = formation.ready(&name).await?;
@@ -714,24 +741,25 @@ impl Runner<'_> {
                             step,
                             not_built: Some(err.message),
                             capture_failures: Vec::new(),
-                            restarted_after_try: None,
+                            restarted_after_tries: Vec::new(),
                             polls: spec.until.is_some(),
                         });
                         step += 1;
                         continue;
                     }
                 };
-                let during = planned.and_then(|p| p.worker_restart_while_polling.as_ref());
+                let during = planned.map_or(&[][..], |p| &p.worker_restarts_while_polling);
                 let Polled {
                     answer,
                     met: until_met,
-                    restarted_after_try,
+                    restarted,
                 } = self
                     .send(spec, &outgoing, &name, formation, (phase, during))
                     .await?;
-                if let Some(restart) = during.filter(|_| restarted_after_try.is_some()) {
-                    restarts.count(restart, true);
+                for (restart, (tries, at_ms)) in during.iter().zip(&restarted) {
+                    restarts.count(phase, step, restart, Some(*tries), *at_ms);
                 }
+                let restarted_after_tries = restarted.iter().map(|(tries, _)| *tries).collect();
                 self.observe_scratch(formation);
                 let capture_failures = client.record(spec, &outgoing, answer.as_ref().ok());
                 if let Some(run) = baseline {
@@ -783,7 +811,7 @@ impl Runner<'_> {
                     step,
                     not_built: None,
                     capture_failures,
-                    restarted_after_try,
+                    restarted_after_tries,
                     polls: spec.until.is_some(),
                 });
                 step += 1;
@@ -811,34 +839,41 @@ impl Runner<'_> {
         }
     }
 
-    /// Restarts the instance `restart` names, saying so.
+    /// Restarts the instance `restart` names, saying so. Returns when the signal was sent,
+    /// in milliseconds since the Unix epoch.
     async fn restart(
         &self,
         formation: &mut Formation,
         phase: Phase,
         restart: &Restart,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<u64, VerifyError> {
         let name = restart.name();
         self.progress.event(Event::Restart {
             phase,
             instance: &name.to_string(),
             signal: restart.signal,
         });
-        formation.restart(&name, restart.signal).await
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        formation.restart(&name, restart.signal).await?;
+        Ok(at_ms)
     }
 
     /// Sends `request` to `web`; with `# @until`, again until the answer meets it. `during`
-    /// is the worker restarted while the request polls: after the first answer that does not
-    /// meet the condition (a job is in progress), or after the answer if it does. The time
-    /// the restarted worker takes to come back is added to the polling's deadline: the job
-    /// is given the time it had.
+    /// are the workers to restart while the request polls, one after another: the first
+    /// after the first answer (even when it meets the condition: then between this job and
+    /// the next), each next one after the next answer that does not meet it — the job is
+    /// still in progress, so whichever worker holds it is restarted while it runs. The time
+    /// a restarted worker takes to come back is added to the polling's deadline: the job is
+    /// given the time it had.
     async fn send(
         &self,
         spec: &RequestSpec,
         request: &Outgoing,
         web: &InstanceName,
         formation: &mut Formation,
-        (phase, during): (Phase, Option<&Restart>),
+        (phase, during): (Phase, &[Restart]),
     ) -> Result<Polled, VerifyError> {
         let timeout = spec.timeout.unwrap_or(REQUEST_TIMEOUT);
         let route = Route {
@@ -849,28 +884,29 @@ impl Runner<'_> {
             return Ok(Polled {
                 answer: client::send(request, route, timeout).await,
                 met: true,
-                restarted_after_try: None,
+                restarted: Vec::new(),
             });
         };
         let mut deadline = Instant::now() + timeout;
         let mut tries = 0;
-        let mut restarted_after_try = None;
+        let mut restarted = Vec::new();
         loop {
             let answer = client::send(request, route, timeout).await;
             tries += 1;
             let met = answer.as_ref().is_ok_and(|a| meets(until, a));
-            if let Some(restart) = during.filter(|_| restarted_after_try.is_none()) {
+            let next = during.get(restarted.len());
+            if let Some(restart) = next.filter(|_| !met || tries == 1) {
                 let began = Instant::now();
-                self.restart(formation, phase, restart).await?;
+                let at_ms = self.restart(formation, phase, restart).await?;
                 formation.ready(&restart.name()).await?;
-                restarted_after_try = Some(tries);
+                restarted.push((tries, at_ms));
                 deadline += began.elapsed();
             }
             if met || Instant::now() + UNTIL_INTERVAL >= deadline {
                 return Ok(Polled {
                     answer,
                     met,
-                    restarted_after_try,
+                    restarted,
                 });
             }
             tokio::time::sleep(UNTIL_INTERVAL).await;
@@ -909,15 +945,16 @@ fn worker_restarts(
                 while_polling: None,
             });
         }
-        if let (Some(restart), Some(tries)) = (
-            &step.worker_restart_while_polling,
-            exchange.restarted_after_try,
-        ) {
+        for (restart, tries) in step
+            .worker_restarts_while_polling
+            .iter()
+            .zip(&exchange.restarted_after_tries)
+        {
             out.push(reading::WorkerRestart {
                 name: restart.name().to_string(),
                 signal: restart.signal,
                 request: i + 1,
-                while_polling: Some(tries),
+                while_polling: Some(*tries),
             });
         }
     }

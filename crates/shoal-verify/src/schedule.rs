@@ -10,10 +10,12 @@
 //! When the formation runs other types (workers, which take jobs the web instances queue),
 //! one of their instances is restarted before a request with a probability of one in three,
 //! so that a later job may find another worker, or a fresh one. And a request that polls with
-//! `# @until` is where a job runs: with a probability of two in three one of them is
-//! restarted while it polls, so that the job in progress is taken up again by another worker
-//! or by the restarted one. These draws come from a random stream of their own: a Procfile's
-//! `web` plan for a seed is the same with workers or without them.
+//! `# @until` is where a job runs: every instance of those types is planned to be restarted
+//! while it polls, one after another, starting at a random one, so that whichever of them
+//! holds the job is restarted while it runs (verify makes the next restart after each answer
+//! that does not meet the condition, and stops when one does). These draws come from a
+//! random stream of their own: a Procfile's `web` plan for a seed is the same with workers
+//! or without them.
 
 use serde::Serialize;
 use shoal_procfile::InstanceName;
@@ -64,25 +66,24 @@ pub struct Step {
     /// An instance of another type (a worker) restarted before the request is sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_restart: Option<Restart>,
-    /// An instance of another type restarted while the request polls (`# @until`): after the
-    /// first answer that does not meet the condition — the job is in progress — or after the
-    /// answer when the first one meets it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker_restart_while_polling: Option<Restart>,
+    /// The instances of the other types, every one once, to restart while the request polls
+    /// (`# @until`), in this order: the first after the first answer (when that one already
+    /// meets the condition, it is the only one), each next one after the next answer that
+    /// does not meet it — the job is still in progress, and one of them holds it. Those
+    /// still planned when an answer meets the condition are not restarted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub worker_restarts_while_polling: Vec<Restart>,
     /// The `web` instance that serves it (`web.N`).
     pub instance: u32,
 }
 
 impl Step {
-    /// The restarts of this step, in the order they happen.
+    /// The restarts planned for this step, in the order they would happen.
     pub fn restarts(&self) -> impl Iterator<Item = &Restart> {
-        [
-            &self.restart,
-            &self.worker_restart,
-            &self.worker_restart_while_polling,
-        ]
-        .into_iter()
-        .flatten()
+        [&self.restart, &self.worker_restart]
+            .into_iter()
+            .flatten()
+            .chain(&self.worker_restarts_while_polling)
     }
 }
 
@@ -139,17 +140,31 @@ pub fn plan(seed: u64, round: u32, shape: Shape<'_>) -> Vec<Step> {
             }
             _ => rng.u32(1..=instances),
         };
-        let (worker_restart, worker_restart_while_polling) = if workers.is_empty() {
-            (None, None)
+        let (worker_restart, worker_restarts_while_polling) = if workers.is_empty() {
+            (None, Vec::new())
         } else {
             let before = (i > 0 && workers_rng.u32(0..3) == 0).then(|| worker(&mut workers_rng));
-            let during = (polls && workers_rng.u32(0..3) != 0).then(|| worker(&mut workers_rng));
+            let during = if polls {
+                let first = workers_rng.usize(..workers.len());
+                (0..workers.len())
+                    .map(|k| {
+                        let (kind, instance) = workers[(first + k) % workers.len()];
+                        Restart {
+                            kind: kind.to_owned(),
+                            instance,
+                            signal: signal(&mut workers_rng),
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             (before, during)
         };
         steps.push(Step {
             restart,
             worker_restart,
-            worker_restart_while_polling,
+            worker_restarts_while_polling,
             instance,
         });
     }
@@ -198,11 +213,28 @@ mod tests {
                     prop_assert!((1..=n).contains(&restart.instance));
                     prop_assert_eq!(restart.kind.as_str(), "web");
                 }
-                for restart in [&step.worker_restart, &step.worker_restart_while_polling].into_iter().flatten() {
+                if let Some(restart) = &step.worker_restart {
                     let count = others.iter().find(|(k, _)| *k == restart.kind).map(|(_, c)| *c);
                     prop_assert!(count.is_some_and(|c| (1..=c).contains(&restart.instance)), "{:?}", restart);
                 }
-                prop_assert!(polling || step.worker_restart_while_polling.is_none());
+                // While a request polls: every instance of every other type once, in the
+                // order of the formation from a random one on, wrapping around.
+                let during: Vec<(&str, u32)> = step
+                    .worker_restarts_while_polling
+                    .iter()
+                    .map(|r| (r.kind.as_str(), r.instance))
+                    .collect();
+                let all: Vec<(&str, u32)> = others
+                    .iter()
+                    .flat_map(|(kind, count)| (1..=*count).map(move |n| (kind.as_str(), n)))
+                    .collect();
+                if polling && !all.is_empty() {
+                    let first = all.iter().position(|w| *w == during[0]).unwrap();
+                    let rotated: Vec<(&str, u32)> = all[first..].iter().chain(&all[..first]).copied().collect();
+                    prop_assert_eq!(during, rotated);
+                } else {
+                    prop_assert!(during.is_empty());
+                }
             }
             prop_assert!(steps.first().is_none_or(|s| s.restart.is_none() && s.worker_restart.is_none()));
             prop_assert_eq!(plan(seed, round, shape), steps.clone());
@@ -233,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn workers_are_restarted_between_requests_and_while_a_request_polls() {
+    fn workers_are_restarted_between_requests_and_each_one_while_a_request_polls() {
         let others = [("worker".to_owned(), 2)];
         let polls: Vec<bool> = (0..40).map(|i| i % 4 == 3).collect();
         let steps: Vec<Step> = (1..=3)
@@ -253,23 +285,32 @@ mod tests {
             .iter()
             .filter_map(|s| s.worker_restart.as_ref())
             .collect();
-        let during: Vec<&Restart> = steps
-            .iter()
-            .filter_map(|s| s.worker_restart_while_polling.as_ref())
-            .collect();
-        assert!(
-            before.len() > 10 && during.len() > 10,
-            "{before:?} {during:?}"
-        );
+        assert!(before.len() > 10, "{before:?}");
         for index in [1, 2] {
             assert!(before.iter().any(|r| r.instance == index));
         }
         assert!(before.iter().any(|r| r.signal == Signal::Term));
-        assert!(during.iter().any(|r| r.signal == Signal::Kill));
         assert_eq!(
             before[0].name().to_string(),
             format!("worker.{}", before[0].instance)
         );
+        // Every polling request plans both workers, starting with either, with both signals.
+        let during: Vec<&Vec<Restart>> = steps
+            .iter()
+            .zip(polls.iter().cycle())
+            .filter(|(_, polls)| **polls)
+            .map(|(s, _)| &s.worker_restarts_while_polling)
+            .collect();
+        assert_eq!(during.len(), 30);
+        assert!(during.iter().all(|d| d.len() == 2));
+        for first in [1, 2] {
+            assert!(during.iter().any(|d| d[0].instance == first), "{during:?}");
+        }
+        let signals: Vec<Signal> = during
+            .iter()
+            .flat_map(|d| d.iter().map(|r| r.signal))
+            .collect();
+        assert!(signals.contains(&Signal::Term) && signals.contains(&Signal::Kill));
     }
 
     /// `crates/shoal/tests/it/verify.rs` judges the `worker-cache-memory` fixture (six

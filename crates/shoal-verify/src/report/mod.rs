@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::compare::Difference;
 use crate::copies::LocalWrite;
 use crate::reading::Cause;
-use crate::schedule::Step;
+use crate::schedule::{Restart, Step};
 
 /// Version of the JSON layout; bumped on any change that is not an added field.
 pub const JSON_VERSION: u32 = 1;
@@ -49,6 +49,8 @@ pub struct Report {
     /// Each shuffled round's plan: which `web` instance served each request, and which
     /// instance of which type was restarted before it or while it polled.
     pub schedule: Vec<Vec<Step>>,
+    /// Every restart the shuffled rounds made, in order, with when it was made.
+    pub restarts_made: Vec<RestartMade>,
     /// Files instances created, changed or deleted in their working directories.
     pub local_writes: Vec<LocalWrite>,
     /// Files instances kept in their scratch directories (`SHOAL_SCRATCH`, `TMPDIR`), seen
@@ -56,6 +58,23 @@ pub struct Report {
     pub scratch_writes: Vec<LocalWrite>,
     /// Things the user should know that are not divergences.
     pub notes: Vec<String>,
+}
+
+/// A restart a shuffled round made.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartMade {
+    pub round: u32,
+    /// The request before which it was made, or while which it polled: its 1-based position
+    /// in the round, across scenarios (the round's `schedule` step before it, plus one).
+    pub request: usize,
+    #[serde(flatten)]
+    pub restart: Restart,
+    /// Made while the request polled with `# @until` (while a job ran): after this many tries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_try: Option<u32>,
+    /// When the signal was sent, in milliseconds since the Unix epoch: to line up with what
+    /// the app and its backing services logged.
+    pub at_ms: u64,
 }
 
 /// A process type and how many instances of it ran.
