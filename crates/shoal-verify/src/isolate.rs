@@ -207,6 +207,8 @@ impl Isolation {
                 Err(err) => How::Copy(err.to_string()),
             },
         };
+        // Not nix's `Inotify`: its reader takes 4 KiB of events a call, and a burst of writes
+        // is read here in gulps of 64 KiB.
         // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {

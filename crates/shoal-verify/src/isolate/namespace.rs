@@ -9,10 +9,18 @@
 //! it entered: shoal itself would be left without a uid, owning nothing. The child's refusal
 //! says why, and the copies are plain ones.
 
-use std::ffi::CString;
-use std::io;
+use std::ffi::{CStr, CString};
+use std::io::{self, Read as _};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::ForkResult;
 
 /// Whether shoal's mounts are its own, made by [`private_mounts`]: `Err` says why not.
 #[derive(Debug, Clone)]
@@ -69,30 +77,25 @@ impl Step {
     ];
 }
 
-/// The step the kernel refused, and its error number.
+/// The step the kernel refused, and its error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Refusal {
     step: Step,
-    errno: i32,
+    errno: Errno,
 }
 
-impl Refusal {
-    fn last_os_error(step: Step) -> Refusal {
-        Refusal {
-            step,
-            errno: io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        }
-    }
+/// `map_err` for a step.
+fn refused(step: Step) -> impl Fn(Errno) -> Refusal {
+    move |errno| Refusal { step, errno }
 }
 
 /// Everything the steps need, made before the fork so that the child only makes system
 /// calls.
 struct Steps {
-    uid: libc::uid_t,
+    uid: u32,
     root: bool,
     /// `(file, text)` of setgroups, uid_map and gid_map.
     maps: [(CString, CString); 3],
-    slash: CString,
     /// The trial's directory, removed when the steps are dropped (empty outside the child:
     /// its tmpfs is the child's); the overlay's layers in it.
     _trial: tempfile::TempDir,
@@ -103,8 +106,7 @@ struct Steps {
 
 impl Steps {
     fn new() -> io::Result<Steps> {
-        // SAFETY: geteuid and getegid have no preconditions.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
         let text = |s: &str| cstring(s.as_bytes());
         let trial = tempfile::Builder::new()
             .prefix("shoal-overlay-trial")
@@ -124,8 +126,8 @@ impl Steps {
             dir(2)
         ))?;
         Ok(Steps {
-            uid,
-            root: uid == 0,
+            uid: uid.as_raw(),
+            root: uid.is_root(),
             // The user is itself inside, so every file it makes is its own outside too.
             maps: [
                 (text("/proc/self/setgroups")?, text("deny")?),
@@ -138,7 +140,6 @@ impl Steps {
                     text(&format!("{gid} {gid} 1"))?,
                 ),
             ],
-            slash: text("/")?,
             trial_path: cstring(trial.path().as_os_str().as_bytes())?,
             _trial: trial,
             layers,
@@ -149,119 +150,72 @@ impl Steps {
     /// Enters the namespaces: shoal's mounts are its own from now on.
     fn enter(&self) -> Result<(), Refusal> {
         let flags = if self.root {
-            libc::CLONE_NEWNS
+            CloneFlags::CLONE_NEWNS
         } else {
-            libc::CLONE_NEWUSER | libc::CLONE_NEWNS
+            CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS
         };
-        // SAFETY: unshare takes flags only; the caller checked that the process has one thread.
-        if unsafe { libc::unshare(flags) } != 0 {
-            return Err(Refusal::last_os_error(Step::Unshare));
-        }
+        nix::sched::unshare(flags).map_err(refused(Step::Unshare))?;
         if !self.root {
-            for ((file, text), step) in
-                self.maps
-                    .iter()
-                    .zip([Step::SetGroups, Step::UidMap, Step::GidMap])
-            {
-                write_file(file, text).map_err(|errno| Refusal { step, errno })?;
+            let steps = [Step::SetGroups, Step::UidMap, Step::GidMap];
+            for ((file, text), step) in self.maps.iter().zip(steps) {
+                write_file(file, text).map_err(refused(step))?;
             }
         }
         // A slave of the host's mounts: mounts made outside still arrive, none made here leaves.
-        let flags = libc::MS_REC | libc::MS_SLAVE;
-        // SAFETY: `slash` is NUL-terminated; the other pointers may be null for a change of
-        // propagation.
-        let done = unsafe {
-            libc::mount(
-                std::ptr::null(),
-                self.slash.as_ptr(),
-                std::ptr::null(),
-                flags,
-                std::ptr::null(),
-            )
-        };
-        if done != 0 {
-            return Err(Refusal::last_os_error(Step::Private));
-        }
-        Ok(())
+        let flags = MsFlags::MS_REC | MsFlags::MS_SLAVE;
+        nix::mount::mount(NONE, c"/", NONE, flags, NONE).map_err(refused(Step::Private))
     }
 
     /// The steps of [`Steps::enter`] and an overlay mount on a tmpfs, in a child process whose
     /// namespaces end with it.
     fn try_in_child(&self) -> Result<(), Refusal> {
-        let mut ends = [0; 2];
-        // SAFETY: `ends` has room for the two descriptors.
-        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(Refusal::last_os_error(Step::Fork));
-        }
-        let [read_end, write_end] = ends;
+        let (read_end, write_end) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(refused(Step::Fork))?;
         // SAFETY: shoal has one thread (checked by the caller), so the child's copy of the
-        // memory holds no lock another thread held; the child makes system calls only and
-        // ends with `_exit`.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            let refusal = Refusal::last_os_error(Step::Fork);
-            // SAFETY: both ends are ours and not used again.
-            unsafe { (libc::close(read_end), libc::close(write_end)) };
-            return Err(refusal);
-        }
-        if pid == 0 {
-            let code = match self.trial_mount() {
-                Ok(()) => 0,
-                Err(refusal) => {
-                    let mut message = [0u8; 8];
-                    message[..4].copy_from_slice(&(refusal.step as u32).to_ne_bytes());
-                    message[4..].copy_from_slice(&refusal.errno.to_ne_bytes());
-                    // SAFETY: the buffer is valid for reads of its length.
-                    unsafe { libc::write(write_end, message.as_ptr().cast(), message.len()) };
-                    1
-                }
-            };
-            // SAFETY: ends the child without running the parent's exit handlers.
-            unsafe { libc::_exit(code) };
-        }
-        // SAFETY: the write end is the parent's copy, not used again.
-        unsafe { libc::close(write_end) };
-        let mut message = [0u8; 8];
-        let mut got = 0;
-        while got < message.len() {
-            // SAFETY: the buffer is valid for writes from `got` to its end.
-            let read = unsafe {
-                libc::read(
-                    read_end,
-                    message[got..].as_mut_ptr().cast(),
-                    message.len() - got,
-                )
-            };
-            match read {
-                0 => break,
-                n if n > 0 => got += n as usize,
-                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                _ => break,
+        // memory holds no lock another thread held; the child makes system calls and ends
+        // with `_exit`.
+        let child = match unsafe { nix::unistd::fork() }.map_err(refused(Step::Fork))? {
+            ForkResult::Parent { child } => child,
+            ForkResult::Child => {
+                let code = match self.trial_mount() {
+                    Ok(()) => 0,
+                    Err(Refusal { step, errno }) => {
+                        let mut message = [0u8; 8];
+                        message[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+                        message[4..].copy_from_slice(&(errno as i32).to_ne_bytes());
+                        let _ = nix::unistd::write(&write_end, &message);
+                        1
+                    }
+                };
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(code) }
             }
-        }
-        // SAFETY: the read end is ours and not used again.
-        unsafe { libc::close(read_end) };
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is valid for writes.
-        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return Err(Refusal::last_os_error(Step::Fork));
+        };
+        drop(write_end);
+        let mut message = Vec::new();
+        let _ = std::fs::File::from(read_end)
+            .take(8)
+            .read_to_end(&mut message);
+        let status = loop {
+            match nix::sys::wait::waitpid(child, None) {
+                Err(Errno::EINTR) => {}
+                status => break status.map_err(refused(Step::Fork))?,
             }
-        }
-        if got == message.len() {
-            let step = u32::from_ne_bytes(message[..4].try_into().unwrap_or_default());
-            let errno = i32::from_ne_bytes(message[4..].try_into().unwrap_or_default());
+        };
+        if let Ok(message) = <[u8; 8]>::try_from(message.as_slice()) {
+            let [a, b, c, d, e, f, g, h] = message;
+            let step = u32::from_ne_bytes([a, b, c, d]);
             let step = Step::ALL.get(step as usize).copied().unwrap_or(Step::Fork);
+            let errno = Errno::from_raw(i32::from_ne_bytes([e, f, g, h]));
             return Err(Refusal { step, errno });
         }
-        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-            Ok(())
-        } else {
+        match status {
+            WaitStatus::Exited(_, 0) => Ok(()),
             // Killed before it could say (an out-of-memory kill, say).
-            Err(Refusal {
+            _ => Err(Refusal {
                 step: Step::Fork,
-                errno: libc::ECHILD,
-            })
+                errno: Errno::ECHILD,
+            }),
         }
     }
 
@@ -269,41 +223,22 @@ impl Steps {
     /// (the tmpfs is the child's: nothing is left on disk).
     fn trial_mount(&self) -> Result<(), Refusal> {
         self.enter()?;
-        let tmpfs = c"tmpfs";
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-        if unsafe {
-            libc::mount(
-                tmpfs.as_ptr(),
-                self.trial_path.as_ptr(),
-                tmpfs.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        } != 0
-        {
-            return Err(Refusal::last_os_error(Step::Tmpfs));
-        }
+        let (tmpfs, overlay) = (Some(c"tmpfs"), Some(c"overlay"));
+        let trial = self.trial_path.as_c_str();
+        nix::mount::mount(tmpfs, trial, tmpfs, MsFlags::empty(), NONE)
+            .map_err(refused(Step::Tmpfs))?;
         for layer in &self.layers {
-            // SAFETY: `layer` is NUL-terminated.
-            if unsafe { libc::mkdir(layer.as_ptr(), 0o700) } != 0 {
-                return Err(Refusal::last_os_error(Step::Tmpfs));
-            }
+            nix::unistd::mkdir(layer.as_c_str(), Mode::S_IRWXU).map_err(refused(Step::Tmpfs))?;
         }
-        let overlay = c"overlay";
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-        if unsafe {
-            libc::mount(
-                overlay.as_ptr(),
-                self.layers[3].as_ptr(),
-                overlay.as_ptr(),
-                0,
-                self.overlay_options.as_ptr().cast(),
-            )
-        } != 0
-        {
-            return Err(Refusal::last_os_error(Step::Overlay));
-        }
-        Ok(())
+        let options = Some(self.overlay_options.as_c_str());
+        nix::mount::mount(
+            overlay,
+            self.layers[3].as_c_str(),
+            overlay,
+            MsFlags::empty(),
+            options,
+        )
+        .map_err(refused(Step::Overlay))
     }
 
     /// Why copy-on-write copies are not possible, in a line.
@@ -324,7 +259,7 @@ impl Steps {
             Step::Tmpfs => "cannot mount a tmpfs in a mount namespace of its own".to_owned(),
             Step::Overlay => "cannot mount an overlay in a mount namespace of its own".to_owned(),
         };
-        let err = io::Error::from_raw_os_error(refusal.errno);
+        let err = io::Error::from(refusal.errno);
         match cause(self.root, refusal, sysctl) {
             Some(cause) => format!("{what}: {err}; {cause}"),
             None => format!("{what}: {err}"),
@@ -343,7 +278,7 @@ impl Steps {
 /// What the system's settings say about a refusal, when they tell.
 fn cause(root: bool, refusal: Refusal, sysctl: &dyn Fn(&str) -> Option<i64>) -> Option<String> {
     let Refusal { step, errno } = refusal;
-    let denied = errno == libc::EPERM || errno == libc::EACCES;
+    let denied = errno == Errno::EPERM || errno == Errno::EACCES;
     let maps = matches!(step, Step::SetGroups | Step::UidMap | Step::GidMap);
     let mounts = matches!(step, Step::Private | Step::Tmpfs | Step::Overlay);
     if !root && (maps || mounts || (step == Step::Unshare && denied)) && sysctl(APPARMOR) == Some(1)
@@ -354,7 +289,7 @@ fn cause(root: bool, refusal: Refusal, sysctl: &dyn Fn(&str) -> Option<i64>) -> 
         ));
     }
     match step {
-        Step::Unshare if !root && errno == libc::ENOSPC => Some(match sysctl(MAX_USER) {
+        Step::Unshare if !root && errno == Errno::ENOSPC => Some(match sysctl(MAX_USER) {
             Some(0) => format!("`{}` is 0", dotted(MAX_USER)),
             _ => format!(
                 "the limit `{}` is reached (here or in a namespace above this one)",
@@ -364,11 +299,11 @@ fn cause(root: bool, refusal: Refusal, sysctl: &dyn Fn(&str) -> Option<i64>) -> 
         Step::Unshare if !root && denied && sysctl(CLONE) == Some(0) => {
             Some(format!("`{}` is 0", dotted(CLONE)))
         }
-        Step::Unshare if errno == libc::EINVAL => {
+        Step::Unshare if errno == Errno::EINVAL => {
             Some("the kernel was built without these namespaces".to_owned())
         }
-        _ if maps && errno == libc::EROFS => Some("`/proc` is mounted read-only".to_owned()),
-        Step::Overlay if errno == libc::ENODEV => {
+        _ if maps && errno == Errno::EROFS => Some("`/proc` is mounted read-only".to_owned()),
+        Step::Overlay if errno == Errno::ENODEV => {
             Some("the kernel has no overlayfs (is the `overlay` module loaded?)".to_owned())
         }
         Step::Overlay if !root && denied => Some(
@@ -392,68 +327,26 @@ fn read_sysctl(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Writes `text` to `file` with system calls only (it runs in a forked child too); `Err` is
-/// the error number.
-fn write_file(file: &CString, text: &CString) -> Result<(), i32> {
-    let errno = || {
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    };
-    // SAFETY: `file` is NUL-terminated.
-    let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(errno());
+/// Writes `text` to `file` with system calls only (it runs in a forked child too).
+fn write_file(file: &CStr, text: &CStr) -> nix::Result<()> {
+    let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let bytes = text.to_bytes();
+    match nix::unistd::write(&fd, bytes)? {
+        written if written == bytes.len() => Ok(()),
+        _ => Err(Errno::EIO),
     }
-    let bytes = text.as_bytes();
-    // SAFETY: `bytes` is valid for reads of its length; `fd` is ours.
-    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-    let failed = (written != bytes.len() as isize).then(errno);
-    // SAFETY: `fd` is ours and not used again.
-    unsafe { libc::close(fd) };
-    failed.map_or(Ok(()), Err)
 }
 
 pub(super) fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::other("a path holds a NUL byte"))
 }
 
-fn mount(
-    source: Option<&str>,
-    target: &Path,
-    kind: Option<&str>,
-    flags: libc::c_ulong,
-    data: Option<&str>,
-) -> io::Result<()> {
-    let source = source.map(|s| cstring(s.as_bytes())).transpose()?;
-    let target = cstring(target.as_os_str().as_bytes())?;
-    let kind = kind.map(|s| cstring(s.as_bytes())).transpose()?;
-    let data = data.map(|s| cstring(s.as_bytes())).transpose()?;
-    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
-    let done = unsafe {
-        libc::mount(
-            ptr(&source),
-            target.as_ptr(),
-            ptr(&kind),
-            flags,
-            ptr(&data).cast(),
-        )
-    };
-    if done != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+/// No source, type or data, for `mount`.
+const NONE: Option<&CStr> = None;
 
 pub(super) fn unmount(target: &Path) -> io::Result<()> {
-    let target = cstring(target.as_os_str().as_bytes())?;
     // Detached: a process of the old instance that escaped its group may still be in it.
-    // SAFETY: `target` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(nix::mount::umount2(target, MntFlags::MNT_DETACH)?)
 }
 
 /// Whether overlayfs can be given `path`: its option string separates layers with `:` and
@@ -479,7 +372,14 @@ pub(super) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) 
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), on, Some("overlay"), 0, Some(&options))
+    let overlay = Some("overlay");
+    Ok(nix::mount::mount(
+        overlay,
+        on,
+        overlay,
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )?)
 }
 
 #[cfg(test)]
@@ -505,7 +405,7 @@ mod tests {
         let refused = |step, errno| Refusal { step, errno };
         // Ubuntu: unshare succeeds, the maps are refused.
         let line = user.describe(
-            refused(Step::UidMap, libc::EPERM),
+            refused(Step::UidMap, Errno::EPERM),
             &settings(&[(APPARMOR, 1)]),
         );
         assert!(
@@ -516,42 +416,42 @@ mod tests {
             "{line}"
         );
         let line = user.describe(
-            refused(Step::Unshare, libc::ENOSPC),
+            refused(Step::Unshare, Errno::ENOSPC),
             &settings(&[(MAX_USER, 0)]),
         );
         assert!(
             line.ends_with("; `user.max_user_namespaces` is 0"),
             "{line}"
         );
-        let line = user.describe(refused(Step::Unshare, libc::ENOSPC), &settings(&[]));
+        let line = user.describe(refused(Step::Unshare, Errno::ENOSPC), &settings(&[]));
         assert!(
             line.ends_with("the limit `user.max_user_namespaces` is reached (here or in a namespace above this one)"),
             "{line}"
         );
         let line = user.describe(
-            refused(Step::Unshare, libc::EPERM),
+            refused(Step::Unshare, Errno::EPERM),
             &settings(&[(CLONE, 0), (APPARMOR, 0)]),
         );
         assert!(
             line.ends_with("; `kernel.unprivileged_userns_clone` is 0"),
             "{line}"
         );
-        let line = user.describe(refused(Step::SetGroups, libc::EROFS), &settings(&[]));
+        let line = user.describe(refused(Step::SetGroups, Errno::EROFS), &settings(&[]));
         assert!(line.contains("`/proc/self/setgroups`"), "{line}");
         assert!(line.ends_with("; `/proc` is mounted read-only"), "{line}");
         // Nothing known: the error alone.
-        let line = user.describe(refused(Step::Private, libc::EINVAL), &settings(&[]));
+        let line = user.describe(refused(Step::Private, Errno::EINVAL), &settings(&[]));
         assert_eq!(
             line,
             format!(
                 "cannot make a mount namespace private: {}",
-                io::Error::from_raw_os_error(libc::EINVAL)
+                io::Error::from(Errno::EINVAL)
             )
         );
         // AppArmor does not restrict root.
         let root = Steps::for_test(true);
         let line = root.describe(
-            refused(Step::Overlay, libc::EPERM),
+            refused(Step::Overlay, Errno::EPERM),
             &settings(&[(APPARMOR, 1)]),
         );
         assert!(!line.contains("AppArmor"), "{line}");
