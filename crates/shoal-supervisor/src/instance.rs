@@ -161,11 +161,11 @@ pub(crate) async fn run(context: Arc<Context>, start: Start) {
 }
 
 /// A memory cgroup for this run, when it has a limit and the kernel can enforce it; its hard
-/// limit is twice the limit (see [`crate::memory`]).
+/// limit is [`crate::memory::hard_limit`].
 fn memory_cgroup(context: &Context, start: &Start) -> Option<Cgroup> {
     let limit = start.memory_limit?;
     let root = context.cgroups.as_ref()?;
-    match root.instance(&start.name.to_string(), limit.saturating_mul(2)) {
+    match root.instance(&start.name.to_string(), limit) {
         Ok(cgroup) => Some(cgroup),
         Err(err) => {
             context.log.system(format!(
@@ -180,8 +180,8 @@ fn memory_cgroup(context: &Context, start: &Start) -> Option<Cgroup> {
 
 /// Once a second while the instance runs (and only when it has a memory limit): says when it
 /// goes over its limit (once per crossing), and asks the controller to restart it at twice
-/// the limit (sampled without a cgroup; with one, the kernel acts there) or when the OOM
-/// killer ended one of its processes while its main process lives on.
+/// the limit (the working set of its cgroup, or the resident memory of its process group) or
+/// when the OOM killer ended one of its processes while its main process lives on.
 async fn watch_memory(
     context: Arc<Context>,
     start: Start,

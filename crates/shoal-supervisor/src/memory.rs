@@ -2,12 +2,18 @@
 //!
 //! Where shoal may create a memory cgroup (cgroup v1's memory controller, or cgroup v2 with
 //! the memory controller enabled for the children of shoal's own cgroup), every instance with
-//! a limit runs in a cgroup of its own, `shoal-PID/TYPE.N-RUN` below shoal's cgroup, whose
-//! hard limit (`memory.limit_in_bytes`, `memory.max`) is **twice** the limit: the kernel
-//! enforces the restart point, however fast the instance grows, and its OOM killer ends it
-//! there. Once a second, and only while a limit is set, shoal reads the cgroup's working set
-//! (its usage less inactive file cache, as Kubernetes counts it) for the warning at the
-//! limit. A hard limit at the limit itself would kill the instance before any warning.
+//! a limit runs in a cgroup of its own, `shoal-PID/TYPE.N-RUN` below shoal's cgroup. Once a
+//! second, and only while a limit is set, shoal reads the cgroup's working set (its usage less
+//! inactive file cache, as Kubernetes counts it): it warns above the limit and, at twice the
+//! limit (the restart point), restarts the instance itself, a `web` instance drained first.
+//! The cgroup's hard limit (`memory.limit_in_bytes`, `memory.max`) is [`hard_limit`], a
+//! quarter of the limit (at least 32 MiB) above the restart point: an instance that grows
+//! slowly, as a leak does, reaches the restart point in one of shoal's readings and is
+//! restarted gracefully; one that grows faster than shoal reads is ended by the kernel's OOM
+//! killer there, however fast it grows. On cgroup v2, `memory.high` at the restart point
+//! also slows such an instance down (the kernel reclaims its memory before it may grow)
+//! until shoal's next reading. A hard limit at the limit itself would kill the instance
+//! before any warning.
 //!
 //! Elsewhere (no cgroup shoal may create, or `SHOAL_NO_CGROUP=1`), shoal reads the resident
 //! memory of the instance's process group from `/proc` once a second, only while a limit is
@@ -71,8 +77,9 @@ impl CgroupRoot {
         &self.dir
     }
 
-    /// A cgroup for one run of an instance, its hard limit at `hard_limit` bytes.
-    pub(crate) fn instance(&self, name: &str, hard_limit: u64) -> io::Result<Cgroup> {
+    /// A cgroup for one run of an instance whose memory limit is `limit` bytes: its hard limit
+    /// at [`hard_limit`], and on cgroup v2 `memory.high` at the restart point.
+    pub(crate) fn instance(&self, name: &str, limit: u64) -> io::Result<Cgroup> {
         let dir = self.dir.join(name);
         // A cgroup left by the same name's previous run (its removal failed): its processes
         // are gone, so it can go.
@@ -82,7 +89,8 @@ impl CgroupRoot {
             dir,
             version: self.version,
         };
-        let limit = hard_limit.to_string();
+        let restart = limit.saturating_mul(2).to_string();
+        let limit = hard_limit(limit).to_string();
         let written = match self.version {
             Version::V1 => {
                 fs::write(cgroup.dir.join("memory.limit_in_bytes"), &limit).and_then(|()| {
@@ -95,12 +103,12 @@ impl CgroupRoot {
                     }
                 })
             }
-            Version::V2 => fs::write(cgroup.dir.join("memory.max"), &limit).and_then(|()| {
-                match fs::write(cgroup.dir.join("memory.swap.max"), "0") {
+            Version::V2 => fs::write(cgroup.dir.join("memory.max"), &limit)
+                .and_then(|()| fs::write(cgroup.dir.join("memory.high"), &restart))
+                .and_then(|()| match fs::write(cgroup.dir.join("memory.swap.max"), "0") {
                     Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
                     _ => Ok(()),
-                }
-            }),
+                }),
         };
         match written {
             Ok(()) => Ok(cgroup),
@@ -321,6 +329,16 @@ impl MemoryWatch {
     }
 }
 
+/// Where the kernel ends an instance whose memory limit is `limit` bytes: a quarter of the
+/// limit, at least 32 MiB, above the restart point at twice the limit, so that shoal's reading
+/// once a second finds an instance that grows slowly past the restart point before the kernel
+/// does (see the module's documentation).
+pub(crate) fn hard_limit(limit: u64) -> u64 {
+    limit
+        .saturating_mul(2)
+        .saturating_add((limit / 4).max(32 << 20))
+}
+
 /// `KEY VALUE` lines (`memory.stat`, `memory.oom_control`, `memory.events`): `key`'s value.
 fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -344,6 +362,14 @@ pub(crate) fn enter(fd: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_ends_an_instance_above_the_restart_point() {
+        let mib = |n: u64| n << 20;
+        assert_eq!(hard_limit(mib(64)), mib(128 + 32));
+        assert_eq!(hard_limit(mib(1024)), mib(2048 + 256));
+        assert_eq!(hard_limit(u64::MAX), u64::MAX);
+    }
 
     #[test]
     fn only_processes_this_one_may_signal_are_killed() {

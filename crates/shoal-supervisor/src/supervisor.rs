@@ -87,7 +87,7 @@ fn memory_enforcement(plan: &Plan, log: &Log) -> Option<Arc<CgroupRoot>> {
     let root = CgroupRoot::create().map(Arc::new);
     log.system(match &root {
         Some(root) => format!(
-            "memory limits: a warning above the limit; the kernel ends an instance at twice its limit (memory cgroup `{}`)",
+            "memory limits: memory cgroups read once a second; a warning above the limit, a restart at twice, and the kernel ends an instance that grows faster a quarter of the limit later (memory cgroup `{}`)",
             root.path().display()
         ),
         None => "memory limits: no memory cgroup shoal may create, so resident memory is sampled once a second; a warning above the limit, a restart at twice".to_owned(),
@@ -379,7 +379,8 @@ impl Controller {
             )
         } else {
             format!(
-                "the kernel's OOM killer ended a process of {name} at twice its memory limit of {}: restarting it",
+                "the kernel's OOM killer ended a process of {name} at {}, past twice its memory limit of {}: restarting it",
+                Size(crate::memory::hard_limit(limit)),
                 Size(limit)
             )
         });
@@ -611,7 +612,8 @@ impl Controller {
         if oom && ended.cause == Cause::MemoryLimit {
             let limit = self.memory_limit(index).unwrap_or(0);
             self.log(format!(
-                "the kernel's OOM killer ended {name} at twice its memory limit of {}",
+                "the kernel's OOM killer ended {name} at {}, past twice its memory limit of {}",
+                Size(crate::memory::hard_limit(limit)),
                 Size(limit)
             ));
         }
