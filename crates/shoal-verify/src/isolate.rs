@@ -558,7 +558,9 @@ impl Isolation {
             self.record(&mut state, &at, name, change);
         }
         if overflowed {
-            self.look_again(&mut state);
+            // Listing a plain copy of 20,000 files takes a while: the runtime's other tasks
+            // move to another worker meanwhile.
+            blocking(|| self.look_again(&mut state));
         }
     }
 
