@@ -29,6 +29,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
 runs="${BENCH_ROUNDS:-5}"
+# Resolved once: others may commit while the two shoals build.
+now_rev="$(git rev-parse --verify "${BENCH_NOW:-HEAD}^{commit}")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -63,14 +65,14 @@ else
     if [ -n "${BENCH_BASE:-}" ]; then
         shoal_of base "$BENCH_BASE"
     else
-        shoal_of base "${BENCH_NOW:-HEAD}" untouched
+        shoal_of base "$now_rev" untouched
     fi
     base="$work/shoal-base"
 fi
 if [ -n "${BENCH_NOW_SHOAL:-}" ]; then
     now="$BENCH_NOW_SHOAL"
 else
-    shoal_of now "${BENCH_NOW:-HEAD}"
+    shoal_of now "$now_rev"
     now="$work/shoal-now"
 fi
 
