@@ -4,15 +4,25 @@
 //! app as it was built. Absolute paths are untouched: a SQLite file or an upload directory
 //! named by an absolute path in the environment stays shared, as a backing service is.
 //!
+//! A copy is copy-on-write where the kernel lets shoal, as for `shoal start --isolate` (see
+//! [`crate::isolate`]): an overlay mount whose lower layer is the app directory and whose
+//! upper layer is the instance's own, empty at every start, in the mount namespace
+//! [`crate::isolate::private_mounts`] gave shoal. Making one takes the same time whatever
+//! the size of the app. Otherwise (namespaces refused, a path overlayfs cannot be given, a
+//! mount refused) it is a plain copy, and the report says why ([`CopiesMade`]).
+//!
 //! A copy sits where the app directory's surroundings are mirrored, up to three levels up,
 //! with links to the originals: a command such as `../../target/release/app` finds from a
 //! copy what it finds from the app directory. What is outside the app directory is shared, as
 //! an absolute path is.
 //!
-//! Each copy's files are listed when it is made; when the copy is replaced or the run ends,
-//! the files the instance created, changed or deleted are recorded, so that the report can
-//! say *which* local files carried state. Python's bytecode caches (`__pycache__`) are not
-//! counted. `.git` is not copied: each copy links to the original.
+//! When the copy is replaced or the run ends, the files the instance created, changed or
+//! deleted are recorded, so that the report can say *which* local files carried state: a
+//! plain copy's files are listed when it is made and compared with what it holds then; an
+//! overlay's upper layer holds exactly what was written, and only the paths found there are
+//! compared, in the overlay, with the app directory ([`overlay_changes`]). Either way a file
+//! is changed when its size or modification time is. Python's bytecode caches
+//! (`__pycache__`) are not counted, nor is `.git` (a plain copy links to the original).
 //!
 //! The scratch directory (`SHOAL_SCRATCH`, `TMPDIR`) is observed too: it is empty at every
 //! start, verify looks into it after every request ([`PrivateCopies::observe_scratch`]), and
@@ -22,15 +32,20 @@
 //! sessions keeps them there.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use serde::Serialize;
 use shoal_procfile::InstanceName;
 use shoal_supervisor::WorkDirs;
 use shoal_supervisor::scratch::remove_all;
+
+use crate::isolate::{Namespace, blocking, mount_overlay, overlay_path, unmount};
+use crate::shown::shown;
 
 /// Copies larger than this are refused: the app directory is copied at every instance start.
 const MAX_FILES: usize = 20_000;
@@ -49,10 +64,82 @@ pub struct LocalWrite {
     /// The run: `baseline 1`, `round 2`…
     pub run: String,
     pub instance: String,
-    /// Relative to the app directory.
+    /// Relative to the app directory (bytes that are not UTF-8 as U+FFFD).
     pub path: String,
     /// `created`, `changed` or `deleted`.
     pub change: &'static str,
+    /// `path` as a line of text may show it (see [`shown`]).
+    #[serde(skip)]
+    shown: String,
+}
+
+impl LocalWrite {
+    pub fn new(run: &str, instance: &str, path: &Path, change: &'static str) -> LocalWrite {
+        LocalWrite {
+            run: run.to_owned(),
+            instance: instance.to_owned(),
+            path: path.to_string_lossy().into_owned(),
+            change,
+            shown: shown(path),
+        }
+    }
+
+    /// The path as a line of text may show it: the name is the app's, and a newline or an
+    /// escape sequence in it is escaped (`\n`, `\u{1b}`), as are bytes that are not UTF-8.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+/// How copy-on-write copies are made: as overlay mounts, or as plain copies because they
+/// cannot be (why). Shared with `shoal start --isolate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum How {
+    Overlay,
+    /// A plain copy, because copy-on-write is not possible here: why.
+    Copy(String),
+}
+
+impl How {
+    /// Copy-on-write if `namespace` allows it and overlayfs can be given the app directory
+    /// and the directory of the copies.
+    pub(crate) fn first(app_dir: &Path, root: &Path, namespace: &Namespace) -> How {
+        match &namespace.0 {
+            Err(why) => How::Copy(why.clone()),
+            Ok(()) => match [app_dir, root].into_iter().try_for_each(overlay_path) {
+                Ok(()) => How::Overlay,
+                Err(err) => How::Copy(err.to_string()),
+            },
+        }
+    }
+}
+
+/// How a verify run's copies were made, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopiesMade {
+    /// `copy-on-write` (overlay mounts) or `plain`.
+    pub how: &'static str,
+    /// Why copy-on-write was not possible, for plain copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The bytes of the app directory a plain copy copied (the last one made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_copied: Option<u64>,
+}
+
+impl CopiesMade {
+    /// A note for the report when copies were plain: the run was slower than it had to be.
+    pub(crate) fn note(&self) -> Option<String> {
+        let why = self.why.as_ref()?;
+        let size = self
+            .bytes_copied
+            .filter(|bytes| *bytes >= 1_000_000)
+            .map(|bytes| format!(" ({} MB copied at every start)", bytes / 1_000_000))
+            .unwrap_or_default();
+        Some(format!(
+            "every instance ran in a plain copy of the app directory{size}, as copy-on-write is not possible: {why}"
+        ))
+    }
 }
 
 pub(crate) type Manifest = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
@@ -74,14 +161,22 @@ pub(crate) struct Writes {
 pub(crate) struct PrivateCopies {
     app_dir: PathBuf,
     root: PathBuf,
+    /// Copy-on-write until a mount is refused; then plain copies.
+    how: Mutex<How>,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     run: String,
-    /// Each instance's current copy, and what it held when it was made.
-    manifests: HashMap<InstanceName, (PathBuf, Manifest)>,
+    /// Each instance's current copy.
+    copies: HashMap<InstanceName, Copy>,
+    /// Copies set aside so far, for their names.
+    set_aside: u64,
+    /// Copies being unmounted and removed in the background.
+    going: Vec<JoinHandle<()>>,
+    /// The bytes the last plain copy copied.
+    bytes_copied: Option<u64>,
     writes: Vec<LocalWrite>,
     /// The files seen so far in each instance's scratch directory, since its current start.
     scratch_seen: HashMap<InstanceName, BTreeSet<PathBuf>>,
@@ -94,12 +189,7 @@ impl State {
         let mut seen = self.scratch_seen.remove(name).unwrap_or_default();
         seen.extend(last);
         for path in seen.into_iter().take(MAX_SCRATCH_FILES) {
-            let write = LocalWrite {
-                run: self.run.clone(),
-                instance: name.to_string(),
-                path: path.display().to_string(),
-                change: "created",
-            };
+            let write = LocalWrite::new(&self.run, &name.to_string(), &path, "created");
             // Seen again by a look between the end and the emptying.
             if !self.scratch_writes.contains(&write) {
                 self.scratch_writes.push(write);
@@ -108,14 +198,64 @@ impl State {
     }
 }
 
+/// An instance's current copy.
+#[derive(Debug)]
+struct Copy {
+    /// Everything of this copy: its mirror, an overlay's upper and work layers.
+    frame: PathBuf,
+    /// Where the instance runs.
+    dir: PathBuf,
+    made: Made,
+}
+
+#[derive(Debug)]
+enum Made {
+    /// An overlay mounted on `dir`: its upper layer holds what the instance wrote.
+    Overlay { upper: PathBuf },
+    /// A plain copy, and its files as they were made.
+    Plain(Manifest),
+}
+
 impl PrivateCopies {
-    /// Copies of `app_dir` under `root` (which must exist).
-    pub(crate) fn new(app_dir: &Path, root: &Path) -> PrivateCopies {
+    /// Copies of `app_dir` under `root` (which must exist), copy-on-write when `namespace`
+    /// and the kernel allow it.
+    pub(crate) fn new(app_dir: &Path, root: &Path, namespace: &Namespace) -> PrivateCopies {
+        let how = if root.starts_with(app_dir) {
+            // An overlay of the app directory would show every copy's layers to every other.
+            How::Copy(format!(
+                "the directory of the copies, `{}`, is inside the app directory",
+                shown(root)
+            ))
+        } else {
+            How::first(app_dir, root, namespace)
+        };
         PrivateCopies {
             app_dir: app_dir.to_path_buf(),
             root: root.to_path_buf(),
+            how: Mutex::new(how),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// How the copies are made (the last ones, if a mount was refused half-way).
+    pub(crate) fn made(&self) -> CopiesMade {
+        let how = self.how.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match how {
+            How::Overlay => CopiesMade {
+                how: "copy-on-write",
+                why: None,
+                bytes_copied: None,
+            },
+            How::Copy(why) => CopiesMade {
+                how: "plain",
+                why: Some(why),
+                bytes_copied: self.lock().bytes_copied,
+            },
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Names the run whose writes are recorded from now on.
@@ -123,22 +263,29 @@ impl PrivateCopies {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).run = run.to_owned();
     }
 
-    /// Records the writes of every copy still in place (the formation has stopped) and returns
-    /// those of the current run, in the copies and in the scratch directories.
+    /// Records the writes of every copy still in place (the formation has stopped), removes
+    /// every copy, and returns the writes of the current run, in the copies and in the
+    /// scratch directories.
     pub(crate) fn end_run(&self) -> Writes {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let manifests: Vec<(InstanceName, (PathBuf, Manifest))> = state.manifests.drain().collect();
-        for (name, (copy, manifest)) in manifests {
-            let run = state.run.clone();
-            state.writes.extend(changes(&copy, &manifest, &run, &name));
-            let _ = remove_all(&self.root.join(name.to_string()));
+        let (copies, run) = {
+            let mut state = self.lock();
+            let copies: Vec<(InstanceName, Copy)> = state.copies.drain().collect();
+            (copies, state.run.clone())
+        };
+        for (name, copy) in copies {
+            let found = blocking(|| self.changes(&copy, &run, &name));
+            self.lock().writes.extend(found);
+            self.set_aside(copy);
         }
+        // Every copy is gone before the next formation starts, and before the run ends.
+        let going = std::mem::take(&mut self.lock().going);
+        blocking(|| going.into_iter().for_each(|going| drop(going.join())));
+        let mut state = self.lock();
         // Instances whose end was not reported (a formation that had to be killed).
         let unended: Vec<InstanceName> = state.scratch_seen.keys().cloned().collect();
         for name in unended {
             state.scratch_ended(&name, Vec::new());
         }
-        let run = state.run.clone();
         let of_run =
             |writes: &[LocalWrite]| writes.iter().filter(|w| w.run == run).cloned().collect();
         Writes {
@@ -164,11 +311,44 @@ impl PrivateCopies {
         }
     }
 
-    /// Makes a fresh copy for `name`, in a fresh mirror of the app's surroundings.
-    fn fresh_copy(&self, name: &InstanceName) -> io::Result<(PathBuf, Manifest)> {
-        let frame = self.root.join(name.to_string());
-        remove_all(&frame)?;
-        let dir = mirror(&self.app_dir, &frame)?;
+    /// What changed in `copy` since it was made, as writes of `name` in `run`.
+    fn changes(&self, copy: &Copy, run: &str, name: &InstanceName) -> Vec<LocalWrite> {
+        let found = match &copy.made {
+            Made::Plain(manifest) => changed_since(&copy.dir, manifest),
+            Made::Overlay { upper } => overlay_changes(upper, &self.app_dir, &copy.dir),
+        };
+        let instance = name.to_string();
+        found
+            .into_iter()
+            .map(|(path, change)| LocalWrite::new(run, &instance, &path, change))
+            .collect()
+    }
+
+    /// Makes a fresh copy in `frame`, in a fresh mirror of the app's surroundings.
+    fn make(&self, frame: &Path) -> io::Result<Copy> {
+        remove_all(frame)?;
+        let dir = mirror(&self.app_dir, &frame.join("root"))?;
+        let overlay = *self.how.lock().unwrap_or_else(|e| e.into_inner()) == How::Overlay;
+        if overlay {
+            let upper = frame.join("upper");
+            let work = frame.join("work");
+            std::fs::create_dir(&upper)?;
+            std::fs::create_dir(&work)?;
+            match mount_overlay(&self.app_dir, &upper, &work, &dir) {
+                Ok(()) => {
+                    return Ok(Copy {
+                        frame: frame.to_path_buf(),
+                        dir,
+                        made: Made::Overlay { upper },
+                    });
+                }
+                // From now on, plain copies; the report says why.
+                Err(err) => {
+                    *self.how.lock().unwrap_or_else(|e| e.into_inner()) =
+                        How::Copy(format!("cannot mount an overlay of it: {err}"));
+                }
+            }
+        }
         let mut manifest = Manifest::new();
         let mut budget = Budget::default();
         copy_tree(
@@ -178,19 +358,110 @@ impl PrivateCopies {
             &self.root,
             &mut manifest,
             &mut budget,
-        )
-        .map_err(|err| {
-            io::Error::new(
-                err.kind(),
-                format!(
-                    "cannot copy the app directory `{}` to `{}`: {err}",
-                    self.app_dir.display(),
-                    dir.display()
-                ),
-            )
-        })?;
-        Ok((dir, manifest))
+        )?;
+        self.lock().bytes_copied = Some(budget.bytes);
+        Ok(Copy {
+            frame: frame.to_path_buf(),
+            dir,
+            made: Made::Plain(manifest),
+        })
     }
+
+    /// Records what `name`'s current copy holds that the app did not, and removes the copy.
+    fn replace(&self, name: &InstanceName) {
+        let (old, run) = {
+            let mut state = self.lock();
+            (state.copies.remove(name), state.run.clone())
+        };
+        let Some(old) = old else { return };
+        let found = self.changes(&old, &run, name);
+        self.lock().writes.extend(found);
+        self.set_aside(old);
+    }
+
+    /// Removes `copy` in the background, out of the way under another name so that a new
+    /// copy can take its place at once: unmounting waits for the kernel (tens of
+    /// milliseconds, more on a busy machine), and a plain copy takes a while to remove.
+    /// [`PrivateCopies::end_run`] waits for it.
+    fn set_aside(&self, copy: Copy) {
+        let mounted = matches!(copy.made, Made::Overlay { .. });
+        let gone = {
+            let mut state = self.lock();
+            state.set_aside += 1;
+            self.root.join(format!(".gone-{}", state.set_aside))
+        };
+        let moved = std::fs::rename(&copy.frame, &gone)
+            .ok()
+            .and_then(|()| Some(gone.join(copy.dir.strip_prefix(&copy.frame).ok()?)));
+        let Some(dir) = moved else {
+            return tear_down(&copy.frame, &copy.dir, mounted);
+        };
+        let (frame, at) = (gone.clone(), dir.clone());
+        match std::thread::Builder::new()
+            .name("shoal-copies".into())
+            .spawn(move || tear_down(&frame, &at, mounted))
+        {
+            Ok(removing) => {
+                let mut state = self.lock();
+                state.going.retain(|going| !going.is_finished());
+                state.going.push(removing);
+            }
+            Err(_) => tear_down(&gone, &dir, mounted),
+        }
+    }
+}
+
+/// Unmounts a copy mounted on `dir` and removes everything of it, `frame`.
+fn tear_down(frame: &Path, dir: &Path, mounted: bool) {
+    if mounted {
+        let _ = unmount(dir);
+    }
+    let _ = remove_all(frame);
+}
+
+/// Unmounts every copy-on-write copy left mounted under `dir` (a run that ended with an
+/// error before its copies were removed), so that `dir` can be removed. The mounts are in
+/// shoal's own mount namespace and would vanish with it, but their mount points would stay.
+pub(crate) fn unmount_under(dir: &Path) {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    // The mount point is the fifth field, with space, tab, newline and `\` as octal escapes;
+    // the deepest first.
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_octal)
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    for point in points {
+        let _ = unmount(&point);
+    }
+}
+
+fn unescape_octal(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(OsString::from_vec(out))
 }
 
 impl WorkDirs for PrivateCopies {
@@ -200,20 +471,23 @@ impl WorkDirs for PrivateCopies {
         if name.kind == shoal_procfile::plan::RELEASE {
             return Ok(self.app_dir.clone());
         }
-        {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((copy, manifest)) = state.manifests.remove(name) {
-                let run = state.run.clone();
-                let found = changes(&copy, &manifest, &run, name);
-                state.writes.extend(found);
-            }
-        }
-        let (dir, manifest) = self.fresh_copy(name)?;
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .manifests
-            .insert(name.clone(), (dir.clone(), manifest));
+        // A plain copy of a large app takes a while: the runtime's other tasks move to another
+        // worker meanwhile.
+        blocking(|| self.replace(name));
+        let frame = self.root.join(name.to_string());
+        let copy = blocking(|| self.make(&frame)).map_err(|err| {
+            let _ = remove_all(&frame);
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "cannot copy the app directory `{}` to `{}`: {err}",
+                    shown(&self.app_dir),
+                    shown(&frame)
+                ),
+            )
+        })?;
+        let dir = copy.dir.clone();
+        self.lock().copies.insert(name.clone(), copy);
         Ok(dir)
     }
 
@@ -348,36 +622,107 @@ pub(crate) fn copy_tree(
     Ok(())
 }
 
-/// What changed in `dir` since `manifest` was made.
-fn changes(dir: &Path, manifest: &Manifest, run: &str, name: &InstanceName) -> Vec<LocalWrite> {
-    changed_since(dir, manifest)
-        .into_iter()
-        .map(|(path, change)| LocalWrite {
-            run: run.to_owned(),
-            instance: name.to_string(),
-            path: path.display().to_string(),
-            change,
-        })
-        .collect()
-}
-
 /// The files of `dir` created, changed or deleted since `manifest` was made (relative to
 /// it), with `created`, `changed` or `deleted`.
 pub(crate) fn changed_since(dir: &Path, manifest: &Manifest) -> Changes {
     let mut now = Manifest::new();
     list(dir, Path::new(""), &mut now);
+    compared(manifest, &now)
+}
+
+/// The files created, changed (in size or modification time) or deleted from `before` to
+/// `now`: those created or changed in the order of their paths, then those deleted.
+fn compared(before: &Manifest, now: &Manifest) -> Changes {
     let mut found = Vec::new();
-    for (path, meta) in &now {
-        match manifest.get(path) {
+    for (path, meta) in now {
+        match before.get(path) {
             None => found.push((path.clone(), "created")),
-            Some(before) if before != meta => found.push((path.clone(), "changed")),
+            Some(was) if was != meta => found.push((path.clone(), "changed")),
             Some(_) => {}
         }
     }
-    for path in manifest.keys().filter(|p| !now.contains_key(*p)) {
+    for path in before.keys().filter(|p| !now.contains_key(*p)) {
         found.push((path.clone(), "deleted"));
     }
     found
+}
+
+/// The files created, changed or deleted in the overlay mounted on `merged` over `lower`
+/// (the app directory) with the upper layer `upper`, as [`changed_since`] finds them in a
+/// plain copy — from what the upper layer holds, which is exactly what the instance wrote:
+/// the rest of the app is not looked at. A copy-up keeps a file's modification time, so a
+/// file opened for writing and left as it was is not changed, as in a plain copy.
+///
+/// An entry of the upper layer that is not a directory in all three places (a file written,
+/// the whiteout of a file or directory deleted, a directory made where there was none) is
+/// compared whole: the files below it in `lower` with those in `merged`. A directory of the
+/// upper layer that is one in `lower` and `merged` too is looked into, and so is its listing
+/// in both: a name that one has and the other lacks without an entry in the upper layer (a
+/// directory deleted and made again, which overlayfs marks opaque) is compared whole too.
+/// overlayfs's `redirect_dir` (off unless the kernel or the mount turns it on; shoal's mounts
+/// leave it as the kernel has it) lets a directory renamed in a copy show another directory
+/// of the app: its files are found as long as its new name is new.
+pub(crate) fn overlay_changes(upper: &Path, lower: &Path, merged: &Path) -> Changes {
+    let mut whole = Vec::new();
+    written_below(upper, lower, merged, Path::new(""), &mut whole);
+    let (mut before, mut now) = (Manifest::new(), Manifest::new());
+    for rel in &whole {
+        list_at(&lower.join(rel), rel, &mut before);
+        list_at(&merged.join(rel), rel, &mut now);
+    }
+    compared(&before, &now)
+}
+
+/// Adds to `whole` the paths below `rel` to compare whole (see [`overlay_changes`]).
+fn written_below(upper: &Path, lower: &Path, merged: &Path, rel: &Path, whole: &mut Vec<PathBuf>) {
+    let is_dir = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir());
+    let Ok(entries) = std::fs::read_dir(upper.join(rel)) else {
+        return;
+    };
+    let mut written = BTreeSet::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if not_listed(rel, &name) {
+            continue;
+        }
+        let path = rel.join(&name);
+        let dir_everywhere = entry.file_type().is_ok_and(|kind| kind.is_dir())
+            && is_dir(&lower.join(&path))
+            && is_dir(&merged.join(&path));
+        if dir_everywhere {
+            written_below(upper, lower, merged, &path, whole);
+        } else {
+            whole.push(path);
+        }
+        written.insert(name);
+    }
+    let names = |dir: PathBuf| -> BTreeSet<OsString> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    let (in_lower, in_merged) = (names(lower.join(rel)), names(merged.join(rel)));
+    for name in in_lower.symmetric_difference(&in_merged) {
+        if !written.contains(name) && !not_listed(rel, name) {
+            whole.push(rel.join(name));
+        }
+    }
+}
+
+/// Whether `list` leaves `name`, in the directory `rel`, out.
+fn not_listed(rel: &Path, name: &OsStr) -> bool {
+    name == "__pycache__" || (rel.as_os_str().is_empty() && name == ".git")
+}
+
+/// The files at `path` (a file, or a directory and everything below it) as `rel`, into `out`.
+fn list_at(path: &Path, rel: &Path, out: &mut Manifest) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => list(path, rel, out),
+        Ok(meta) if meta.is_file() => {
+            out.insert(rel.to_path_buf(), (meta.len(), meta.modified().ok()));
+        }
+        _ => {}
+    }
 }
 
 fn list(dir: &Path, relative: &Path, out: &mut Manifest) {
@@ -386,7 +731,7 @@ fn list(dir: &Path, relative: &Path, out: &mut Manifest) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name == "__pycache__" || (relative.as_os_str().is_empty() && name == ".git") {
+        if not_listed(relative, &name) {
             continue;
         }
         let rel = relative.join(&name);
@@ -443,7 +788,32 @@ mod tests {
     }
 
     #[test]
-    fn each_start_gets_a_fresh_copy_and_writes_are_recorded() {
+    fn each_start_gets_a_fresh_plain_copy_and_writes_are_recorded() {
+        let refused = Namespace(Err("refused for the test".into()));
+        fresh_copies_record_writes(&refused, "plain");
+    }
+
+    /// Copy-on-write copies need a mount namespace: the test's thread enters one of its own
+    /// (the kernel moves the calling thread alone), so that no mount reaches the host.
+    #[test]
+    fn each_start_gets_a_fresh_copy_on_write_copy_and_writes_are_recorded() {
+        let entered = std::thread::spawn(|| {
+            use nix::mount::MsFlags;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            let flags = MsFlags::MS_REC | MsFlags::MS_SLAVE;
+            nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)?;
+            fresh_copies_record_writes(&Namespace(Ok(())), "copy-on-write");
+            Ok::<(), nix::Error>(())
+        })
+        .join()
+        .unwrap();
+        if let Err(err) = entered {
+            eprintln!("NOT RUN: cannot enter a mount namespace of its own: {err}");
+        }
+    }
+
+    /// Every kind of write, in a copy made as `how` says.
+    fn fresh_copies_record_writes(namespace: &Namespace, how: &str) {
         let outer = tempfile::tempdir().unwrap();
         let app = outer.path().join("apps/app");
         std::fs::create_dir_all(&app).unwrap();
@@ -461,7 +831,19 @@ mod tests {
         std::fs::create_dir(app.path().join("data")).unwrap();
         std::fs::write(app.path().join("data/seed.txt"), "seed").unwrap();
         std::os::unix::fs::symlink("app.py", app.path().join("link.py")).unwrap();
-        let copies = PrivateCopies::new(app.path(), root.path());
+        for file in [
+            "olddir/a.txt",
+            "olddir/b/c.txt",
+            "again/one.txt",
+            "again/two.txt",
+        ] {
+            let path = app.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, file).unwrap();
+        }
+        std::fs::write(app.path().join("opened.txt"), "as it was").unwrap();
+        let copies = PrivateCopies::new(app.path(), root.path(), namespace);
+        assert_eq!(copies.made().how, how);
         copies.begin_run("round 1");
         let web1 = InstanceName::new("web", 1);
         let dir = copies.prepare(&web1).unwrap();
@@ -483,6 +865,21 @@ mod tests {
         std::fs::write(dir.join("data/seed.txt"), "changed!").unwrap();
         std::fs::create_dir(dir.join("__pycache__")).unwrap();
         std::fs::write(dir.join("__pycache__/app.pyc"), "x").unwrap();
+        std::fs::create_dir_all(dir.join("new/deep")).unwrap();
+        std::fs::write(dir.join("new/deep/x.txt"), "x").unwrap();
+        std::fs::remove_dir_all(dir.join("olddir")).unwrap();
+        // Made again after its deletion (overlayfs marks it opaque): what is not made again
+        // is deleted.
+        std::fs::remove_dir_all(dir.join("again")).unwrap();
+        std::fs::create_dir(dir.join("again")).unwrap();
+        std::fs::write(dir.join("again/one.txt"), "again/one.txt").unwrap();
+        // Opened for writing (copied up) and left as it was: not a change.
+        drop(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("opened.txt"))
+                .unwrap(),
+        );
 
         // A restart: the writes are recorded, and the new copy is as the app was.
         let again = copies.prepare(&web1).unwrap();
@@ -517,11 +914,17 @@ mod tests {
         assert_eq!(
             summary,
             [
+                ("again/one.txt", "changed"),
                 ("data/cache.json", "created"),
                 ("data/seed.txt", "changed"),
+                ("new/deep/x.txt", "created"),
+                ("again/two.txt", "deleted"),
+                ("olddir/a.txt", "deleted"),
+                ("olddir/b/c.txt", "deleted"),
                 ("app.py", "deleted")
             ]
         );
+        assert_eq!(copies.made().how, how, "no fall-back half-way");
         assert!(
             writes
                 .iter()

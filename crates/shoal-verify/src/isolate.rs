@@ -55,9 +55,11 @@ use shoal_supervisor::scratch::remove_all;
 use shoal_supervisor::{Log, WorkDirs};
 use tokio::io::unix::AsyncFd;
 
-use crate::copies::{Budget, Changes, Manifest, changed_since, copy_tree, mirror};
+use crate::copies::{Budget, Changes, How, Manifest, changed_since, copy_tree, mirror};
+use crate::shown::shown;
+use namespace::cstring;
 pub use namespace::{Namespace, private_mounts};
-use namespace::{cstring, mount_overlay, overlay_path, unmount};
+pub(crate) use namespace::{mount_overlay, overlay_path, unmount};
 
 /// At most this many lines about first writes are shown a minute, for the whole formation.
 pub const LINES_PER_MINUTE: usize = 10;
@@ -67,14 +69,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 const LARGE_BYTES: u64 = 100 * 1000 * 1000;
 /// Directories whose writes are neither reported nor counted.
 const IGNORED: &str = "__pycache__";
-
-/// How each copy is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum How {
-    Overlay,
-    /// A plain copy, because copy-on-write is not possible here: why.
-    Copy(String),
-}
 
 /// The [`WorkDirs`] provider of `shoal start --isolate`. Shared with the watcher
 /// ([`Isolation::watch`]) and `shoal ps` ([`Isolation::local_writes`]); [`Isolation::finish`]
@@ -724,39 +718,9 @@ fn tear_down(copy: &PrivateCopy) {
     let _ = remove_all(&copy.frame);
 }
 
-/// `path` as a line may show it: a file name is the app's, and a newline in it would start a
-/// line of its own and an escape sequence would steer the terminal. Control characters, the
-/// invisible marks that reorder or hide text, `\` and bytes that are not UTF-8 are written
-/// as Rust escapes (`\n`, `\u{1b}`, `\u{202e}`, `\\`, `\xff`).
-pub(crate) fn shown(path: &Path) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            let hidden = matches!(
-                c,
-                '\u{200b}'..='\u{200f}'
-                    | '\u{2028}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2069}'
-                    | '\u{061c}'
-                    | '\u{feff}'
-            );
-            if c == '\\' || c.is_control() || hidden {
-                out.extend(c.escape_debug());
-            } else {
-                out.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
-        }
-    }
-    out
-}
-
 /// A plain copy of a large app takes a while: the runtime's other tasks (the log, the router)
 /// move to another worker meanwhile.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(work)
@@ -784,14 +748,5 @@ mod tests {
         assert_eq!(limiter.due(), None);
         // A new minute begins with the next line.
         assert!(limiter.allow(start + WINDOW));
-    }
-
-    #[test]
-    fn a_file_name_cannot_start_a_line_or_steer_the_terminal() {
-        let name = OsStr::from_bytes(b"up/a\nb\x1b[2J\xff\\ \xe2\x80\xaeok \xc3\xa9t\xc3\xa9.txt");
-        assert_eq!(
-            shown(Path::new(name)),
-            r"up/a\nb\u{1b}[2J\xff\\ \u{202e}ok été.txt"
-        );
     }
 }

@@ -22,6 +22,7 @@
 //! - `copies`, `formation`: private copies of the app, and one formation per run.
 //! - [`isolate`]: the same private copies for `shoal start --isolate`, copy-on-write where
 //!   the kernel allows, and the report of each instance's first writes into its copy.
+//! - `shown`: file names the app chose, escaped for a line of text.
 //! - [`run`]: the whole run; [`reading`]: what a divergence most likely means.
 //! - [`report`]: the outcome as text, JSON and JUnit XML.
 
@@ -43,9 +44,10 @@ mod resolve;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+mod shown;
 mod tokens;
 
-pub use copies::LocalWrite;
+pub use copies::{CopiesMade, LocalWrite};
 pub use error::{ScenarioError, VerifyError};
 pub use report::{Report, Verdict};
 pub use run::{Event, Options, Phase, Progress, verify};

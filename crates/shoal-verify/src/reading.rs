@@ -174,7 +174,7 @@ pub fn read(facts: &Facts<'_>) -> (Cause, String) {
                 .writes
                 .iter()
                 .take(SHOWN)
-                .map(|w| format!("{} {} `{}`", w.instance, w.change, w.path))
+                .map(|w| format!("{} {} `{}`", w.instance, w.change, w.shown()))
                 .collect();
             if facts.writes.len() > SHOWN {
                 files.push(format!("{} more", facts.writes.len() - SHOWN));
@@ -212,7 +212,7 @@ const SHOWN: usize = 4;
 fn left_in_scratch(scratch: &[LocalWrite]) -> String {
     let mut by_instance: Vec<(&str, Vec<String>)> = Vec::new();
     for write in scratch.iter().take(SHOWN) {
-        let file = format!("`{}`", write.path);
+        let file = format!("`{}`", write.shown());
         match by_instance
             .iter_mut()
             .find(|(who, _)| *who == write.instance)
@@ -287,6 +287,8 @@ fn worker_reading(job: &Job<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn facts<'a>(earlier: &'a [(usize, String)], writes: &'a [LocalWrite]) -> Facts<'a> {
@@ -314,12 +316,12 @@ mod tests {
             "{text}"
         );
 
-        let writes = vec![LocalWrite {
-            run: "round 1".into(),
-            instance: "web.1".into(),
-            path: "cache/7.json".into(),
-            change: "created",
-        }];
+        let writes = vec![LocalWrite::new(
+            "round 1",
+            "web.1",
+            Path::new("cache/7.json"),
+            "created",
+        )];
         let earlier = vec![(1, "web.2".to_owned()), (2, "web.1".to_owned())];
         let mut f = facts(&earlier, &writes);
         f.restarted_since = Some((2, Signal::Kill));
@@ -404,12 +406,7 @@ mod tests {
     }
 
     fn left(instance: &str, path: &str) -> LocalWrite {
-        LocalWrite {
-            run: "round 1".into(),
-            instance: instance.into(),
-            path: path.into(),
-            change: "created",
-        }
+        LocalWrite::new("round 1", instance, Path::new(path), "created")
     }
 
     #[test]
@@ -435,10 +432,12 @@ mod tests {
             left("web.3", "sessions/d"),
             left("web.3", "sessions/e"),
         ];
-        let writes = vec![LocalWrite {
-            change: "changed",
-            ..left("web.2", "data.json")
-        }];
+        let writes = vec![LocalWrite::new(
+            "round 1",
+            "web.2",
+            Path::new("data.json"),
+            "changed",
+        )];
         let mut f = facts(&earlier, &writes);
         f.scratch = &scratch;
         let (_, text) = read(&f);

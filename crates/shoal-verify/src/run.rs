@@ -40,6 +40,7 @@ use crate::compare::{Difference, Noise};
 use crate::copies::{PrivateCopies, Writes};
 use crate::error::{ScenarioError, VerifyError};
 use crate::formation::{Formation, Setup, Tail};
+use crate::isolate::Namespace;
 use crate::observe::{Normalizer, Observation};
 use crate::reading::{self, Facts};
 use crate::report::{
@@ -81,6 +82,9 @@ pub struct Options {
     pub watchdog: Option<Arc<Watchdog>>,
     /// Where to write the instances' output, if anywhere.
     pub log_file: Option<PathBuf>,
+    /// Whether shoal's mounts are its own ([`crate::isolate::private_mounts`]): then the
+    /// private copies are copy-on-write.
+    pub namespace: Namespace,
 }
 
 /// A part of the run: one of the baseline runs, or one of the shuffled rounds.
@@ -190,6 +194,7 @@ pub async fn verify(options: Options, progress: &dyn Progress) -> Result<Report,
         work.path(),
     )
     .await;
+    crate::copies::unmount_under(work.path());
     let _ = shoal_supervisor::scratch::remove_all(work.path());
     let (mut report, notes) = result?;
     report.elapsed_secs = started.elapsed().as_secs_f64();
@@ -252,7 +257,11 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
     let copies_root = work.join("copies");
     std::fs::create_dir(&copies_root)
         .map_err(io(format!("cannot create `{}`", copies_root.display())))?;
-    let copies = Arc::new(PrivateCopies::new(&base_plan.app_dir, &copies_root));
+    let copies = Arc::new(PrivateCopies::new(
+        &base_plan.app_dir,
+        &copies_root,
+        &options.namespace,
+    ));
     let tail = Tail::new(options.log_file.clone()).map_err(io(format!(
         "cannot write the log file `{}`",
         options
@@ -368,7 +377,7 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
             .app
             .iter()
             .take(5)
-            .map(|w| format!("{} {} `{}`", w.instance, w.change, w.path))
+            .map(|w| format!("{} {} `{}`", w.instance, w.change, w.shown()))
             .collect();
         if baseline_writes.app.len() > 5 {
             files.push(format!("and {} more", baseline_writes.app.len() - 5));
@@ -378,6 +387,8 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
             files.join(", ")
         ));
     }
+    let copies = runner.setup.copies.made();
+    notes.extend(copies.note());
     let mut local_writes = baseline_writes.app;
     local_writes.extend(rounds.writes.app);
     let mut scratch_writes = baseline_writes.scratch;
@@ -402,6 +413,7 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
                 })
                 .collect(),
             public_address: format!("http://127.0.0.1:{}", base_plan.port),
+            copies,
             elapsed_secs: 0.0,
             restarts: rounds.restarts.total,
             worker_restarts: rounds.restarts.workers,

@@ -24,7 +24,7 @@ use nix::unistd::ForkResult;
 
 /// Whether shoal's mounts are its own, made by [`private_mounts`]: `Err` says why not.
 #[derive(Debug, Clone)]
-pub struct Namespace(pub(super) Result<(), String>);
+pub struct Namespace(pub(crate) Result<(), String>);
 
 /// Moves shoal into a mount namespace of its own (with a user namespace unless it runs as
 /// root), so that the copy-on-write mounts of `--isolate` are seen by shoal and its instances
@@ -344,14 +344,14 @@ pub(super) fn cstring(bytes: &[u8]) -> io::Result<CString> {
 /// No source, type or data, for `mount`.
 const NONE: Option<&CStr> = None;
 
-pub(super) fn unmount(target: &Path) -> io::Result<()> {
+pub(crate) fn unmount(target: &Path) -> io::Result<()> {
     // Detached: a process of the old instance that escaped its group may still be in it.
     Ok(nix::mount::umount2(target, MntFlags::MNT_DETACH)?)
 }
 
 /// Whether overlayfs can be given `path`: its option string separates layers with `:` and
 /// options with `,`.
-pub(super) fn overlay_path(path: &Path) -> io::Result<()> {
+pub(crate) fn overlay_path(path: &Path) -> io::Result<()> {
     match path.to_str() {
         Some(text) if !text.contains([',', ':', '\\']) => Ok(()),
         _ => Err(io::Error::other(format!(
@@ -362,7 +362,7 @@ pub(super) fn overlay_path(path: &Path) -> io::Result<()> {
 }
 
 /// Mounts an overlay of `lower` on `on`, writing into `upper`.
-pub(super) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
+pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
     for path in [lower, upper, work] {
         overlay_path(path)?;
     }

@@ -8,7 +8,7 @@ pub mod text;
 use serde::Serialize;
 
 use crate::compare::Difference;
-use crate::copies::LocalWrite;
+use crate::copies::{CopiesMade, LocalWrite};
 use crate::reading::Cause;
 use crate::schedule::{Restart, Step};
 
@@ -38,6 +38,9 @@ pub struct Report {
     pub formation: Vec<TypeCount>,
     /// The address requests carry (`Host`), as if they came through the router.
     pub public_address: String,
+    /// How the private copies of the app directory were made: copy-on-write, or plain
+    /// copies and why.
+    pub copies: CopiesMade,
     pub elapsed_secs: f64,
     /// Instance restarts in the shuffled rounds.
     pub restarts: usize,

@@ -22,13 +22,14 @@ pub fn render(report: &Report) -> String {
         )
     };
     let setting = format!(
-        "{} round{} over {}, {} restart{}{workers}, seed {}, {:.1} s",
+        "{} round{} over {}, {} restart{}{workers}, seed {}, {} copies of the app, {:.1} s",
         report.rounds,
         plural(report.rounds as usize),
         instances(report),
         report.restarts,
         plural(report.restarts),
         report.seed,
+        report.copies.how,
         report.elapsed_secs
     );
     match report.verdict {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use shoal_supervisor::Watchdog;
+use shoal_verify::isolate;
 use shoal_verify::report::{junit, text};
 use shoal_verify::{Event, Phase, Progress, Verdict, VerifyError};
 
@@ -24,6 +25,9 @@ const STATELESS: i32 = 0;
 const STATEFUL: i32 = 1;
 
 pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
+    // First, while shoal has one thread: the kernel moves a thread alone into a namespace.
+    // The private copies are copy-on-write there, when the kernel allows it.
+    let namespace = isolate::private_mounts();
     let seed = args.seed.unwrap_or_else(|| {
         // A short random seed, easy to type back in with `--seed`.
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -45,6 +49,7 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<i32> {
         health_path: args.health_path.clone(),
         watchdog: Some(Arc::new(watchdog)),
         log_file: args.log.clone(),
+        namespace,
     };
     let progress = Stderr::new();
     let rt = runtime()?;

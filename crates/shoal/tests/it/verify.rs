@@ -746,3 +746,196 @@ fn a_procfile_without_web_gets_no_verdict() {
     let output = verify_scenario(&app, "GET /\n", &[]);
     assert_no_verdict(&output, "has no `web` process type");
 }
+
+/// A web app that keeps notes as files in `notes/` of its working directory (stateful): a
+/// POST writes `notes/NAME` (and, with `odd`, two more files whose names hold a newline and
+/// an escape sequence, and a byte that is not UTF-8) and deletes `seed.txt`; a GET reads the
+/// note back, 404 when this instance has none.
+fn notes_app(dir: &Path, odd: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Procfile"), "web: python3 app.py\n").unwrap();
+    std::fs::write(dir.join("seed.txt"), "as built\n").unwrap();
+    let odd = if odd {
+        r#"
+        open(b"notes/" + name.encode() + b"\nfake | line\x1b[2J", "w").close()
+        open(b"notes/x\xffy", "w").close()"#
+    } else {
+        ""
+    };
+    let app = format!(
+        r#"import http.server, os
+
+class Notes(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        name = self.path.rsplit("/", 1)[-1]
+        os.makedirs("notes", exist_ok=True)
+        with open(os.path.join("notes", name), "w") as note:
+            note.write(name){odd}
+        if os.path.exists("seed.txt"):
+            os.remove("seed.txt")
+        self.answer(201, name)
+
+    def do_GET(self):
+        try:
+            with open(os.path.join("notes", self.path.rsplit("/", 1)[-1])) as note:
+                self.answer(200, note.read())
+        except FileNotFoundError:
+            self.answer(404, "no such note")
+
+    def answer(self, status, text):
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Notes).serve_forever()
+"#
+    );
+    std::fs::write(dir.join("app.py"), app).unwrap();
+    std::fs::write(
+        dir.join("notes.http"),
+        "@id = n-{{$guid}}\n\n###\nPOST /notes/{{id}}\n\n###\nGET /notes/{{id}}\n\n###\nGET /notes/{{id}}\n",
+    )
+    .unwrap();
+}
+
+/// `shoal verify --json FILE` of the notes app in `app`'s directory `sub`, with a TMPDIR of
+/// its own that must be empty afterwards (no copy and no mount point left): the output and
+/// the JSON report.
+fn verify_notes(app: &App, sub: &str, args: &[&str]) -> (Output, serde_json::Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("report.json");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let procfile = format!("{sub}/Procfile");
+    let scenario = format!("{sub}/notes.http");
+    let mut all = vec!["verify", "-f", &procfile, &scenario];
+    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    all.extend_from_slice(args);
+    let output = app.command(&all).env("TMPDIR", &work).output().unwrap();
+    let output = Output {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    let left: Vec<_> = std::fs::read_dir(&work).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}\n{output:?}");
+    let report = json_report(&json);
+    (output, report)
+}
+
+/// The local writes of a report, `(run, instance, change, path)` in order, with the notes'
+/// random names as `n-*`.
+fn local_writes(report: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let mut writes: Vec<(String, String, String, String)> = report["local_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let path = w["path"].as_str().unwrap();
+            let path = match path.split_once("/n-") {
+                Some((dir, _)) => format!("{dir}/n-*"),
+                None => path.to_owned(),
+            };
+            let field = |name: &str| w[name].as_str().unwrap().to_owned();
+            (field("run"), field("instance"), field("change"), path)
+        })
+        .collect();
+    writes.sort();
+    writes
+}
+
+#[test]
+fn copies_are_copy_on_write_and_plain_copies_find_the_same_writes_and_verdict() {
+    let app = App::new("");
+    notes_app(&app.path().join("app"), false);
+    // `,` in the app directory's path: overlayfs cannot be given it, so the copies are plain.
+    notes_app(&app.path().join("app,plain"), false);
+    let (cow, cow_report) = verify_notes(&app, "app", &["--seed", "7"]);
+    let (plain, plain_report) = verify_notes(&app, "app,plain", &["--seed", "7"]);
+    for output in [&cow, &plain] {
+        assert_verdict(output, true);
+        assert!(
+            output.stdout.contains("created `notes/n-")
+                && output.stdout.contains("state kept on local disk"),
+            "{}",
+            output.stdout
+        );
+    }
+    assert_eq!(
+        cow_report["copies"],
+        serde_json::json!({"how": "copy-on-write"})
+    );
+    assert!(
+        cow.stdout.contains(", copy-on-write copies of the app, "),
+        "{}",
+        cow.stdout
+    );
+    assert_eq!(plain_report["copies"]["how"], "plain");
+    let why = plain_report["copies"]["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("overlayfs cannot be given the path"),
+        "{why}"
+    );
+    assert!(
+        plain.stdout.contains(", plain copies of the app, ")
+            && plain.stdout.contains(&format!(
+                "every instance ran in a plain copy of the app directory, as copy-on-write is not possible: {why}"
+            )),
+        "{}",
+        plain.stdout
+    );
+    // The same writes were found in both: each note created, `seed.txt` deleted, by the same
+    // instances (the same seed plans the same rounds).
+    let writes = local_writes(&cow_report);
+    assert_eq!(writes, local_writes(&plain_report));
+    let changes: std::collections::BTreeSet<(&str, &str)> = writes
+        .iter()
+        .map(|(_, _, change, path)| (change.as_str(), path.as_str()))
+        .collect();
+    assert_eq!(
+        changes.into_iter().collect::<Vec<_>>(),
+        [("created", "notes/n-*"), ("deleted", "seed.txt")]
+    );
+    assert!(writes.iter().any(|(run, ..)| run == "baseline 1"));
+    assert!(writes.iter().any(|(run, ..)| run == "round 3"));
+    // Nothing reached the app directories themselves.
+    for sub in ["app", "app,plain"] {
+        assert!(app.path().join(sub).join("seed.txt").exists());
+        assert!(!app.path().join(sub).join("notes").exists());
+    }
+}
+
+#[test]
+fn file_names_in_the_report_are_escaped_so_that_they_neither_fake_lines_nor_steer_the_terminal() {
+    let app = App::new("");
+    notes_app(&app.path().join("app"), true);
+    let (output, report) = verify_notes(&app, "app", &["--seed", "7"]);
+    assert_verdict(&output, true);
+    for name in [r"\nfake | line\u{1b}[2J`", r"notes/x\xffy`"] {
+        assert!(output.stdout.contains(name), "{name}: {}", output.stdout);
+    }
+    assert!(!output.stdout.contains('\u{1b}'), "{}", output.stdout);
+    assert!(
+        !output.stdout.lines().any(|line| line.starts_with("fake")),
+        "{}",
+        output.stdout
+    );
+    // The JSON holds the name as it is (a string can), but for the byte that is not UTF-8.
+    let paths: Vec<&str> = report["local_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["path"].as_str())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("\nfake | line\u{1b}[2J")),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"notes/x\u{fffd}y"), "{paths:?}");
+}
