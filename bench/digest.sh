@@ -348,7 +348,8 @@ printf '  pipeline %.3f s: waiting for the download %.3f, for a free block %.3f;
     "$(awk -v b="$bytes" -v m="$digest_mbs" 'BEGIN { print b / m / 1e6 }')" "$(stage stream_wait)" "$(stage block_wait)"
 printf '  busy: SHA-256 %.3f, BLAKE3 + type scan %.3f, writer %.3f (%s writes; direct I/O: %s of %s bytes);\n' \
     "$(stage sha256_busy)" "$(stage blake3_busy)" "$(stage write_busy)" "$(stage writes)" "$(stage direct_bytes)" "$bytes"
-printf '  %s chunks from the download, %s blocks\n' "$(stage chunks)" "$(stage blocks)"
+printf '  SHA-256, the slowest stage, waited %.3f for a block (the time it had nothing to do);\n' "$(stage sha256_wait)"
+printf '  %s reads from the download, %s blocks\n' "$(stage chunks)" "$(stage blocks)"
 echo
 echo "peak resident memory of the digest pipeline (VmHWM of pipeline_bench, one process per file):"
 small_rss=$("$DIGEST_BENCH_BIN" "$base/small.bin" "$work/scratch" | sed -n 's/.*max_rss_kib=\([0-9]*\).*/\1/p')
