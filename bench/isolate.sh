@@ -12,6 +12,14 @@
 # /tmp directly above costs a link per entry). Copies go to shoal's runtime directory, under a
 # TMPDIR in that temporary directory (on the file system of /tmp). BENCH_ROUNDS rounds
 # (default 5); prints every measurement and the medians, and checks that nothing is left.
+#
+# Then whole `shoal verify` runs over the same two app directories, each with a web app
+# (python3 -m http.server) answering 15 requests (listings and files) in the two baseline runs
+# and 3 shuffled rounds over 3 web instances, with their restarts: every start of every
+# instance gets a fresh copy, copy-on-write in `cow`, plain in `copy` (the report's first lines
+# say which). BENCH_VERIFY_ROUNDS runs of each (default 3), interleaved, the same seed for
+# both; prints the wall time and the CPU time (user + system, shoal and its instances) of each
+# run and the medians. BENCH_WHAT=start or BENCH_WHAT=verify runs one part only.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,7 +93,9 @@ measure() {
     echo $(((end - start) / 1000000))
 }
 
+what="${BENCH_WHAT:-start verify}"
 declare -A times
+[[ " $what " == *" start "* ]] || rounds=0
 for round in $(seq 1 "$rounds"); do
     for n in 1 4; do
         for mode in none cow copy; do
@@ -97,13 +107,75 @@ for round in $(seq 1 "$rounds"); do
 done
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+if [[ $rounds -gt 0 ]]; then
+    echo
+    echo "| instances | no --isolate | copy-on-write | plain copy | copy / copy-on-write |"
+    echo "|---|---|---|---|---|"
+    for n in 1 4; do
+        none=$(echo "${times[none.$n]}" | median)
+        cow=$(echo "${times[cow.$n]}" | median)
+        copy=$(echo "${times[copy.$n]}" | median)
+        ratio=$(awk -v a="$copy" -v b="$cow" 'BEGIN {printf "%.1fx", a / (b > 0 ? b : 1)}')
+        echo "| $n | $none ms | $cow ms | $copy ms | $ratio |"
+    done
+fi
+
+[[ " $what " == *" verify "* ]] || exit 0
+
+# verify: the app serves its own directory; the scenario reads listings and files.
+scenario="$work/scenario.http"
+{
+    echo 'GET /'
+    for d in 1 4 7 10 13 16 19; do
+        printf '\n###\nGET /dir%d/\n\n###\nGET /dir%d/file%d.bin\n' "$d" "$d" "$((d * 5))"
+    done
+} >"$scenario"
+for app in "$work/cow/src/app" "$work/copy/src/app,copy"; do
+    echo "web: python3 -m http.server \"\$PORT\" --bind 127.0.0.1" >"$app/Procfile"
+done
+# Prints the run's wall milliseconds and CPU milliseconds (user + system, with the instances).
+verify_run() {
+    local mode=$1 dir out="$work/verify.$1"
+    case $mode in
+        cow) dir="$work/cow/src/app"; want='copy-on-write copies of the app' ;;
+        copy) dir="$work/copy/src/app,copy"; want='plain copies of the app' ;;
+    esac
+    sync
+    local start end
+    start=$(date +%s%N)
+    /usr/bin/time -f '%U %S' -o "$work/time.$mode" \
+        "$SHOAL_BIN" verify -f "$dir/Procfile" "$scenario" --seed 1 >"$out" 2>&1 || true
+    end=$(date +%s%N)
+    if ! grep -q '^shoal verify: stateless' "$out" || ! grep -q "$want" "$out"; then
+        echo "bench/isolate.sh: verify ($mode) did not end stateless with $want:" >&2
+        cat "$out" >&2
+        exit 1
+    fi
+    if find "$TMPDIR" -maxdepth 1 -name 'shoal-verify-*' | grep -q .; then
+        echo "bench/isolate.sh: verify ($mode) left its copies behind" >&2
+        exit 1
+    fi
+    echo "$(((end - start) / 1000000)) $(awk '{printf "%d", ($1 + $2) * 1000}' "$work/time.$mode")"
+}
+verify_rounds="${BENCH_VERIFY_ROUNDS:-3}"
 echo
-echo "| instances | no --isolate | copy-on-write | plain copy | copy / copy-on-write |"
-echo "|---|---|---|---|---|"
-for n in 1 4; do
-    none=$(echo "${times[none.$n]}" | median)
-    cow=$(echo "${times[cow.$n]}" | median)
-    copy=$(echo "${times[copy.$n]}" | median)
+echo "shoal verify, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq 1 "$verify_rounds"); do
+    for mode in cow copy; do
+        read -r wall cpu <<<"$(verify_run "$mode")"
+        times[verify.$mode]+="$wall "
+        times[verify_cpu.$mode]+="$cpu "
+        echo "verify round $round: $mode: $wall ms, $cpu ms of CPU ($(grep -o '[0-9]* restarts\?\b' "$work/verify.$mode" | tail -1))"
+    done
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| shoal verify | copy-on-write | plain copy | copy / copy-on-write |"
+echo "|---|---|---|---|"
+for kind in verify verify_cpu; do
+    cow=$(echo "${times[$kind.cow]}" | median)
+    copy=$(echo "${times[$kind.copy]}" | median)
     ratio=$(awk -v a="$copy" -v b="$cow" 'BEGIN {printf "%.1fx", a / (b > 0 ? b : 1)}')
-    echo "| $n | $none ms | $cow ms | $copy ms | $ratio |"
+    if [[ $kind == verify ]]; then label=wall; else label="CPU (user + system)"; fi
+    echo "| $label | $cow ms | $copy ms | $ratio |"
 done
