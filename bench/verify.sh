@@ -4,7 +4,7 @@
 #   noisy   crates/shoal-verify/fixtures/noisy: a Node app, web only; 20 requests, the two
 #           baseline runs and 3 shuffled rounds over 3 web instances with their restarts
 #   digest  apps/digest/verify/journey.http on the reference app (SQLite, a fresh database per
-#           run): 23 requests; web and worker, so the rounds run two workers and restart them
+#           run): 22 requests; web and worker, so the rounds run two workers and restart them
 #           too, also while the URL job's page is polled
 #
 # each with the shoal of BENCH_NOW ("now", default HEAD: what is committed, without the

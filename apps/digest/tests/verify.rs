@@ -34,7 +34,7 @@ const VERIFY_DEADLINE: Duration = Duration::from_secs(600);
 const SEED: &str = "1";
 
 /// What each request of `journey.http` answers in the baseline, in order.
-const JOURNEY_STATUSES: [u64; 23] = [
+const JOURNEY_STATUSES: [u64; 22] = [
     303, // GET / → /signin
     200, // GET /signup
     303, // POST /signup → /files
@@ -51,10 +51,9 @@ const JOURNEY_STATUSES: [u64; 23] = [
     200, // GET /api/jobs/N
     201, // POST /api/uploads
     200, // GET /api/jobs/M
-    303, // POST /files/url → /jobs/K
-    200, // GET /jobs/K, failed
-    200, // GET /files
     200, // GET /api/jobs
+    303, // POST /files/url → /jobs/K
+    200, // GET /files, the URL job failed
     303, // POST /signout
     303, // GET /files → /signin
     401, // GET /api/jobs
