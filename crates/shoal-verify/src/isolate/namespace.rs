@@ -362,6 +362,12 @@ pub(crate) fn overlay_path(path: &Path) -> io::Result<()> {
 }
 
 /// Mounts an overlay of `lower` on `on`, writing into `upper`.
+///
+/// In a user namespace (shoal is not root), with `userxattr`: overlayfs keeps its marks (an
+/// opaque directory, one deleted and made again) in `trusted.` extended attributes, which a
+/// user namespace may not set, so without the option deleting a directory of the app failed
+/// with EIO; `userxattr` keeps them in `user.` attributes. It came with overlay mounts in
+/// user namespaces (Linux 5.11); a kernel that refuses it (EINVAL) mounts without it.
 pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
     for path in [lower, upper, work] {
         overlay_path(path)?;
@@ -372,14 +378,17 @@ pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) 
         upper.display(),
         work.display()
     );
-    let overlay = Some("overlay");
-    Ok(nix::mount::mount(
-        overlay,
-        on,
-        overlay,
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )?)
+    let mount = |options: &str| {
+        let overlay = Some("overlay");
+        nix::mount::mount(overlay, on, overlay, MsFlags::empty(), Some(options))
+    };
+    if !nix::unistd::geteuid().is_root() {
+        match mount(&format!("{options},userxattr")) {
+            Err(Errno::EINVAL) => {}
+            done => return Ok(done?),
+        }
+    }
+    Ok(mount(&options)?)
 }
 
 #[cfg(test)]

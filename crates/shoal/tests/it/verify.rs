@@ -748,31 +748,23 @@ fn a_procfile_without_web_gets_no_verdict() {
 }
 
 /// A web app that keeps notes as files in `notes/` of its working directory (stateful): a
-/// POST writes `notes/NAME` (and, with `odd`, two more files whose names hold a newline and
-/// an escape sequence, and a byte that is not UTF-8) and deletes `seed.txt`; a GET reads the
-/// note back, 404 when this instance has none.
-fn notes_app(dir: &Path, odd: bool) {
+/// POST writes `notes/NAME`, deletes `seed.txt` and runs `more` (Python lines, indented for
+/// the handler); a GET reads the note back, 404 when this instance has none.
+fn notes_app(dir: &Path, more: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("Procfile"), "web: python3 app.py\n").unwrap();
     std::fs::write(dir.join("seed.txt"), "as built\n").unwrap();
-    let odd = if odd {
-        r#"
-        open(b"notes/" + name.encode() + b"\nfake | line\x1b[2J", "w").close()
-        open(b"notes/x\xffy", "w").close()"#
-    } else {
-        ""
-    };
     let app = format!(
-        r#"import http.server, os
+        r#"import http.server, os, shutil
 
 class Notes(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         name = self.path.rsplit("/", 1)[-1]
         os.makedirs("notes", exist_ok=True)
         with open(os.path.join("notes", name), "w") as note:
-            note.write(name){odd}
+            note.write(name)
         if os.path.exists("seed.txt"):
-            os.remove("seed.txt")
+            os.remove("seed.txt"){more}
         self.answer(201, name)
 
     def do_GET(self):
@@ -853,9 +845,9 @@ fn local_writes(report: &serde_json::Value) -> Vec<(String, String, String, Stri
 #[test]
 fn copies_are_copy_on_write_and_plain_copies_find_the_same_writes_and_verdict() {
     let app = App::new("");
-    notes_app(&app.path().join("app"), false);
+    notes_app(&app.path().join("app"), "");
     // `,` in the app directory's path: overlayfs cannot be given it, so the copies are plain.
-    notes_app(&app.path().join("app,plain"), false);
+    notes_app(&app.path().join("app,plain"), "");
     let (cow, cow_report) = verify_notes(&app, "app", &["--seed", "7"]);
     let (plain, plain_report) = verify_notes(&app, "app,plain", &["--seed", "7"]);
     for output in [&cow, &plain] {
@@ -914,7 +906,12 @@ fn copies_are_copy_on_write_and_plain_copies_find_the_same_writes_and_verdict() 
 #[test]
 fn file_names_in_the_report_are_escaped_so_that_they_neither_fake_lines_nor_steer_the_terminal() {
     let app = App::new("");
-    notes_app(&app.path().join("app"), true);
+    // Two more files, whose names hold a newline and an escape sequence, and a byte that is
+    // not UTF-8.
+    let odd = r#"
+        open(b"notes/" + name.encode() + b"\nfake | line\x1b[2J", "w").close()
+        open(b"notes/x\xffy", "w").close()"#;
+    notes_app(&app.path().join("app"), odd);
     let (output, report) = verify_notes(&app, "app", &["--seed", "7"]);
     assert_verdict(&output, true);
     for name in [r"\nfake | line\u{1b}[2J`", r"notes/x\xffy`"] {
@@ -938,4 +935,101 @@ fn file_names_in_the_report_are_escaped_so_that_they_neither_fake_lines_nor_stee
         "{paths:?}"
     );
     assert!(paths.contains(&"notes/x\u{fffd}y"), "{paths:?}");
+}
+
+#[test]
+fn without_root_copies_are_copy_on_write_in_a_user_namespace_and_find_the_same_writes() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() {
+        eprintln!("NOT RUN: needs root and /usr/bin/setpriv to run shoal as another user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let base = tempfile::tempdir().unwrap();
+    let (app, tmp) = (base.path().join("app"), base.path().join("tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A directory of the app deleted and made again, which overlayfs marks in an extended
+    // attribute (in a user namespace, a `user.` one).
+    notes_app(
+        &app,
+        r#"
+        shutil.rmtree("data", ignore_errors=True)
+        os.makedirs("data")
+        with open("data/one.txt", "w") as one:
+            one.write("written again")"#,
+    );
+    std::fs::create_dir(app.join("data")).unwrap();
+    std::fs::write(app.join("data/one.txt"), "one").unwrap();
+    std::fs::write(app.join("data/two.txt"), "two").unwrap();
+    for entry in walkdir(base.path()) {
+        std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let json = tmp.join("report.json");
+    let output = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(shoal_bin())
+        .args([
+            "verify",
+            "-f",
+            "app/Procfile",
+            "app/notes.http",
+            "--seed",
+            "7",
+            "--json",
+        ])
+        .arg(&json)
+        .current_dir(base.path())
+        .env("TMPDIR", &tmp)
+        .env("NO_COLOR", "1")
+        .env_remove("PORT")
+        .output()
+        .unwrap();
+    let output = Output {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_verdict(&output, true);
+    let report = json_report(&json);
+    if report["copies"]["how"] != "copy-on-write" {
+        eprintln!("NOT RUN (the user namespace part): {}", report["copies"]);
+        return;
+    }
+    let changes: std::collections::BTreeSet<(String, String)> = local_writes(&report)
+        .into_iter()
+        .map(|(_, _, change, path)| (change, path))
+        .collect();
+    let expected = [
+        ("changed", "data/one.txt"),
+        ("created", "notes/n-*"),
+        ("deleted", "data/two.txt"),
+        ("deleted", "seed.txt"),
+    ]
+    .map(|(change, path)| (change.to_owned(), path.to_owned()));
+    assert_eq!(changes.into_iter().collect::<Vec<_>>(), expected);
+    assert!(app.join("data/two.txt").exists() && app.join("seed.txt").exists());
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|name| name != "report.json")
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
+/// `dir` and every path below it.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                paths.extend(walkdir(&entry.path()));
+            } else {
+                paths.push(entry.path());
+            }
+        }
+    }
+    paths
 }
