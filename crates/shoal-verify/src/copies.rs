@@ -659,9 +659,10 @@ fn compared(before: &Manifest, now: &Manifest) -> Changes {
 /// upper layer that is one in `lower` and `merged` too is looked into, and so is its listing
 /// in both: a name that one has and the other lacks without an entry in the upper layer (a
 /// directory deleted and made again, which overlayfs marks opaque) is compared whole too.
-/// overlayfs's `redirect_dir` (off unless the kernel or the mount turns it on; shoal's mounts
-/// leave it as the kernel has it) lets a directory renamed in a copy show another directory
-/// of the app: its files are found as long as its new name is new.
+/// A directory renamed in a copy (overlayfs's `redirect_dir`, on in shoal's mounts as root)
+/// shows the app's directory of its old name under its new one: it is found as created where
+/// it is and deleted where it was — but for a rename onto a directory that the app had and
+/// the copy emptied, where a file of the same name in both is not compared.
 pub(crate) fn overlay_changes(upper: &Path, lower: &Path, merged: &Path) -> Changes {
     let mut whole = Vec::new();
     written_below(upper, lower, merged, Path::new(""), &mut whole);
@@ -836,6 +837,7 @@ mod tests {
             "olddir/b/c.txt",
             "again/one.txt",
             "again/two.txt",
+            "moved/m.txt",
         ] {
             let path = app.path().join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -873,6 +875,9 @@ mod tests {
         std::fs::remove_dir_all(dir.join("again")).unwrap();
         std::fs::create_dir(dir.join("again")).unwrap();
         std::fs::write(dir.join("again/one.txt"), "again/one.txt").unwrap();
+        // Renamed (as root, overlayfs's `redirect_dir` lets a copy rename a directory of the
+        // app): its files are deleted where they were and created where they are.
+        std::fs::rename(dir.join("moved"), dir.join("renamed")).unwrap();
         // Opened for writing (copied up) and left as it was: not a change.
         drop(
             std::fs::OpenOptions::new()
@@ -918,7 +923,9 @@ mod tests {
                 ("data/cache.json", "created"),
                 ("data/seed.txt", "changed"),
                 ("new/deep/x.txt", "created"),
+                ("renamed/m.txt", "created"),
                 ("again/two.txt", "deleted"),
+                ("moved/m.txt", "deleted"),
                 ("olddir/a.txt", "deleted"),
                 ("olddir/b/c.txt", "deleted"),
                 ("app.py", "deleted")

@@ -363,11 +363,14 @@ pub(crate) fn overlay_path(path: &Path) -> io::Result<()> {
 
 /// Mounts an overlay of `lower` on `on`, writing into `upper`.
 ///
-/// In a user namespace (shoal is not root), with `userxattr`: overlayfs keeps its marks (an
-/// opaque directory, one deleted and made again) in `trusted.` extended attributes, which a
+/// As root, with `redirect_dir=on`: otherwise renaming a directory of the app fails with EXDEV
+/// in a copy (`mv` copies instead, Python's `os.rename` raises), where it works in a plain
+/// copy. In a user namespace (shoal is not root), with `userxattr`: overlayfs keeps its marks
+/// (an opaque directory, one deleted and made again) in `trusted.` extended attributes, which a
 /// user namespace may not set, so without the option deleting a directory of the app failed
-/// with EIO; `userxattr` keeps them in `user.` attributes. It came with overlay mounts in
-/// user namespaces (Linux 5.11); a kernel that refuses it (EINVAL) mounts without it.
+/// with EIO; `userxattr` keeps them in `user.` attributes (it came with overlay mounts in user
+/// namespaces, Linux 5.11, and excludes `redirect_dir`: there a renamed directory still gets
+/// EXDEV). A kernel that refuses the option (EINVAL) mounts without it.
 pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) -> io::Result<()> {
     for path in [lower, upper, work] {
         overlay_path(path)?;
@@ -382,13 +385,15 @@ pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, on: &Path) 
         let overlay = Some("overlay");
         nix::mount::mount(overlay, on, overlay, MsFlags::empty(), Some(options))
     };
-    if !nix::unistd::geteuid().is_root() {
-        match mount(&format!("{options},userxattr")) {
-            Err(Errno::EINVAL) => {}
-            done => return Ok(done?),
-        }
+    let extra = if nix::unistd::geteuid().is_root() {
+        "redirect_dir=on"
+    } else {
+        "userxattr"
+    };
+    match mount(&format!("{options},{extra}")) {
+        Err(Errno::EINVAL) => Ok(mount(&options)?),
+        done => Ok(done?),
     }
-    Ok(mount(&options)?)
 }
 
 #[cfg(test)]
