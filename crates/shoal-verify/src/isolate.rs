@@ -14,8 +14,8 @@
 //! with the namespace once shoal and its instances have exited, even if shoal was killed.
 //! Where that is not possible (namespaces refused — the note says which step and, when a
 //! setting tells, why —, a path overlayfs cannot be given, or the first mount refused), each
-//! start gets a plain copy (the copier `shoal verify` uses), with a note when the app
-//! directory is over 100 MB.
+//! start gets a plain copy (as `shoal verify`'s, which are made the same way), with a note
+//! when the app directory is over 100 MB.
 //!
 //! Either way the copy sits where the app directory's surroundings are mirrored (see
 //! `copies`), `release` runs in the app directory itself, and a copy is unmounted and removed

@@ -19,9 +19,10 @@
 //! - `observe`: an answer as compared, normalised (the instance's identity, generated values).
 //! - `tokens`, `lines`, `json_diff`, [`compare`]: noise learning and comparison.
 //! - [`schedule`]: the seeded plan of the shuffled rounds.
-//! - `copies`, `formation`: private copies of the app, and one formation per run.
-//! - [`isolate`]: the same private copies for `shoal start --isolate`, copy-on-write where
-//!   the kernel allows, and the report of each instance's first writes into its copy.
+//! - `copies`, `formation`: private copies of the app (copy-on-write where the kernel allows,
+//!   else plain), and one formation per run.
+//! - [`isolate`]: the same private copies for `shoal start --isolate`, the mount namespace
+//!   and the overlay mounts of both, and the report of each instance's first writes.
 //! - `shown`: file names the app chose, escaped for a line of text.
 //! - [`run`]: the whole run; [`reading`]: what a divergence most likely means.
 //! - [`report`]: the outcome as text, JSON and JUnit XML.
