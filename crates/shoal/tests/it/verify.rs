@@ -1033,3 +1033,19 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     }
     paths
 }
+
+#[test]
+fn a_run_that_ends_without_a_verdict_leaves_no_copy_behind() {
+    // The formation fails with its copy-on-write copy still mounted.
+    let app = App::new("web: echo booting; exec sleep 600\n");
+    app.write("only.http", "GET /\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let output = app
+        .command(&["verify", "only.http", "--boot-timeout", "1", "--json", "-"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
