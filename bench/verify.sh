@@ -45,7 +45,11 @@ shoal_of() {
     local name="$1" rev="$2" src="$work/$1-src"
     echo "bench/verify.sh: building the shoal of $rev ($(git rev-parse --short "$rev")) as $name${3:+, workers $3}" >&2
     mkdir "$src"
-    git archive "$rev" | tar -x -C "$src"
+    # -m: the files get the time of extraction, not of the commit. cargo finds a profile's
+    # build fresh unless a source is newer than it, and hashes path sources relative to the
+    # workspace, so the sources of an older commit (or those of the last patched build, as
+    # committed) would reuse the last build of the profile.
+    git archive "$rev" | tar -x -m -C "$src"
     if [ "${3:-}" = untouched ]; then
         local run="$src/crates/shoal-verify/src/run.rs" schedule="$src/crates/shoal-verify/src/schedule.rs"
         grep -q 'pub const DEFAULT_OTHERS: u32 = 2;' "$run"
