@@ -8,9 +8,11 @@
 //! its traffic: the address is therefore chosen from the instance's own listeners, and a
 //! connection counts only when the listener the kernel hands it to is the instance's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::process;
 
@@ -95,23 +97,61 @@ fn read_tables() -> Option<Vec<Socket>> {
 
 /// How old a reading of the tables may be for a readiness probe that finds nothing to connect
 /// to yet: booting instances share one reading instead of each making its own.
-pub const RECENT: std::time::Duration = std::time::Duration::from_millis(200);
+pub const RECENT: Duration = Duration::from_millis(200);
 
-/// The last reading of the tables, shared by every probe.
-static LAST_READING: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Vec<Socket>>)>> =
-    std::sync::Mutex::new(None);
+/// The last reading of the tables, shared by every probe, and when each port was last looked
+/// at through a shared reading.
+struct Shared {
+    reading: Option<Reading>,
+    looked: BTreeMap<u16, Instant>,
+}
 
-/// A reading of the tables at most `max_age` old. Readers wait for one another, so at most
-/// one reading is made at a time.
-fn recent_tables(max_age: std::time::Duration) -> Option<std::sync::Arc<Vec<Socket>>> {
-    let mut last = LAST_READING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, sockets)) = last.as_ref()
-        && at.elapsed() <= max_age
+/// A reading of the tables: when it began and ended, and the sockets.
+struct Reading {
+    began: Instant,
+    ended: Instant,
+    sockets: Arc<Vec<Socket>>,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    reading: None,
+    looked: BTreeMap::new(),
+});
+
+/// Whether `reading` may answer a look at a port begun at `look`, whose previous look began
+/// at `previous`: when it ended at most [`RECENT`] before the look, and began after the
+/// previous look. So a listener that was there at one look is seen at the next — an instance
+/// is ready at the first probe after it listens, as when every probe read the tables itself
+/// (a reading reused for up to 200 ms made every start about 0.2 s slower) — and a reading
+/// still serves every booting instance that looked before it began.
+fn reusable(reading: &Reading, previous: Option<Instant>, look: Instant) -> bool {
+    look.saturating_duration_since(reading.ended) <= RECENT
+        && previous.is_none_or(|p| reading.began >= p)
+}
+
+/// A reading of the tables for a look at `port` (see [`reusable`]). Readers wait for one
+/// another, so at most one reading is made at a time; a look counts from before it waits, so
+/// the reading it waited for serves it when that reading began after its previous look.
+fn recent_tables(port: u16) -> Option<Arc<Vec<Socket>>> {
+    let look = Instant::now();
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let previous = shared.looked.insert(port, look);
+    // Ports of instances long gone (or ready) are forgotten.
+    shared
+        .looked
+        .retain(|_, at| look.saturating_duration_since(*at) < Duration::from_secs(60));
+    if let Some(reading) = shared.reading.as_ref()
+        && reusable(reading, previous, look)
     {
-        return Some(sockets.clone());
+        return Some(reading.sockets.clone());
     }
-    let sockets = std::sync::Arc::new(read_tables()?);
-    *last = Some((std::time::Instant::now(), sockets.clone()));
+    let began = Instant::now();
+    let sockets = Arc::new(read_tables()?);
+    shared.reading = Some(Reading {
+        began,
+        ended: Instant::now(),
+        sockets: sockets.clone(),
+    });
     Some(sockets)
 }
 
@@ -169,9 +209,10 @@ pub fn listeners(port: u16, pgid: u32) -> Option<Vec<Listener>> {
     owned_listeners(sockets_on(port)?, pgid)
 }
 
-/// [`listeners`] from a reading of the tables at most [`RECENT`] old.
+/// [`listeners`] from a reading of the tables shared with other probes: ended at most
+/// [`RECENT`] ago, and begun after the previous look at `port` (see [`reusable`]).
 pub fn recent_listeners(port: u16, pgid: u32) -> Option<Vec<Listener>> {
-    owned_listeners(on_port(&recent_tables(RECENT)?, port), pgid)
+    owned_listeners(on_port(&recent_tables(port)?, port), pgid)
 }
 
 fn owned_listeners(sockets: Vec<Socket>, pgid: u32) -> Option<Vec<Listener>> {
@@ -409,6 +450,30 @@ pub fn ephemeral_warning(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_reading_serves_a_look_only_when_begun_since_the_ports_previous_look() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let reading = |began: u64, ended: u64| Reading {
+            began: ms(began),
+            ended: ms(ended),
+            sockets: Arc::new(Vec::new()),
+        };
+        // A port's first look takes any recent reading.
+        assert!(reusable(&reading(0, 5), None, ms(150)));
+        assert!(!reusable(&reading(0, 5), None, ms(250)));
+        // A reading begun before the previous look may not show what listens since: it is
+        // not reused, however recent, so a listener is seen at the first look after it
+        // appears.
+        assert!(!reusable(&reading(10, 15), Some(ms(30)), ms(70)));
+        assert!(reusable(&reading(40, 45), Some(ms(30)), ms(70)));
+        assert!(reusable(&reading(30, 35), Some(ms(30)), ms(70)));
+        assert!(!reusable(&reading(40, 45), Some(ms(30)), ms(300)));
+        // A slow reading (many sockets) that a look waited for serves it: its age counts from
+        // its end.
+        assert!(reusable(&reading(100, 400), Some(ms(50)), ms(350)));
+    }
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0
