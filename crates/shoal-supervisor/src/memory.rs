@@ -105,10 +105,12 @@ impl CgroupRoot {
             }
             Version::V2 => fs::write(cgroup.dir.join("memory.max"), &limit)
                 .and_then(|()| fs::write(cgroup.dir.join("memory.high"), &restart))
-                .and_then(|()| match fs::write(cgroup.dir.join("memory.swap.max"), "0") {
-                    Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-                    _ => Ok(()),
-                }),
+                .and_then(
+                    |()| match fs::write(cgroup.dir.join("memory.swap.max"), "0") {
+                        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+                        _ => Ok(()),
+                    },
+                ),
         };
         match written {
             Ok(()) => Ok(cgroup),
