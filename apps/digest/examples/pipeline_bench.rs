@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use digest_app::fetch::{FetchPolicy, Fetcher};
-use digest_app::pipeline::{Stages, digest_url_measured};
+use digest_app::pipeline::{Stages, digest_url_measured, thread_cpu};
 use sha2::Digest;
 
 fn main() -> ExitCode {
@@ -146,22 +146,6 @@ fn process_cpu() -> (Duration, Duration) {
             + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
     (time(usage.ru_utime), time(usage.ru_stime))
-}
-
-/// The CPU time the calling thread has used so far.
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec to the pointer, which points to one.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        u64::try_from(now.tv_sec).unwrap_or(0),
-        u32::try_from(now.tv_nsec).unwrap_or(0),
-    )
 }
 
 /// VmHWM from /proc/self/status: the peak resident set size in KiB.

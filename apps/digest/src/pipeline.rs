@@ -650,7 +650,7 @@ fn lane<T: Send + 'static>(
 
 /// The CPU time (user + system) the calling thread has used so far; zero if the clock is
 /// not available.
-fn thread_cpu() -> Duration {
+pub fn thread_cpu() -> Duration {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
