@@ -288,10 +288,8 @@ fn an_instance_that_writes_and_exits_at_once_is_reported_and_its_copy_goes_with_
 
 #[test]
 fn without_root_the_copies_are_mounted_in_a_user_namespace() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
     let setpriv = Path::new("/usr/bin/setpriv");
-    if !root || !setpriv.exists() {
+    if !crate::support::root_with(&["/usr/bin/setpriv"]) {
         eprintln!("NOT RUN: needs root and /usr/bin/setpriv to run shoal as another user");
         return;
     }
@@ -429,11 +427,7 @@ fn app_of(uid: u32, procfile: &str) -> (tempfile::TempDir, std::path::PathBuf, s
 
 /// Whether this test can make namespaces and change users (it runs as root, with util-linux).
 fn can_make_namespaces() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && ["/usr/bin/setpriv", "/usr/bin/unshare"]
-        .iter()
-        .all(|tool| Path::new(tool).exists())
+    crate::support::root_with(&["/usr/bin/setpriv", "/usr/bin/unshare"])
 }
 
 #[test]

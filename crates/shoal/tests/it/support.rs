@@ -30,6 +30,15 @@ pub(crate) fn fake_bin() -> PathBuf {
 /// first ten of each of three blocks, P+100+n, P+200+n, P+300+n) are free now, and all of them
 /// lie below the kernel's ephemeral range (32768 and up), so no outgoing connection (to the
 /// database, between tests) can be given one of them before the formation binds it.
+/// Whether the tests run as root with every one of `tools` (absolute paths) installed: what a
+/// test needs to run shoal as another user (`setpriv`) or in namespaces of its own
+/// (`unshare`). A test that cannot says NOT RUN.
+pub(crate) fn root_with(tools: &[&str]) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && tools.iter().all(|tool| Path::new(tool).exists())
+}
+
 pub(crate) fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     let mut x = std::collections::hash_map::RandomState::new()

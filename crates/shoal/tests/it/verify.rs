@@ -939,10 +939,8 @@ fn file_names_in_the_report_are_escaped_so_that_they_neither_fake_lines_nor_stee
 
 #[test]
 fn without_root_copies_are_copy_on_write_in_a_user_namespace_and_find_the_same_writes() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
     let setpriv = Path::new("/usr/bin/setpriv");
-    if !root || !setpriv.exists() {
+    if !crate::support::root_with(&["/usr/bin/setpriv"]) {
         eprintln!("NOT RUN: needs root and /usr/bin/setpriv to run shoal as another user");
         return;
     }
