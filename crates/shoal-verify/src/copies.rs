@@ -47,6 +47,9 @@ use shoal_supervisor::scratch::remove_all;
 use crate::isolate::{Namespace, blocking, mount_overlay, overlay_path, unmount};
 use crate::shown::shown;
 
+/// Directories whose writes are neither reported nor counted: an app's own bytecode caches.
+pub(crate) const IGNORED: &str = "__pycache__";
+
 /// Copies larger than this are refused: the app directory is copied at every instance start.
 const MAX_FILES: usize = 20_000;
 const MAX_BYTES: u64 = 512 * 1024 * 1024;
@@ -711,8 +714,8 @@ fn written_below(upper: &Path, lower: &Path, merged: &Path, rel: &Path, whole: &
 }
 
 /// Whether `list` leaves `name`, in the directory `rel`, out.
-fn not_listed(rel: &Path, name: &OsStr) -> bool {
-    name == "__pycache__" || (rel.as_os_str().is_empty() && name == ".git")
+pub(crate) fn not_listed(rel: &Path, name: &OsStr) -> bool {
+    name == IGNORED || (rel.as_os_str().is_empty() && name == ".git")
 }
 
 /// The files at `path` (a file, or a directory and everything below it) as `rel`, into `out`.
@@ -752,6 +755,16 @@ fn list(dir: &Path, relative: &Path, out: &mut Manifest) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_read_back_as_the_kernel_escapes_them() {
+        // mountinfo writes space, tab, newline and `\` as octal escapes; a `\` that starts no
+        // escape stays as it is.
+        assert_eq!(
+            unescape_octal(r"/a\040b\011c\012d\134e\x\9"),
+            PathBuf::from("/a b\tc\nd\\e\\x\\9")
+        );
+    }
 
     #[test]
     fn an_app_right_below_the_root_gets_a_directory_that_exists() {

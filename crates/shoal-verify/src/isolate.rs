@@ -55,7 +55,7 @@ use shoal_supervisor::scratch::remove_all;
 use shoal_supervisor::{Log, WorkDirs};
 use tokio::io::unix::AsyncFd;
 
-use crate::copies::{Budget, Changes, How, Manifest, changed_since, copy_tree, mirror};
+use crate::copies::{Budget, Changes, How, IGNORED, Manifest, changed_since, copy_tree, mirror};
 use crate::shown::shown;
 use namespace::cstring;
 pub use namespace::{Namespace, private_mounts};
@@ -67,8 +67,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// A plain copy of an app directory larger than this is worth a note: it is made at every
 /// start of every instance.
 const LARGE_BYTES: u64 = 100 * 1000 * 1000;
-/// Directories whose writes are neither reported nor counted.
-const IGNORED: &str = "__pycache__";
 
 /// The [`WorkDirs`] provider of `shoal start --isolate`. Shared with the watcher
 /// ([`Isolation::watch`]) and `shoal ps` ([`Isolation::local_writes`]); [`Isolation::finish`]
@@ -194,13 +192,7 @@ impl Isolation {
         std::fs::create_dir_all(root)?;
         // `private_mounts` mounted a trial overlay on a tmpfs; whether the kernel takes one
         // of the app directory's file system is found at the first start.
-        let how = match &namespace.0 {
-            Err(why) => How::Copy(why.clone()),
-            Ok(()) => match [app_dir, root].into_iter().try_for_each(overlay_path) {
-                Ok(()) => How::Overlay,
-                Err(err) => How::Copy(err.to_string()),
-            },
-        };
+        let how = How::first(app_dir, root, namespace);
         // Not nix's `Inotify`: its reader takes 4 KiB of events a call, and a burst of writes
         // is read here in gulps of 64 KiB.
         // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.

@@ -415,9 +415,9 @@ async fn run_in(inputs: Inputs<'_>, work: &Path) -> Result<(Report, Vec<String>)
             public_address: format!("http://127.0.0.1:{}", base_plan.port),
             copies,
             elapsed_secs: 0.0,
-            restarts: rounds.restarts.total,
-            worker_restarts: rounds.restarts.workers,
-            restarts_while_polling: rounds.restarts.while_polling,
+            restarts: rounds.restarts.total(),
+            worker_restarts: rounds.restarts.workers(),
+            restarts_while_polling: rounds.restarts.while_polling(),
             scenarios: scenario_reports,
             schedule: rounds.schedule,
             restarts_made: rounds.restarts.made,
@@ -531,18 +531,13 @@ struct Exchange {
 /// The restarts a run made.
 #[derive(Debug, Default, Clone)]
 struct Restarts {
-    total: usize,
-    /// Of instances of types other than `web`.
-    workers: usize,
-    /// Of those, while a request polled with `# @until`.
-    while_polling: usize,
-    /// Each one, in order.
+    /// Each one, in order (restarts are made in the shuffled rounds only).
     made: Vec<RestartMade>,
 }
 
 impl Restarts {
-    /// Counts `restart`, made in `phase` before or while the request of round step `step`
-    /// (while it polled: after `after_try` tries), at `at_ms`.
+    /// Counts `restart`, made in round `phase` before or while the request of round step
+    /// `step` (while it polled: after `after_try` tries), at `at_ms`.
     fn count(
         &mut self,
         phase: Phase,
@@ -551,13 +546,6 @@ impl Restarts {
         after_try: Option<u32>,
         at_ms: u64,
     ) {
-        self.total += 1;
-        if restart.kind != WEB {
-            self.workers += 1;
-        }
-        if after_try.is_some() {
-            self.while_polling += 1;
-        }
         if let Phase::Round { round, .. } = phase {
             self.made.push(RestartMade {
                 round,
@@ -569,11 +557,18 @@ impl Restarts {
         }
     }
 
-    fn add(&mut self, other: Restarts) {
-        self.total += other.total;
-        self.workers += other.workers;
-        self.while_polling += other.while_polling;
-        self.made.extend(other.made);
+    fn total(&self) -> usize {
+        self.made.len()
+    }
+
+    /// Of instances of types other than `web`.
+    fn workers(&self) -> usize {
+        self.made.iter().filter(|r| r.restart.kind != WEB).count()
+    }
+
+    /// Of those, while a request polled with `# @until`.
+    fn while_polling(&self) -> usize {
+        self.made.iter().filter(|r| r.after_try.is_some()).count()
     }
 }
 
@@ -694,9 +689,9 @@ impl Runner<'_> {
                 phase,
                 seconds: began.elapsed().as_secs_f64(),
                 divergent,
-                restarts: played.restarts.total,
+                restarts: played.restarts.total(),
             });
-            out.restarts.add(played.restarts);
+            out.restarts.made.extend(played.restarts.made);
             out.writes.app.extend(writes.app);
             out.writes.scratch.extend(writes.scratch);
             out.schedule.push(steps);
@@ -831,7 +826,7 @@ impl Runner<'_> {
                     phase,
                     done: step,
                     total,
-                    restarts: restarts.total,
+                    restarts: restarts.total(),
                 });
             }
             exchanges.push(played);

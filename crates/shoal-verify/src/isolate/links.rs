@@ -7,7 +7,8 @@ use std::path::{Component, Path, PathBuf};
 
 use shoal_supervisor::Log;
 
-use super::{IGNORED, shown};
+use super::shown;
+use crate::copies::not_listed;
 
 /// Entries looked at, at most: a huge tree is not walked whole at every `shoal start`.
 const MAX_ENTRIES: usize = 100_000;
@@ -63,7 +64,7 @@ fn leaving(app_dir: &Path) -> Vec<Leaving> {
             }
             let name = entry.file_name();
             // `.git` is linked to the original by plain copies, on purpose.
-            if name == IGNORED || (rel.as_os_str().is_empty() && name == ".git") {
+            if not_listed(&rel, &name) {
                 continue;
             }
             let Ok(kind) = entry.file_type() else {
