@@ -10,10 +10,8 @@
 //! quarter of the limit (at least 32 MiB) above the restart point: an instance that grows
 //! slowly, as a leak does, reaches the restart point in one of shoal's readings and is
 //! restarted gracefully; one that grows faster than shoal reads is ended by the kernel's OOM
-//! killer there, however fast it grows. On cgroup v2, `memory.high` at the restart point
-//! also slows such an instance down (the kernel reclaims its memory before it may grow)
-//! until shoal's next reading. A hard limit at the limit itself would kill the instance
-//! before any warning.
+//! killer there, however fast it grows. A hard limit at the limit itself would kill the
+//! instance before any warning.
 //!
 //! Elsewhere (no cgroup shoal may create, or `SHOAL_NO_CGROUP=1`), shoal reads the resident
 //! memory of the instance's process group from `/proc` once a second, only while a limit is
@@ -25,6 +23,8 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use shoal_procfile::memory::Size;
 
 /// Set to `1` to sample resident memory even where a memory cgroup could be created.
 pub const NO_CGROUP: &str = "SHOAL_NO_CGROUP";
@@ -78,7 +78,7 @@ impl CgroupRoot {
     }
 
     /// A cgroup for one run of an instance whose memory limit is `limit` bytes: its hard limit
-    /// at [`hard_limit`], and on cgroup v2 `memory.high` at the restart point.
+    /// at [`hard_limit`].
     pub(crate) fn instance(&self, name: &str, limit: u64) -> io::Result<Cgroup> {
         let dir = self.dir.join(name);
         // A cgroup left by the same name's previous run (its removal failed): its processes
@@ -89,7 +89,6 @@ impl CgroupRoot {
             dir,
             version: self.version,
         };
-        let restart = limit.saturating_mul(2).to_string();
         let limit = hard_limit(limit).to_string();
         let written = match self.version {
             Version::V1 => {
@@ -103,14 +102,12 @@ impl CgroupRoot {
                     }
                 })
             }
-            Version::V2 => fs::write(cgroup.dir.join("memory.max"), &limit)
-                .and_then(|()| fs::write(cgroup.dir.join("memory.high"), &restart))
-                .and_then(
-                    |()| match fs::write(cgroup.dir.join("memory.swap.max"), "0") {
-                        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-                        _ => Ok(()),
-                    },
-                ),
+            Version::V2 => fs::write(cgroup.dir.join("memory.max"), &limit).and_then(|()| {
+                match fs::write(cgroup.dir.join("memory.swap.max"), "0") {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+                    _ => Ok(()),
+                }
+            }),
         };
         match written {
             Ok(()) => Ok(cgroup),
@@ -325,7 +322,7 @@ impl MemoryWatch {
         let over = used > self.limit;
         let warn = over && !self.over;
         self.over = over;
-        let restart = !self.asked && (used >= self.limit.saturating_mul(2) || oom_kills > 0);
+        let restart = !self.asked && (used >= restart_point(self.limit) || oom_kills > 0);
         self.asked |= restart;
         (warn, restart)
     }
@@ -336,9 +333,22 @@ impl MemoryWatch {
 /// once a second finds an instance that grows slowly past the restart point before the kernel
 /// does (see the module's documentation).
 pub(crate) fn hard_limit(limit: u64) -> u64 {
-    limit
-        .saturating_mul(2)
-        .saturating_add((limit / 4).max(32 << 20))
+    restart_point(limit).saturating_add((limit / 4).max(32 << 20))
+}
+
+/// Where shoal restarts an instance whose memory limit is `limit` bytes: twice the limit.
+pub(crate) fn restart_point(limit: u64) -> u64 {
+    limit.saturating_mul(2)
+}
+
+/// What the log says when the kernel's OOM killer ended an instance (`whom`: `web.1`, or
+/// `a process of web.1`) whose memory limit is `limit` bytes.
+pub(crate) fn oom_killed(whom: &str, limit: u64) -> String {
+    format!(
+        "the kernel's OOM killer ended {whom} at {}, past twice its memory limit of {}",
+        Size(hard_limit(limit)),
+        Size(limit)
+    )
 }
 
 /// `KEY VALUE` lines (`memory.stat`, `memory.oom_control`, `memory.events`): `key`'s value.

@@ -155,8 +155,10 @@ fn recent_tables(port: u16) -> Option<Arc<Vec<Socket>>> {
     Some(sockets)
 }
 
-/// The sockets of a `/proc/net/tcp` or `/proc/net/tcp6` table.
-pub fn parse_table(text: &str) -> Vec<Socket> {
+/// The sockets of a `/proc/net/tcp` or `/proc/net/tcp6` table (`read_tables` parses the
+/// kernel's a line at a time).
+#[cfg(test)]
+fn parse_table(text: &str) -> Vec<Socket> {
     text.lines().skip(1).filter_map(parse_line).collect()
 }
 

@@ -371,7 +371,7 @@ impl Controller {
         }
         let limit = self.memory_limit(index).unwrap_or(0);
         let name = s.name.clone();
-        self.log(if used >= limit.saturating_mul(2) {
+        self.log(if used >= crate::memory::restart_point(limit) {
             format!(
                 "{name} uses {}, twice its memory limit of {} or more: restarting it",
                 Size(used),
@@ -379,9 +379,8 @@ impl Controller {
             )
         } else {
             format!(
-                "the kernel's OOM killer ended a process of {name} at {}, past twice its memory limit of {}: restarting it",
-                Size(crate::memory::hard_limit(limit)),
-                Size(limit)
+                "{}: restarting it",
+                crate::memory::oom_killed(&format!("a process of {name}"), limit)
             )
         });
         let another_ready = self
@@ -611,11 +610,7 @@ impl Controller {
         // another of its processes.
         if oom && ended.cause == Cause::MemoryLimit {
             let limit = self.memory_limit(index).unwrap_or(0);
-            self.log(format!(
-                "the kernel's OOM killer ended {name} at {}, past twice its memory limit of {}",
-                Size(crate::memory::hard_limit(limit)),
-                Size(limit)
-            ));
+            self.log(crate::memory::oom_killed(&name.to_string(), limit));
         }
         if let Some(why) = given_up {
             // Said instead of "restarting …": it is not.
