@@ -213,6 +213,11 @@ async fn every_framing_reads_the_same_into_buffers_and_in_chunks() {
                 "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
                  HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n"
             ))),
+            // Empty lines before a status line, which hyper's parser skips: a server may send
+            // them, and they must not be taken for a head (the fetch waited for ever).
+            "/leading-empty-lines" => Answer::Bytes(with_head(&format!(
+                "\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n\nHTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n"
+            ))),
             "/bare-lf" => Answer::Bytes(with_head(&format!(
                 "HTTP/1.1 200 OK\nContent-Length: {length}\n\n"
             ))),
@@ -233,6 +238,7 @@ async fn every_framing_reads_the_same_into_buffers_and_in_chunks() {
         "/chunked",
         "/until-close",
         "/informational",
+        "/leading-empty-lines",
         "/bare-lf",
         "/extra",
     ] {

@@ -104,12 +104,16 @@ impl<T> Gate<T> {
     fn find_heads(&mut self) {
         while self.state == State::Head {
             let rest = &self.buffered[self.ready..];
+            // Empty lines before a status line are skipped, as hyper's parser does: they are
+            // not a head of their own.
+            let skipped = empty_lines(rest);
+            let rest = &rest[skipped..];
             match head_end(rest) {
                 Some(end) => {
                     if !is_informational(&rest[..end]) {
                         self.state = State::Found;
                     }
-                    self.ready += end;
+                    self.ready += skipped + end;
                 }
                 None => {
                     if rest.len() > MAX_HEAD {
@@ -224,6 +228,18 @@ pub(super) fn head_end(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// How many bytes of whole empty lines (`\r\n` or `\n`) `bytes` starts with.
+pub(super) fn empty_lines(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &bytes[at..] {
+            [b'\r', b'\n', ..] => at += 2,
+            [b'\n', ..] => at += 1,
+            _ => return at,
+        }
+    }
+}
+
 /// Whether a head is an informational (`1xx`) answer, which another head follows.
 pub(super) fn is_informational(head: &[u8]) -> bool {
     head.starts_with(b"HTTP/1.") && head.get(8) == Some(&b' ') && head.get(9) == Some(&b'1')
@@ -233,6 +249,14 @@ pub(super) fn is_informational(head: &[u8]) -> bool {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn empty_lines_before_a_status_line_are_counted_whole() {
+        assert_eq!(empty_lines(b"\r\n\nHTTP/1.1 200 OK"), 3);
+        assert_eq!(empty_lines(b"HTTP/1.1 200 OK\r\n"), 0);
+        // A `\r` whose `\n` has not arrived yet is not a whole empty line.
+        assert_eq!(empty_lines(b"\r\n\r"), 2);
+    }
 
     #[test]
     fn a_head_ends_at_its_first_empty_line_with_either_line_ending() {
